@@ -1,0 +1,90 @@
+"""dbos_async: durable workflows for asyncio on Postgres, with DBOS Transact's API.
+
+Change ``from dbos import ...`` to ``from dbos_async import ...``; decorate ``async def`` (or
+plain ``def``) functions with ``@DBOS.workflow()`` and ``@DBOS.step()``; every step's result is
+checkpointed in Postgres, and unfinished workflows resume after a crash.
+"""
+
+from __future__ import annotations
+
+from ._config import DBOSConfig
+from ._context import (
+    DBOSContextEnsure,
+    DBOSContextSetAuth,
+    SetWorkflowID,
+    SetWorkflowTimeout,
+    StepStatus,
+)
+from ._dbos import DBOS
+from ._errors import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSBlockingCallInLoopError,
+    DBOSConfigurationError,
+    DBOSConflictingRegistrationError,
+    DBOSConflictingWorkflowError,
+    DBOSException,
+    DBOSInitializationError,
+    DBOSInvalidArgumentError,
+    DBOSMaxStepRetriesExceeded,
+    DBOSNonExistentWorkflowError,
+    DBOSNotAuthorizedError,
+    DBOSNotInWorkflowError,
+    DBOSNotLaunchedError,
+    DBOSQueueDeduplicatedError,
+    DBOSRecoveryError,
+    DBOSSerializationError,
+    DBOSStepTimeoutError,
+    DBOSUnexpectedStepError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+    DBOSWorkflowFunctionNotFoundError,
+    MaxRecoveryAttemptsExceededError,
+)
+from ._handles import WorkflowHandle, WorkflowHandleAsync
+from ._queue import Queue, SetEnqueueOptions
+from ._registry import DBOSConfiguredInstance
+from ._serialization import Serializer
+from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+
+__all__ = [
+    "DBOS",
+    "DBOSAwaitedWorkflowCancelledError",
+    "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+    "DBOSBlockingCallInLoopError",
+    "DBOSConfig",
+    "DBOSConfigurationError",
+    "DBOSConfiguredInstance",
+    "DBOSConflictingRegistrationError",
+    "DBOSConflictingWorkflowError",
+    "DBOSContextEnsure",
+    "DBOSContextSetAuth",
+    "DBOSException",
+    "DBOSInitializationError",
+    "DBOSInvalidArgumentError",
+    "DBOSMaxStepRetriesExceeded",
+    "DBOSNonExistentWorkflowError",
+    "DBOSNotAuthorizedError",
+    "DBOSNotInWorkflowError",
+    "DBOSNotLaunchedError",
+    "DBOSQueueDeduplicatedError",
+    "DBOSRecoveryError",
+    "DBOSSerializationError",
+    "DBOSStepTimeoutError",
+    "DBOSUnexpectedStepError",
+    "DBOSWorkflowCancelledError",
+    "DBOSWorkflowConflictIDError",
+    "DBOSWorkflowFunctionNotFoundError",
+    "MaxRecoveryAttemptsExceededError",
+    "Queue",
+    "Serializer",
+    "SetEnqueueOptions",
+    "SetWorkflowID",
+    "SetWorkflowTimeout",
+    "StepInfo",
+    "StepStatus",
+    "WorkflowHandle",
+    "WorkflowHandleAsync",
+    "WorkflowStatus",
+    "WorkflowStatusString",
+]

@@ -1,0 +1,174 @@
+"""``DBOSConfig``: the configuration keys DBOS documents, checked so typos surface.
+
+Every key DBOS documents is accepted; one that has no effect here logs a warning. A key DBOS
+does not know raises :class:`DBOSConfigurationError`. The environment is read when the config
+is resolved (at ``DBOS(...)``), never at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from ._errors import DBOSConfigurationError
+from ._serialization import Serializer
+
+__all__ = ["DBOSConfig", "ResolvedConfig", "resolve_config"]
+
+logger = logging.getLogger("dbos_async")
+
+
+class DBOSConfig(TypedDict, total=False):
+    """Configuration for ``DBOS(config=...)``; every key is optional here."""
+
+    name: str
+    system_database_url: str | None
+    application_database_url: str | None
+    database_url: str | None
+    sys_db_pool_size: int | None
+    sys_db_polling_concurrency: int | None
+    db_engine_kwargs: dict[str, Any] | None
+    system_database_engine: Any
+    dbos_system_schema: str | None
+    use_listen_notify: bool | None
+    run_migrations: bool | None
+    max_executor_threads: int | None
+    notification_listener_polling_interval_sec: float | None
+    notification_coalesce_sec: float | None
+    scheduler_polling_interval_sec: float | None
+    kafka_queue_polling_interval_sec: float | None
+    application_version: str | None
+    executor_id: str | None
+    enable_patching: bool | None
+    serializer: Serializer | None
+    allow_pickle: bool | None
+    log_level: str | None
+    console_log_level: str | None
+    otlp_log_level: str | None
+    enable_otlp: bool | None
+    otlp_traces_endpoints: list[str] | None
+    otlp_logs_endpoints: list[str] | None
+    otlp_attributes: dict[str, str] | None
+    otel_attribute_format: str | None
+    run_admin_server: bool | None
+    admin_port: int | None
+    conductor_key: str | None
+    conductor_url: str | None
+    conductor_executor_metadata: dict[str, Any] | None
+
+
+# Keys DBOS documents that this engine does not act on (yet): accepted with a warning.
+_WITHOUT_EFFECT = frozenset(
+    {
+        "application_database_url",
+        "database_url",
+        "sys_db_polling_concurrency",
+        "db_engine_kwargs",
+        "system_database_engine",
+        "use_listen_notify",
+        "run_migrations",
+        "notification_listener_polling_interval_sec",
+        "notification_coalesce_sec",
+        "scheduler_polling_interval_sec",
+        "kafka_queue_polling_interval_sec",
+        "enable_patching",
+        "console_log_level",
+        "otlp_log_level",
+        "enable_otlp",
+        "otlp_traces_endpoints",
+        "otlp_logs_endpoints",
+        "otlp_attributes",
+        "otel_attribute_format",
+        "run_admin_server",
+        "admin_port",
+        "conductor_key",
+        "conductor_url",
+        "conductor_executor_metadata",
+    }
+)
+_KNOWN = frozenset(DBOSConfig.__annotations__)
+_NAME = re.compile(r"^[a-z0-9_-]{3,30}$")
+DEFAULT_APP_NAME = "dbos-async-app"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedConfig:
+    """The configuration after defaults and the environment are applied."""
+
+    name: str
+    system_database_url: str | None  # None: start the embedded Postgres
+    schema: str
+    pool_size: int
+    max_executor_threads: int
+    executor_id: str
+    application_version: str | None  # None: hash of the registered workflows
+    serializer: Serializer | None
+    allow_pickle: bool
+    log_level: str
+    raw: Mapping[str, Any]
+
+
+def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise DBOSConfigurationError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
+    """Validate ``config`` and apply defaults and environment variables."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - _KNOWN)
+    if unknown:
+        raise DBOSConfigurationError(
+            f"Unknown configuration key(s) {', '.join(map(repr, unknown))}; "
+            f"known keys are: {', '.join(sorted(_KNOWN))}"
+        )
+    for key in sorted(set(config) & _WITHOUT_EFFECT):
+        if config[key] is not None:
+            logger.warning("Configuration key %r has no effect in dbos_async yet", key)
+    name = config.get("name") or DEFAULT_APP_NAME
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DBOSConfigurationError(
+            f"name must be 3 to 30 characters of lowercase letters, digits, '-' or '_', "
+            f"got {name!r}"
+        )
+    url = (
+        config.get("system_database_url")
+        or os.environ.get("DBOS_SYSTEM_DATABASE_URL")
+        or os.environ.get("DBOS_DATABASE_URL")
+        or None
+    )
+    if url is not None and not isinstance(url, str):
+        raise DBOSConfigurationError(f"system_database_url must be a string, got {url!r}")
+    serializer = config.get("serializer")
+    if serializer is not None and not (
+        hasattr(serializer, "dumps")
+        and hasattr(serializer, "loads")
+        and hasattr(serializer, "name")
+    ):
+        raise DBOSConfigurationError("serializer must have name, dumps() and loads()")
+    log_level = str(config.get("log_level") or "INFO").upper()
+    if log_level not in logging.getLevelNamesMapping():
+        raise DBOSConfigurationError(f"log_level {log_level!r} is not a logging level")
+    return ResolvedConfig(
+        name=name,
+        system_database_url=url,
+        schema=config.get("dbos_system_schema") or "dbos",
+        pool_size=_positive_int(config, "sys_db_pool_size", 20),
+        max_executor_threads=_positive_int(config, "max_executor_threads", 64),
+        executor_id=config.get("executor_id") or os.environ.get("DBOS__VMID") or "local",
+        application_version=config.get("application_version")
+        or os.environ.get("DBOS__APPVERSION")
+        or None,
+        serializer=serializer,
+        allow_pickle=bool(config.get("allow_pickle")),
+        log_level=log_level,
+        raw=config,
+    )

@@ -1,0 +1,250 @@
+"""Where the engine keeps "who is running": context variables and the context managers users set.
+
+A ``ContextVar`` is copied into every task and worker-thread call, so a step started with
+``asyncio.gather`` or run on the worker pool sees its workflow. The workflow's own state (its
+function-ID counter) is a shared mutable object, so IDs are assigned in program order at call
+time, whichever task runs the step.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._errors import DBOSInvalidArgumentError
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+    from ._sysdb._workflows import StepOutput
+
+__all__ = [
+    "Auth",
+    "DBOSContextEnsure",
+    "DBOSContextSetAuth",
+    "SetWorkflowID",
+    "SetWorkflowTimeout",
+    "StepStatus",
+    "WorkflowContext",
+    "current_auth",
+    "current_step",
+    "current_workflow",
+    "take_next_workflow_id",
+    "workflow_timeout_override",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """The authenticated user and roles a workflow runs for."""
+
+    user: str | None = None
+    roles: tuple[str, ...] = ()
+    assumed_role: str | None = None
+
+
+@dataclass(slots=True)
+class WorkflowContext:
+    """The state of one executing workflow, shared by every task and thread running its code."""
+
+    runtime: Runtime
+    workflow_id: str
+    name: str
+    recorded: dict[int, StepOutput] = field(default_factory=dict)
+    auth: Auth = Auth()
+    deadline_epoch_ms: int | None = None
+    cancelled: bool = False
+    queue_name: str | None = None
+    blocking_calls: set[concurrent.futures.Future[Any]] = field(default_factory=set)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def reserve_function_id(self) -> int:
+        """Take the next function ID (1-based), at the moment an operation is called."""
+        return next(self._ids)
+
+
+@dataclass(frozen=True, slots=True)
+class StepStatus:
+    """What ``DBOS.step_status`` reports inside a step."""
+
+    step_id: int
+    current_attempt: int | None
+    max_attempts: int | None
+
+
+_workflow: ContextVar[WorkflowContext | None] = ContextVar("dbos_workflow", default=None)
+_step: ContextVar[StepStatus | None] = ContextVar("dbos_step", default=None)
+_auth: ContextVar[Auth | None] = ContextVar("dbos_auth", default=None)
+
+
+def current_workflow() -> WorkflowContext | None:
+    """The workflow whose code is running here, or None."""
+    return _workflow.get()
+
+
+def current_step() -> StepStatus | None:
+    """The step whose code is running here, or None."""
+    return _step.get()
+
+
+def current_auth() -> Auth:
+    """The authentication in force: the workflow's, else the one set by DBOSContextSetAuth."""
+    wf = _workflow.get()
+    if wf is not None:
+        return wf.auth
+    return _auth.get() or Auth()
+
+
+def enter_step(status: StepStatus) -> Token[StepStatus | None]:
+    """Mark the current context as running a step."""
+    return _step.set(status)
+
+
+def leave_step(token: Token[StepStatus | None]) -> None:
+    """Undo :func:`enter_step`."""
+    _step.reset(token)
+
+
+class _ContextSetter(Generic[T]):
+    """A context manager, sync and async, that sets one context variable for its block."""
+
+    _var: ContextVar[T]
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+        self._token: Token[T] | None = None
+
+    def __enter__(self) -> _ContextSetter[T]:
+        self._token = self._var.set(self._value)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            self._var.reset(self._token)
+            self._token = None
+
+    async def __aenter__(self) -> _ContextSetter[T]:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+@dataclass(slots=True)
+class _IdSlot:
+    workflow_id: str | None
+
+
+_next_workflow_id: ContextVar[_IdSlot | None] = ContextVar("dbos_next_workflow_id", default=None)
+
+
+class SetWorkflowID(_ContextSetter["_IdSlot | None"]):
+    """Use ``workflow_id`` as the ID of the next workflow started in the block.
+
+    Only the first workflow started in the block takes it; later ones get generated IDs.
+    """
+
+    _var = _next_workflow_id
+
+    def __init__(self, workflow_id: str) -> None:
+        if not isinstance(workflow_id, str) or not workflow_id.strip():
+            raise DBOSInvalidArgumentError(
+                f"A workflow ID must be a non-empty string, got {workflow_id!r}"
+            )
+        super().__init__(_IdSlot(workflow_id))
+
+
+def take_next_workflow_id() -> str | None:
+    """Consume the ID set by an enclosing :class:`SetWorkflowID`, if any is left."""
+    slot = _next_workflow_id.get()
+    if slot is None or slot.workflow_id is None:
+        return None
+    workflow_id, slot.workflow_id = slot.workflow_id, None
+    return workflow_id
+
+
+class _Unset:
+    pass
+
+
+_UNSET = _Unset()
+_timeout: ContextVar[float | _Unset | None] = ContextVar("dbos_timeout", default=_UNSET)
+
+
+class SetWorkflowTimeout(_ContextSetter["float | None | _Unset"]):
+    """Give workflows started in the block a start-to-close timeout of ``seconds``.
+
+    ``None`` clears a timeout inherited from an enclosing workflow.
+    """
+
+    _var = _timeout
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and (
+            not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0
+        ):
+            raise DBOSInvalidArgumentError(
+                f"A workflow timeout must be a positive number of seconds or None, got {seconds!r}"
+            )
+        super().__init__(seconds)
+
+
+def workflow_timeout_override() -> tuple[bool, float | None]:
+    """``(is_set, seconds)`` for the innermost :class:`SetWorkflowTimeout`."""
+    value = _timeout.get()
+    if isinstance(value, _Unset):
+        return False, None
+    return True, value
+
+
+class DBOSContextSetAuth(_ContextSetter["Auth | None"]):
+    """Run the block as ``user`` with ``roles``; workflows started in it record and keep them."""
+
+    _var = _auth
+
+    def __init__(self, user: str | None, roles: list[str] | None) -> None:
+        super().__init__(Auth(user=user, roles=tuple(roles or ())))
+
+
+class DBOSContextEnsure:
+    """Ensure a DBOS context exists for the block (always true here; kept for DBOS parity)."""
+
+    def __enter__(self) -> DBOSContextEnsure:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return None
+
+    async def __aenter__(self) -> DBOSContextEnsure:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        return None
+
+
+def enter_workflow(ctx: WorkflowContext) -> None:
+    """Make ``ctx`` the running workflow in the current (task's own) context.
+
+    The caller's one-shot options (SetWorkflowID, SetWorkflowTimeout, auth) applied to starting
+    this workflow; they must not leak into the workflows it starts in turn.
+    """
+    _step.set(None)
+    _next_workflow_id.set(None)
+    _timeout.set(_UNSET)
+    _auth.set(None)
+    _workflow.set(ctx)

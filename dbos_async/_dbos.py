@@ -1,0 +1,539 @@
+"""``DBOS``: the public façade. Its classmethods find the launched runtime and delegate.
+
+Nothing below this module imports it. Every operation is written once, as a coroutine; the
+sync form blocks on the engine's loop through the runtime's bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from ._config import DBOSConfig, ResolvedConfig, resolve_config
+from ._context import StepStatus as _StepStatus
+from ._context import current_auth, current_step, current_workflow
+from ._decorators import (
+    bound_arguments,
+    dbos_class,
+    run_step_async,
+    run_step_sync,
+    step,
+    workflow,
+    workflow_info,
+)
+from ._errors import DBOSInitializationError, DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
+from ._handles import WorkflowHandle, WorkflowHandleAsync, read_status, wait_first
+from ._management import (
+    cancel_workflow,
+    delete_workflow,
+    fork_workflow,
+    list_queued_workflows,
+    list_workflow_steps,
+    list_workflows,
+    resume_workflow,
+)
+from ._messaging import get_all_events, get_event, recv, send, set_event_value, sleep
+from ._registry import default_registry
+from ._runtime import Runtime, current_runtime, set_current_runtime
+from ._scheduler import scheduled
+from ._status import StepInfo, WorkflowStatus
+from ._step import checkpointed
+from ._streams import close_stream, read_stream_async, read_stream_sync, write_stream_value
+from ._sync import LoopThread, ensure_not_in_loop
+from ._sysdb import drop_database
+from ._workflow import prepare_call, start_workflow, wait_result
+
+__all__ = ["DBOS"]
+
+logger = logging.getLogger("dbos_async")
+
+T = TypeVar("T")
+
+
+class _classproperty(Generic[T]):
+    """A read-only property on the class itself (``DBOS.workflow_id``)."""
+
+    def __init__(self, getter: Callable[[Any], T]) -> None:
+        self._getter = getter
+        self.__doc__ = getter.__doc__
+
+    def __get__(self, instance: object, owner: type) -> T:
+        return self._getter(owner)
+
+
+def _run_detached(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a fresh loop in its own thread (no runtime needed)."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=target, name="dbos-async-oneshot")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+async def _system_database_url(config: ResolvedConfig) -> str:
+    if config.system_database_url is not None:
+        return config.system_database_url
+    from ._embedded import embedded_database_url
+
+    server_url = await asyncio.to_thread(embedded_database_url)
+    prefix, _, query = server_url.partition("?")
+    base = prefix.rsplit("/", 1)[0]
+    return f"{base}/dbos_async_sys" + (f"?{query}" if query else "")
+
+
+def _configure_logging(level: str) -> None:
+    package_logger = logging.getLogger("dbos_async")
+    package_logger.setLevel(level)
+    if not package_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s [%(levelname)s] dbos_async: %(message)s")
+        )
+        package_logger.addHandler(handler)
+
+
+class DBOS:
+    """Durable workflows on Postgres: decorators, lifecycle and operations, as in DBOS Transact.
+
+    ``DBOS(config=...)`` configures the process; ``DBOS.launch()`` (sync code) or
+    ``await DBOS.launch_async()`` (on your event loop) starts the engine and recovers the
+    workflows this executor left unfinished.
+    """
+
+    _config: ClassVar[ResolvedConfig | None] = None
+    _runtime: ClassVar[Runtime | None] = None
+    _loop_thread: ClassVar[LoopThread | None] = None
+
+    def __init__(
+        self,
+        *,
+        config: DBOSConfig | Mapping[str, Any] | None = None,
+        fastapi: Any = None,
+        flask: Any = None,
+        starlette: Any = None,
+        conductor_key: str | None = None,
+    ) -> None:
+        if fastapi is not None or flask is not None or starlette is not None:
+            raise DBOSInvalidArgumentError(
+                "Web framework integration (fastapi=, flask=, starlette=) is not available yet"
+            )
+        if conductor_key is not None:
+            raise DBOSInvalidArgumentError("DBOS Conductor is not supported by dbos_async")
+        if DBOS._runtime is not None:
+            raise DBOSInitializationError(
+                "DBOS is already launched in this process; call DBOS.destroy() first"
+            )
+        resolved = resolve_config(config)
+        _configure_logging(resolved.log_level)
+        DBOS._config = resolved
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    async def _start(cls) -> Runtime:
+        config = cls._config
+        if config is None:
+            config = resolve_config(None)
+            _configure_logging(config.log_level)
+            cls._config = config
+        runtime = Runtime(config, default_registry)
+        await runtime.start(await _system_database_url(config))
+        return runtime
+
+    @classmethod
+    def launch(cls) -> None:
+        """Start the engine on a background event-loop thread and recover pending workflows."""
+        if cls._runtime is not None:
+            logger.warning("DBOS.launch() called twice; the engine is already running")
+            return
+        thread = LoopThread()
+        try:
+            runtime = asyncio.run_coroutine_threadsafe(cls._start(), thread.loop).result()
+        except BaseException:
+            thread.stop()
+            raise
+        cls._loop_thread = thread
+        cls._runtime = runtime
+        set_current_runtime(runtime)
+
+    @classmethod
+    async def launch_async(cls) -> None:
+        """Start the engine on the running event loop and recover pending workflows."""
+        if cls._runtime is not None:
+            logger.warning("DBOS.launch_async() called twice; the engine is already running")
+            return
+        runtime = await cls._start()
+        cls._runtime = runtime
+        set_current_runtime(runtime)
+
+    @classmethod
+    def _detach(cls, destroy_registry: bool) -> tuple[Runtime | None, LoopThread | None]:
+        runtime, thread = cls._runtime, cls._loop_thread
+        cls._runtime = None
+        cls._loop_thread = None
+        cls._config = None
+        set_current_runtime(None)
+        if destroy_registry:
+            default_registry.clear()
+        return runtime, thread
+
+    @classmethod
+    def destroy(cls, *, destroy_registry: bool = False) -> None:
+        """Stop the engine; workflows still running stay PENDING and are recovered later."""
+        runtime, thread = cls._detach(destroy_registry)
+        if runtime is None:
+            return
+        if thread is not None:
+            asyncio.run_coroutine_threadsafe(runtime.stop(), thread.loop).result()
+            thread.stop()
+            return
+        try:
+            ensure_not_in_loop("DBOS.destroy()", "await DBOS.destroy_async()")
+        except Exception:
+            # On the engine's own loop we cannot block: stop in the background.
+            runtime.loop.create_task(runtime.stop())
+            return
+        asyncio.run_coroutine_threadsafe(runtime.stop(), runtime.loop).result()
+
+    @classmethod
+    async def destroy_async(cls, *, destroy_registry: bool = False) -> None:
+        """Stop the engine from async code; see :meth:`destroy`."""
+        runtime, thread = cls._detach(destroy_registry)
+        if runtime is None:
+            return
+        await runtime.forward(runtime.stop())
+        if thread is not None:
+            await asyncio.to_thread(thread.stop)
+
+    @classmethod
+    def reset_system_database(cls) -> None:
+        """Drop the system database (before launch only); the next launch recreates it."""
+        if cls._runtime is not None:
+            raise DBOSInitializationError("reset_system_database() must be called before launch")
+        config = cls._config or resolve_config(None)
+        _run_detached(_reset(config))
+
+    # Decorators ------------------------------------------------------------------------------
+
+    workflow = staticmethod(workflow)
+    step = staticmethod(step)
+    dbos_class = staticmethod(dbos_class)
+    scheduled = staticmethod(scheduled)
+
+    # Workflows -------------------------------------------------------------------------------
+
+    @classmethod
+    def _runtime_here(cls) -> Runtime:
+        ctx = current_workflow()
+        return ctx.runtime if ctx is not None else current_runtime()
+
+    @classmethod
+    def start_workflow_async(
+        cls, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Awaitable[WorkflowHandleAsync[Any]]:
+        """Start ``func`` as a workflow in the background; return a handle on it."""
+        runtime = cls._runtime_here()
+        call = prepare_call(workflow_info(func), bound_arguments(func, args), kwargs)
+
+        async def run() -> WorkflowHandleAsync[Any]:
+            workflow_id = await runtime.forward(start_workflow(runtime, call))
+            return WorkflowHandleAsync(runtime, workflow_id)
+
+        return run()
+
+    @classmethod
+    def start_workflow(
+        cls, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> WorkflowHandle[Any]:
+        """Start ``func`` as a workflow in the background; return a handle on it."""
+        handle = cls._block(
+            lambda: cls.start_workflow_async(func, *args, **kwargs), "start_workflow"
+        )
+        return WorkflowHandle(cls._runtime_here(), handle.workflow_id)
+
+    @classmethod
+    def retrieve_workflow_async(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> Awaitable[WorkflowHandleAsync[Any]]:
+        """A handle on an existing workflow (``DBOSNonExistentWorkflowError`` if unknown)."""
+        runtime = cls._runtime_here()
+        status = cls.get_workflow_status_async(workflow_id) if existing_workflow else None
+
+        async def run() -> WorkflowHandleAsync[Any]:
+            if status is not None and await status is None:
+                raise DBOSNonExistentWorkflowError(workflow_id)
+            return WorkflowHandleAsync(runtime, workflow_id)
+
+        return run()
+
+    @classmethod
+    def retrieve_workflow(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandle[Any]:
+        """A handle on an existing workflow (``DBOSNonExistentWorkflowError`` if unknown)."""
+        runtime = cls._runtime_here()
+        cls._block(
+            lambda: cls.retrieve_workflow_async(workflow_id, existing_workflow), "retrieve_workflow"
+        )
+        return WorkflowHandle(runtime, workflow_id)
+
+    @classmethod
+    def get_result_async(cls, workflow_id: str) -> Awaitable[Any]:
+        """Wait for a workflow to finish; return its result or raise its error."""
+        runtime = cls._runtime_here()
+        _check_id(workflow_id)
+        return checkpointed(
+            "DBOS.getResult", lambda: runtime.forward(wait_result(runtime, workflow_id))
+        )
+
+    @classmethod
+    def get_result(cls, workflow_id: str) -> Any:
+        """Wait for a workflow to finish; return its result or raise its error."""
+        return cls._block(lambda: cls.get_result_async(workflow_id), "get_result")
+
+    @classmethod
+    def get_workflow_status_async(cls, workflow_id: str) -> Awaitable[WorkflowStatus | None]:
+        """The recorded status of a workflow, or None if no workflow has this ID."""
+        runtime = cls._runtime_here()
+        _check_id(workflow_id)
+        return checkpointed(
+            "DBOS.getStatus", lambda: runtime.forward(read_status(runtime, workflow_id))
+        )
+
+    @classmethod
+    def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
+        """The recorded status of a workflow, or None if no workflow has this ID."""
+        return cls._block(lambda: cls.get_workflow_status_async(workflow_id), "get_workflow_status")
+
+    run_step_async = staticmethod(run_step_async)
+    run_step = staticmethod(run_step_sync)
+
+    @classmethod
+    def wait_first_async(
+        cls, handles: Sequence[WorkflowHandleAsync[Any]]
+    ) -> Awaitable[WorkflowHandleAsync[Any]]:
+        """Wait until the first of ``handles``' workflows finishes; return its handle."""
+        index = wait_first(handles)
+
+        async def run() -> WorkflowHandleAsync[Any]:
+            return handles[await index]
+
+        return run()
+
+    @classmethod
+    def wait_first(cls, handles: Sequence[WorkflowHandle[Any]]) -> WorkflowHandle[Any]:
+        """Wait until the first of ``handles``' workflows finishes; return its handle."""
+        return handles[cls._block(lambda: wait_first(handles), "wait_first")]
+
+    # Communication ---------------------------------------------------------------------------
+
+    send_async = staticmethod(send)
+    recv_async = staticmethod(recv)
+    set_event_async = staticmethod(set_event_value)
+    get_event_async = staticmethod(get_event)
+    get_all_events_async = staticmethod(get_all_events)
+    sleep_async = staticmethod(sleep)
+    write_stream_async = staticmethod(write_stream_value)
+    close_stream_async = staticmethod(close_stream)
+    read_stream_async = staticmethod(read_stream_async)
+    read_stream = staticmethod(read_stream_sync)
+
+    @classmethod
+    def send(
+        cls,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send ``message`` to a workflow (checkpointed inside a workflow)."""
+        cls._block(lambda: send(destination_id, message, topic, idempotency_key), "send")
+
+    @classmethod
+    def recv(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        """Receive the oldest message of ``topic`` sent to this workflow, or None on timeout."""
+        return cls._block(lambda: recv(topic, timeout_seconds), "recv")
+
+    @classmethod
+    def set_event(cls, key: str, value: Any) -> None:
+        """Set this workflow's event ``key`` to ``value`` (last value wins)."""
+        cls._block(lambda: set_event_value(key, value), "set_event")
+
+    @classmethod
+    def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """The value of a workflow's event ``key``, waiting up to the timeout (then None)."""
+        return cls._block(lambda: get_event(workflow_id, key, timeout_seconds), "get_event")
+
+    @classmethod
+    def get_all_events(cls, workflow_id: str) -> dict[str, Any]:
+        """Every event of a workflow, as ``{key: value}``."""
+        return cls._block(lambda: get_all_events(workflow_id), "get_all_events")
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        """Sleep durably inside a workflow: recovery sleeps only what is left."""
+        cls._block(lambda: sleep(seconds), "sleep")
+
+    @classmethod
+    def write_stream(cls, key: str, value: Any) -> None:
+        """Append ``value`` to this workflow's stream ``key``."""
+        cls._block(lambda: write_stream_value(key, value), "write_stream")
+
+    @classmethod
+    def close_stream(cls, key: str) -> None:
+        """Close this workflow's stream ``key``."""
+        cls._block(lambda: close_stream(key), "close_stream")
+
+    # Management ------------------------------------------------------------------------------
+
+    @classmethod
+    def cancel_workflow_async(cls, workflow_id: str) -> Awaitable[None]:
+        """Cancel a workflow wherever it runs; awaiting it then raises a cancellation error."""
+        _check_id(workflow_id)
+        runtime = cls._runtime_here()
+        return checkpointed(
+            "DBOS.cancelWorkflow", lambda: runtime.forward(cancel_workflow(runtime, workflow_id))
+        )
+
+    @classmethod
+    def cancel_workflow(cls, workflow_id: str) -> None:
+        """Cancel a workflow wherever it runs; awaiting it then raises a cancellation error."""
+        cls._block(lambda: cls.cancel_workflow_async(workflow_id), "cancel_workflow")
+
+    list_workflows_async = staticmethod(list_workflows)
+    list_queued_workflows_async = staticmethod(list_queued_workflows)
+    list_workflow_steps_async = staticmethod(list_workflow_steps)
+    resume_workflow_async = staticmethod(resume_workflow)
+    fork_workflow_async = staticmethod(fork_workflow)
+    delete_workflow_async = staticmethod(delete_workflow)
+
+    @classmethod
+    def list_workflows(cls, **filters: Any) -> list[WorkflowStatus]:
+        """Workflows matching DBOS's filters (``status``, ``name``, ``start_time``, ...)."""
+        return cls._block(lambda: list_workflows(**filters), "list_workflows")
+
+    @classmethod
+    def list_queued_workflows(cls, **filters: Any) -> list[WorkflowStatus]:
+        """Workflows waiting in or running from a queue."""
+        return cls._block(lambda: list_queued_workflows(**filters), "list_queued_workflows")
+
+    @classmethod
+    def list_workflow_steps(cls, workflow_id: str, **options: Any) -> list[StepInfo]:
+        """A workflow's recorded steps, in order."""
+        return cls._block(
+            lambda: list_workflow_steps(workflow_id, **options), "list_workflow_steps"
+        )
+
+    @classmethod
+    def resume_workflow(cls, workflow_id: str, **options: Any) -> WorkflowHandle[Any]:
+        """Continue a cancelled or stuck workflow from its last completed step."""
+        handle = cls._block(lambda: resume_workflow(workflow_id, **options), "resume_workflow")
+        return WorkflowHandle(cls._runtime_here(), handle.workflow_id)
+
+    @classmethod
+    def fork_workflow(
+        cls, workflow_id: str, start_step: int, **options: Any
+    ) -> WorkflowHandle[Any]:
+        """Start a new workflow that reuses the steps before ``start_step`` and runs the rest."""
+        handle = cls._block(
+            lambda: fork_workflow(workflow_id, start_step, **options), "fork_workflow"
+        )
+        return WorkflowHandle(cls._runtime_here(), handle.workflow_id)
+
+    @classmethod
+    def delete_workflow(cls, workflow_id: str, *, delete_children: bool = False) -> None:
+        """Delete a workflow and everything recorded for it."""
+        cls._block(
+            lambda: delete_workflow(workflow_id, delete_children=delete_children), "delete_workflow"
+        )
+
+    @classmethod
+    def _block(cls, start: Callable[[], Awaitable[T]], name: str) -> T:
+        """Run the async form of ``name`` to completion from sync code."""
+        runtime = cls._runtime_here()
+        operation, alternative = f"DBOS.{name}()", f"await DBOS.{name}_async()"
+        ensure_not_in_loop(operation, alternative)
+        return runtime.call(_awaited(start()), operation=operation, alternative=alternative)
+
+    # Context ---------------------------------------------------------------------------------
+
+    @_classproperty
+    def logger(cls) -> logging.Logger:
+        """The ``dbos_async`` logger."""
+        return logging.getLogger("dbos_async")
+
+    @_classproperty
+    def workflow_id(cls) -> str | None:
+        """The ID of the workflow running here, or None."""
+        ctx = current_workflow()
+        return ctx.workflow_id if ctx is not None else None
+
+    @_classproperty
+    def step_id(cls) -> int | None:
+        """The function ID of the step running here, or None."""
+        status = current_step()
+        return status.step_id if status is not None else None
+
+    @_classproperty
+    def step_status(cls) -> _StepStatus | None:
+        """``StepStatus(step_id, current_attempt, max_attempts)`` inside a step, else None."""
+        return current_step()
+
+    @_classproperty
+    def config(cls) -> Mapping[str, Any]:
+        """The configuration passed to ``DBOS(config=...)``."""
+        return dict(cls._config.raw) if cls._config is not None else {}
+
+    @_classproperty
+    def executor_id(cls) -> str:
+        """This process's executor ID (``executor_id`` config, ``DBOS__VMID``, or ``local``)."""
+        return current_runtime().executor_id
+
+    @_classproperty
+    def application_version(cls) -> str:
+        """The application version: configured, or a hash of the workflows' source."""
+        return current_runtime().application_version
+
+    @_classproperty
+    def authenticated_user(cls) -> str | None:
+        """The authenticated user of the current request or workflow."""
+        return current_auth().user
+
+    @_classproperty
+    def authenticated_roles(cls) -> list[str] | None:
+        """The authenticated roles of the current request or workflow."""
+        roles = current_auth().roles
+        return list(roles) if roles else None
+
+    @_classproperty
+    def assumed_role(cls) -> str | None:
+        """The role the current workflow assumed to pass its role check."""
+        return current_auth().assumed_role
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _check_id(workflow_id: object) -> None:
+    if not isinstance(workflow_id, str) or not workflow_id.strip():
+        raise DBOSInvalidArgumentError(
+            f"A workflow ID must be a non-empty string, got {workflow_id!r}"
+        )
+
+
+async def _reset(config: ResolvedConfig) -> None:
+    await drop_database(await _system_database_url(config))

@@ -1,0 +1,329 @@
+"""``@DBOS.workflow``, ``@DBOS.step``, ``@DBOS.dbos_class`` and ``DBOS.run_step``.
+
+A decorated *async* function's wrapper is a plain function that resolves everything
+order-sensitive (the function ID, the workflow ID) when it is called, then returns a coroutine.
+A decorated *sync* function's wrapper does the same and then blocks on the engine's loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar, cast
+
+from ._context import current_step, current_workflow
+from ._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumentError
+from ._registry import MethodKind, WorkflowInfo, default_registry
+from ._runtime import Runtime, current_runtime
+from ._step import RetryPolicy, StepOptions, run_step
+from ._sync import ensure_not_in_loop
+from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
+
+__all__ = [
+    "dbos_class",
+    "is_async_callable",
+    "mark_coroutine_function",
+    "run_step_async",
+    "run_step_sync",
+    "step",
+    "step_options_from",
+    "workflow",
+    "workflow_info",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+_WORKFLOW_ATTR = "__dbos_workflow__"
+
+
+def mark_coroutine_function(func: F) -> F:
+    """Make a plain function that returns a coroutine look like an ``async def`` to frameworks."""
+    marker = getattr(inspect, "markcoroutinefunction", None)
+    if marker is not None:  # Python 3.12+
+        return cast(F, marker(func))
+    import asyncio.coroutines
+
+    func._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return func
+
+
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    """Whether calling ``func`` returns a coroutine (decorated wrappers and partials included)."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(inspect.unwrap(func))
+
+
+def _runtime_here() -> Runtime:
+    ctx = current_workflow()
+    return ctx.runtime if ctx is not None else current_runtime()
+
+
+def workflow_info(func: Callable[..., Any]) -> WorkflowInfo:
+    """The registration of a ``@DBOS.workflow`` function (bound methods included)."""
+    info = getattr(getattr(func, "__func__", func), _WORKFLOW_ATTR, None)
+    if isinstance(info, DBOSConflictingRegistrationError):
+        raise DBOSConflictingRegistrationError(
+            info.name,
+            f"Another step is also named {info.name!r}: give this one a distinct name= "
+            "to start or enqueue it on its own",
+        )
+    if not isinstance(info, WorkflowInfo):
+        raise DBOSInvalidArgumentError(
+            f"{getattr(func, '__qualname__', func)!r} is not a @DBOS.workflow function"
+        )
+    return info
+
+
+def bound_arguments(func: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Prepend ``self`` or ``cls`` when ``func`` is a bound method."""
+    owner = getattr(func, "__self__", None)
+    return (owner, *args) if owner is not None else args
+
+
+async def _start_and_wait(runtime: Runtime, call: WorkflowCall) -> Any:
+    async def run() -> Any:
+        workflow_id = await start_workflow(runtime, call)
+        return await wait_result(runtime, workflow_id)
+
+    return await runtime.forward(run())
+
+
+def workflow(
+    *, name: str | None = None, max_recovery_attempts: int | None = 100
+) -> Callable[[F], F]:
+    """Make a function a durable workflow: its steps are checkpointed, and it resumes after a crash.
+
+    Calling it runs it to completion and returns its result (async functions return a coroutine).
+    """
+    if max_recovery_attempts is not None and (
+        not isinstance(max_recovery_attempts, int) or max_recovery_attempts < 0
+    ):
+        raise DBOSInvalidArgumentError(
+            f"max_recovery_attempts must be a non-negative integer or None, "
+            f"got {max_recovery_attempts!r}"
+        )
+
+    def decorate(func: F) -> F:
+        is_async = inspect.iscoroutinefunction(func)
+        info = WorkflowInfo(name or func.__qualname__, func, is_async, max_recovery_attempts)
+        default_registry.add_workflow(info)
+
+        if is_async:
+
+            @functools.wraps(func)
+            def async_wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+                runtime = _runtime_here()
+                return _start_and_wait(runtime, prepare_call(info, args, kwargs))
+
+            wrapper: Callable[..., Any] = mark_coroutine_function(async_wrapper)
+        else:
+
+            @functools.wraps(func)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                runtime = _runtime_here()
+                ensure_not_in_loop(
+                    f"The sync workflow {info.name}",
+                    f"await DBOS.start_workflow_async({info.name}, ...)",
+                )
+                call = prepare_call(info, args, kwargs)
+                return runtime.call(
+                    _start_and_wait(runtime, call),
+                    operation=f"The sync workflow {info.name}",
+                    alternative=f"await DBOS.start_workflow_async({info.name}, ...)",
+                )
+
+            wrapper = sync_wrapper
+        setattr(wrapper, _WORKFLOW_ATTR, info)
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def _checkpointed_step(
+    options: StepOptions, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Coroutine[Any, Any, Any]:
+    """The coroutine running ``func`` as the current workflow's next step (ID reserved now)."""
+    ctx = current_workflow()
+    assert ctx is not None
+    function_id = ctx.reserve_function_id()
+    runtime = ctx.runtime
+    invoke: Callable[[], Awaitable[Any]]
+    if is_async_callable(func):
+        invoke = functools.partial(func, *args, **kwargs)
+    else:
+        invoke = functools.partial(runtime.run_step_body, func, *args, **kwargs)
+    return run_step(ctx, function_id, options, invoke)
+
+
+def _in_workflow_outside_step() -> bool:
+    return current_workflow() is not None and current_step() is None
+
+
+def _run_blocking_step(
+    options: StepOptions, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    ctx = current_workflow()
+    assert ctx is not None
+    alternative = f"await DBOS.run_step_async(None, {options.name}, ...)"
+    ensure_not_in_loop(f"The sync step {options.name}", alternative)
+    return ctx.runtime.call(
+        _checkpointed_step(options, func, args, kwargs),
+        operation=f"The sync step {options.name}",
+        alternative=alternative,
+    )
+
+
+def step(
+    *,
+    name: str | None = None,
+    retries_allowed: bool = False,
+    interval_seconds: float = 1.0,
+    max_attempts: int = 3,
+    backoff_rate: float = 2.0,
+    should_retry: Callable[[BaseException], bool | Awaitable[bool]] | None = None,
+    timeout_seconds: float | None = None,
+) -> Callable[[F], F]:
+    """Make a function a step: inside a workflow its outcome is checkpointed and never re-run.
+
+    Outside a workflow (or inside another step) it is a plain call.
+    """
+    retry = RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate, should_retry)
+    StepOptions(name or "step", retry, timeout_seconds)  # reject bad options at once
+
+    def decorate(func: F) -> F:
+        options = StepOptions(name or func.__qualname__, retry, timeout_seconds)
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            def async_wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+                if _in_workflow_outside_step():
+                    return _checkpointed_step(options, func, args, kwargs)
+                return cast(Coroutine[Any, Any, Any], func(*args, **kwargs))
+
+            return cast(
+                F, _runnable_as_workflow(options, mark_coroutine_function(async_wrapper), True)
+            )
+        if timeout_seconds is not None:
+            raise DBOSInvalidArgumentError(
+                f"timeout_seconds applies to async steps only; {options.name} is sync"
+            )
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if _in_workflow_outside_step():
+                return _run_blocking_step(options, func, args, kwargs)
+            return func(*args, **kwargs)
+
+        return cast(F, _runnable_as_workflow(options, sync_wrapper, False))
+
+    return decorate
+
+
+def _runnable_as_workflow(options: StepOptions, step_wrapper: F, is_async: bool) -> F:
+    """Register ``<temp>.<step>``: a workflow running just this step, so the step itself can
+    be started or enqueued (``queue.enqueue(step)``) and recovered by name in any process."""
+
+    def run_step_alone(*args: Any, **kwargs: Any) -> Any:
+        return step_wrapper(*args, **kwargs)  # inside the workflow: a checkpointed step
+
+    info = WorkflowInfo(f"<temp>.{options.name}", run_step_alone, is_async)
+    try:
+        default_registry.add_workflow(info)
+    except DBOSConflictingRegistrationError as clash:
+        # Another step has this name: it still works as a step, but cannot run on its own.
+        setattr(step_wrapper, _WORKFLOW_ATTR, clash)
+        return step_wrapper
+    setattr(step_wrapper, _WORKFLOW_ATTR, info)
+    return step_wrapper
+
+
+_STEP_OPTION_KEYS = frozenset(
+    {
+        "name",
+        "retries_allowed",
+        "interval_seconds",
+        "max_attempts",
+        "backoff_rate",
+        "should_retry",
+        "timeout_seconds",
+    }
+)
+
+
+def step_options_from(options: Mapping[str, Any] | None, func: Callable[..., Any]) -> StepOptions:
+    """Build :class:`StepOptions` from ``DBOS.run_step``'s options dict."""
+    options = dict(options or {})
+    unknown = set(options) - _STEP_OPTION_KEYS
+    if unknown:
+        raise DBOSInvalidArgumentError(f"Unknown step option(s): {', '.join(sorted(unknown))}")
+    retry_keys = ("retries_allowed", "interval_seconds", "max_attempts", "backoff_rate")
+    retry = RetryPolicy(
+        **{key: options[key] for key in retry_keys if key in options},
+        should_retry=options.get("should_retry"),
+    )
+    name = str(options.get("name") or getattr(func, "__qualname__", repr(func)))
+    return StepOptions(name, retry, options.get("timeout_seconds"))
+
+
+def run_step_async(
+    options: Mapping[str, Any] | None, func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Coroutine[Any, Any, Any]:
+    """Run ``func`` (sync or async) as a step; the function ID is taken when this is called."""
+    if not callable(func):
+        raise DBOSInvalidArgumentError(f"run_step needs a callable, got {func!r}")
+    step_options = step_options_from(options, func)
+    if _in_workflow_outside_step():
+        return _checkpointed_step(step_options, func, args, kwargs)
+    return _run_plain(func, args, kwargs)
+
+
+async def _run_plain(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if inspect.iscoroutinefunction(func):
+        return await func(*args, **kwargs)
+    return await current_runtime().run_step_body(func, *args, **kwargs)
+
+
+def run_step_sync(
+    options: Mapping[str, Any] | None, func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """Run ``func`` as a step from sync code, blocking until it is checkpointed."""
+    if not callable(func):
+        raise DBOSInvalidArgumentError(f"run_step needs a callable, got {func!r}")
+    step_options = step_options_from(options, func)
+    if _in_workflow_outside_step():
+        return _run_blocking_step(step_options, func, args, kwargs)
+    if is_async_callable(func):
+        return current_runtime().call(
+            func(*args, **kwargs),
+            operation="DBOS.run_step",
+            alternative="await DBOS.run_step_async(...)",
+        )
+    return func(*args, **kwargs)
+
+
+def dbos_class(class_name: str | None = None) -> Callable[[type[T]], type[T]]:
+    """Register a class whose methods are workflows or steps, under a unique name."""
+
+    def decorate(cls: type[T]) -> type[T]:
+        name = class_name or cls.__qualname__
+        cls.dbos_class_name = name  # type: ignore[attr-defined]
+        default_registry.add_class(name, cls)
+        for value in cls.__dict__.values():
+            kind: MethodKind = "instance"
+            target = value
+            if isinstance(value, classmethod):
+                target, kind = value.__func__, "class"
+            elif isinstance(value, staticmethod):
+                target, kind = value.__func__, "static"
+            info = getattr(target, _WORKFLOW_ATTR, None)
+            if isinstance(info, WorkflowInfo):
+                info.kind = kind
+                info.class_name = name
+        return cls
+
+    return decorate

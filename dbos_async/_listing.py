@@ -1,0 +1,217 @@
+"""Reading workflow records: ``list_workflows``, ``list_queued_workflows``, ``list_workflow_steps``.
+
+Like every management function, each validates its arguments at once and returns a coroutine
+that reads on the engine's loop; inside a workflow the read is a checkpointed step, so a replay
+sees what the first execution saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ._errors import DBOSInvalidArgumentError
+from ._messaging import awaited, runtime_here
+from ._status import StepInfo, WorkflowStatus, WorkflowStatusString, _safe_loads, status_from_row
+from ._step import checkpointed
+from ._sysdb._management import WorkflowFilter, list_workflow_rows, step_rows
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["check_id", "list_queued_workflows", "list_workflow_steps", "list_workflows"]
+
+StrOrList = str | list[str] | None
+TimeArg = str | datetime | None
+
+_QUEUED_STATUSES = ["ENQUEUED", "PENDING", "DELAYED"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# Argument checks ---------------------------------------------------------------------------
+
+
+def check_id(name: str, value: object) -> str:
+    """``value`` if it is a non-empty string, else :class:`DBOSInvalidArgumentError`."""
+    if not isinstance(value, str) or not value.strip():
+        raise DBOSInvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _str_list(name: str, value: object) -> list[str] | None:
+    """None, or ``value`` (a string or a list of strings) as a list."""
+    if value is None:
+        return None
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise DBOSInvalidArgumentError(f"{name} must be a string or a list of strings")
+    return list(values)
+
+
+def _statuses(value: object) -> list[str] | None:
+    statuses = _str_list("status", value)
+    known = {str(s) for s in WorkflowStatusString}
+    for status in statuses or ():
+        if status not in known:
+            raise DBOSInvalidArgumentError(
+                f"Unknown workflow status {status!r} (known: {', '.join(sorted(known))})"
+            )
+    return statuses
+
+
+def _epoch_ms(name: str, value: object) -> int | None:
+    """An ISO-8601 string or datetime as epoch ms (a naive time is local time)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise DBOSInvalidArgumentError(f"{name} is not an ISO-8601 time: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise DBOSInvalidArgumentError(f"{name} must be an ISO-8601 string or a datetime")
+    aware = value if value.tzinfo is not None else value.astimezone()
+    return (aware - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _count(name: str, value: object, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise DBOSInvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+# Listing -----------------------------------------------------------------------------------
+
+
+async def _statuses_of(runtime: Runtime, f: WorkflowFilter) -> list[WorkflowStatus]:
+    rows = await list_workflow_rows(runtime.db, f)
+    return [
+        status_from_row(row, runtime.codec, load_input=f.load_input, load_output=f.load_output)
+        for row in rows
+    ]
+
+
+def _listing(name: str, f: WorkflowFilter) -> Coroutine[Any, Any, list[WorkflowStatus]]:
+    runtime = runtime_here()
+    return awaited(checkpointed(name, lambda: runtime.forward(_statuses_of(runtime, f))))
+
+
+def list_workflows(
+    *,
+    workflow_ids: list[str] | None = None,
+    status: StrOrList = None,
+    start_time: TimeArg = None,
+    end_time: TimeArg = None,
+    name: StrOrList = None,
+    app_version: StrOrList = None,
+    user: StrOrList = None,
+    queue_name: StrOrList = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+    workflow_id_prefix: StrOrList = None,
+    load_input: bool = True,
+    load_output: bool = True,
+    executor_id: StrOrList = None,
+    parent_workflow_id: StrOrList = None,
+    forked_from: StrOrList = None,
+) -> Coroutine[Any, Any, list[WorkflowStatus]]:
+    """The workflows matching every given filter, ordered by creation time.
+
+    String filters take one value or a list (any of them matches); ``start_time`` and
+    ``end_time`` (ISO-8601 or datetime) bound the creation time, inclusively. With
+    ``load_input`` / ``load_output`` False, inputs / outputs and errors are not read (None).
+    """
+    f = WorkflowFilter(
+        workflow_ids=_str_list("workflow_ids", workflow_ids),
+        statuses=_statuses(status),
+        created_from_ms=_epoch_ms("start_time", start_time),
+        created_until_ms=_epoch_ms("end_time", end_time),
+        names=_str_list("name", name),
+        app_versions=_str_list("app_version", app_version),
+        users=_str_list("user", user),
+        queue_names=_str_list("queue_name", queue_name),
+        executor_ids=_str_list("executor_id", executor_id),
+        parent_workflow_ids=_str_list("parent_workflow_id", parent_workflow_id),
+        forked_from=_str_list("forked_from", forked_from),
+        id_prefixes=_str_list("workflow_id_prefix", workflow_id_prefix),
+        limit=_count("limit", limit, 0),
+        offset=_count("offset", offset, 0),
+        sort_desc=bool(sort_desc),
+        load_input=bool(load_input),
+        load_output=bool(load_output),
+    )
+    return _listing("DBOS.listWorkflows", f)
+
+
+def list_queued_workflows(
+    *,
+    queue_name: StrOrList = None,
+    status: StrOrList = None,
+    start_time: TimeArg = None,
+    end_time: TimeArg = None,
+    name: StrOrList = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+    load_input: bool = True,
+) -> Coroutine[Any, Any, list[WorkflowStatus]]:
+    """The workflows on queues, by default those still waiting or running (not finished)."""
+    f = WorkflowFilter(
+        statuses=_statuses(status) or list(_QUEUED_STATUSES),
+        created_from_ms=_epoch_ms("start_time", start_time),
+        created_until_ms=_epoch_ms("end_time", end_time),
+        names=_str_list("name", name),
+        queue_names=_str_list("queue_name", queue_name),
+        queues_only=True,
+        limit=_count("limit", limit, 0),
+        offset=_count("offset", offset, 0),
+        sort_desc=bool(sort_desc),
+        load_input=bool(load_input),
+    )
+    return _listing("DBOS.listQueuedWorkflows", f)
+
+
+async def _steps_of(
+    runtime: Runtime, workflow_id: str, load_output: bool, limit: int | None, offset: int | None
+) -> list[StepInfo]:
+    rows = await step_rows(
+        runtime.db, workflow_id, load_output=load_output, limit=limit, offset=offset
+    )
+    codec = runtime.codec
+    return [
+        StepInfo(
+            function_id=row["function_id"],
+            function_name=row["function_name"],
+            output=_safe_loads(codec, row["output"], row["serialization"]),
+            error=_safe_loads(codec, row["error"], row["serialization"]),
+            child_workflow_id=row["child_workflow_id"],
+            started_at_epoch_ms=row["started_at_epoch_ms"],
+            completed_at_epoch_ms=row["completed_at_epoch_ms"],
+        )
+        for row in rows
+    ]
+
+
+def list_workflow_steps(
+    workflow_id: str,
+    *,
+    load_output: bool = True,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> Coroutine[Any, Any, list[StepInfo]]:
+    """A workflow's recorded steps in order (empty for an unknown workflow)."""
+    check_id("workflow_id", workflow_id)
+    limit, offset = _count("limit", limit, 0), _count("offset", offset, 0)
+    runtime = runtime_here()
+    return awaited(
+        checkpointed(
+            "DBOS.listWorkflowSteps",
+            lambda: runtime.forward(
+                _steps_of(runtime, workflow_id, bool(load_output), limit, offset)
+            ),
+        )
+    )

@@ -1,0 +1,358 @@
+"""Messages, events and durable sleep: ``send``/``recv``, ``set_event``/``get_event``, ``sleep``.
+
+Each public function is a plain function that reserves its function IDs when *called* (so
+``asyncio.gather`` replays deterministically) and returns the coroutine that does the work on
+the engine's loop. Waiting is event-driven: a waiter subscribes to the notify hub, then reads
+the database, and reads again after every wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
+
+import asyncpg
+
+from ._context import WorkflowContext, current_step, current_workflow
+from ._errors import (
+    DBOSInvalidArgumentError,
+    DBOSNonExistentWorkflowError,
+    DBOSNotInWorkflowError,
+    DBOSWorkflowConflictIDError,
+)
+from ._runtime import Runtime, current_runtime
+from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
+from ._sysdb._messages import (
+    NULL_TOPIC,
+    consume_message,
+    events_of,
+    insert_message,
+    read_event,
+    set_event,
+    take_message,
+)
+from ._sysdb._notify import EVENTS, MESSAGES
+from ._sysdb._workflows import insert_step_output
+
+T = TypeVar("T")
+
+__all__ = [
+    "awaited",
+    "durable_deadline",
+    "record_value",
+    "get_all_events",
+    "get_event",
+    "recv",
+    "require_workflow",
+    "runtime_here",
+    "send",
+    "set_event_value",
+    "sleep",
+    "validate_seconds",
+    "wake",
+]
+
+
+async def awaited(awaitable: Awaitable[T]) -> T:
+    """A coroutine that awaits ``awaitable`` (to hand out a coroutine where one is expected)."""
+    return await awaitable
+
+
+def runtime_here() -> Runtime:
+    """The runtime of the workflow running here, else the process's launched runtime."""
+    ctx = current_workflow()
+    return ctx.runtime if ctx is not None else current_runtime()
+
+
+def require_workflow(operation: str) -> WorkflowContext:
+    """The running workflow (outside any step), or :class:`DBOSNotInWorkflowError`."""
+    ctx = current_workflow()
+    if ctx is None or current_step() is not None:
+        raise DBOSNotInWorkflowError(operation)
+    return ctx
+
+
+def validate_seconds(name: str, value: object) -> float:
+    """A finite, non-negative number of seconds, or :class:`DBOSInvalidArgumentError`."""
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise DBOSInvalidArgumentError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _validate_id(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DBOSInvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _validate_topic(topic: object) -> str:
+    if topic is None:
+        return NULL_TOPIC
+    if not isinstance(topic, str):
+        raise DBOSInvalidArgumentError(f"A topic must be a string or None, got {topic!r}")
+    return topic
+
+
+def wake(runtime: Runtime, channel: str, workflow_id: str, key: str, *, remote: bool) -> None:
+    """Wake waiters for ``workflow_id::key``: here at once, and elsewhere through NOTIFY."""
+    payload = f"{workflow_id}::{key}"
+    runtime.notifier.notify_local(channel, payload)
+    if remote:
+        runtime.notifier.publish(channel, payload)
+
+
+async def durable_deadline(ctx: WorkflowContext, function_id: int, seconds: float) -> float:
+    """The wake-up time recorded at ``function_id`` (recording ``now + seconds`` the first time).
+
+    A recovered workflow keeps the original deadline, so a timeout or sleep is not restarted.
+    """
+    recorded = replay_recorded(ctx, function_id, "DBOS.sleep")
+    if recorded is not NOT_RECORDED:
+        return float(recorded)
+    wake_at = time.time() + seconds
+    runtime = ctx.runtime
+    if not await insert_step_output(
+        runtime.db,
+        ctx.workflow_id,
+        function_id,
+        "DBOS.sleep",
+        output=runtime.codec.dumps(wake_at),
+        error=None,
+        serialization=runtime.codec.name,
+    ):
+        raise await refusal(ctx)
+    return wake_at
+
+
+async def record_value(ctx: WorkflowContext, function_id: int, name: str, value: Any) -> None:
+    """Record ``value`` as the output of the operation ``name`` at ``function_id``."""
+    runtime = ctx.runtime
+    if not await insert_step_output(
+        runtime.db,
+        ctx.workflow_id,
+        function_id,
+        name,
+        output=runtime.codec.dumps(value),
+        error=None,
+        serialization=runtime.codec.name,
+    ):
+        raise await refusal(ctx)
+
+
+# Messages ----------------------------------------------------------------------------------
+
+
+def send(
+    destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+) -> Coroutine[Any, Any, None]:
+    """Send ``message`` to a workflow; inside a workflow the send is a checkpointed step."""
+    _validate_id("destination_id", destination_id)
+    topic_key = _validate_topic(topic)
+    if idempotency_key is not None:
+        _validate_id("idempotency_key", idempotency_key)
+    runtime = runtime_here()
+    payload = runtime.codec.dumps(message)  # an unserializable message fails before any write
+    ctx = current_workflow() if current_step() is None else None
+    function_id = ctx.reserve_function_id() if ctx is not None else None
+
+    async def run() -> None:
+        sender = None
+        if ctx is not None and function_id is not None:
+            if replay_recorded(ctx, function_id, "DBOS.send") is not NOT_RECORDED:
+                return
+            ensure_not_cancelled(ctx)
+            sender = (ctx.workflow_id, function_id)
+            message_uuid = f"{ctx.workflow_id}-{function_id}"
+        elif idempotency_key is not None:
+            message_uuid = f"{idempotency_key}::{destination_id}"
+        else:
+            message_uuid = str(uuid.uuid4())
+        try:
+            recorded = await insert_message(
+                runtime.db,
+                destination_id,
+                topic_key,
+                payload,
+                runtime.codec.name,
+                message_uuid,
+                sender=sender,
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise DBOSNonExistentWorkflowError(destination_id) from None
+        if not recorded and ctx is not None:
+            raise await refusal(ctx)
+        wake(
+            runtime,
+            MESSAGES,
+            destination_id,
+            topic_key,
+            remote=destination_id not in runtime.active,
+        )
+
+    return runtime.forward(run())
+
+
+def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
+    """Receive the oldest message of ``topic`` sent to this workflow, or None after the timeout."""
+    topic_key = _validate_topic(topic)
+    seconds = validate_seconds("timeout_seconds", timeout_seconds)
+    ctx = require_workflow("DBOS.recv")
+    function_id, timer_id = ctx.reserve_function_id(), ctx.reserve_function_id()
+
+    async def run() -> Any:
+        recorded = replay_recorded(ctx, function_id, "DBOS.recv")
+        if recorded is not NOT_RECORDED:
+            return recorded
+        ensure_not_cancelled(ctx)
+        runtime = ctx.runtime
+        replayed_deadline = replay_recorded(ctx, timer_id, "DBOS.sleep")
+        deadline = None if replayed_deadline is NOT_RECORDED else float(replayed_deadline)
+        wake_at = time.time() + seconds
+        async with runtime.notifier.subscribe(MESSAGES, f"{ctx.workflow_id}::{topic_key}") as woken:
+            while True:
+                # The first read that finds nothing also records the durable timeout.
+                timer = (
+                    (timer_id, runtime.codec.dumps(wake_at), runtime.codec.name)
+                    if deadline is None
+                    else None
+                )
+                try:
+                    if timer is None:  # woken: group-committed with other woken receivers
+                        taken, timer_set = (
+                            await take_message(runtime.db, ctx.workflow_id, function_id, topic_key),
+                            False,
+                        )
+                    else:
+                        taken, timer_set = await consume_message(
+                            runtime.db, ctx.workflow_id, function_id, topic_key, timer=timer
+                        )
+                except asyncpg.UniqueViolationError:
+                    raise DBOSWorkflowConflictIDError(ctx.workflow_id) from None
+                if taken is not None:
+                    return runtime.codec.loads(*taken)
+                if deadline is None:
+                    if not timer_set:
+                        raise await refusal(ctx)
+                    deadline = wake_at
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    break
+                await woken.wait(remaining)
+        await record_value(ctx, function_id, "DBOS.recv", None)
+        return None
+
+    return ctx.runtime.forward(run())
+
+
+# Events ------------------------------------------------------------------------------------
+
+
+def set_event_value(key: str, value: Any) -> Coroutine[Any, Any, None]:
+    """Set this workflow's event ``key`` to ``value`` (last value wins)."""
+    _validate_id("key", key)
+    ctx = current_workflow()
+    if ctx is None:
+        raise DBOSNotInWorkflowError("DBOS.set_event")
+    runtime = ctx.runtime
+    payload = runtime.codec.dumps(value)
+    step = current_step()
+    function_id = step.step_id if step is not None else ctx.reserve_function_id()
+
+    async def run() -> None:
+        if step is None:
+            if replay_recorded(ctx, function_id, "DBOS.setEvent") is not NOT_RECORDED:
+                return
+            ensure_not_cancelled(ctx)
+        if not await set_event(
+            runtime.db,
+            ctx.workflow_id,
+            function_id,
+            key,
+            payload,
+            runtime.codec.name,
+            as_step=step is None,
+        ):
+            raise await refusal(ctx)
+        wake(runtime, EVENTS, ctx.workflow_id, key, remote=True)
+
+    return runtime.forward(run())
+
+
+def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
+    """The value of another workflow's event ``key``, waiting for it up to the timeout (then None)."""
+    _validate_id("workflow_id", workflow_id)
+    _validate_id("key", key)
+    seconds = validate_seconds("timeout_seconds", timeout_seconds)
+    runtime = runtime_here()
+    ctx = current_workflow() if current_step() is None else None
+    ids = (ctx.reserve_function_id(), ctx.reserve_function_id()) if ctx is not None else None
+
+    async def run() -> Any:
+        if ctx is not None and ids is not None:
+            recorded = replay_recorded(ctx, ids[0], "DBOS.getEvent")
+            if recorded is not NOT_RECORDED:
+                return recorded
+            ensure_not_cancelled(ctx)
+        async with runtime.notifier.subscribe(EVENTS, f"{workflow_id}::{key}") as woken:
+            deadline: float | None = None
+            value: Any = None
+            while True:
+                found = await read_event(runtime.db, workflow_id, key)
+                if found is not None:
+                    value = runtime.codec.loads(*found)
+                    break
+                if deadline is None:
+                    deadline = (
+                        await durable_deadline(ctx, ids[1], seconds)
+                        if ctx is not None and ids is not None
+                        else time.time() + seconds
+                    )
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    break
+                await woken.wait(remaining)
+        if ctx is not None and ids is not None:
+            await record_value(ctx, ids[0], "DBOS.getEvent", value)
+        return value
+
+    return runtime.forward(run())
+
+
+def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
+    """Every event of a workflow, as ``{key: value}``."""
+    _validate_id("workflow_id", workflow_id)
+    runtime = runtime_here()
+
+    async def read() -> dict[str, Any]:
+        rows = await events_of(runtime.db, workflow_id)
+        return {row["key"]: runtime.codec.loads(row["value"], row["serialization"]) for row in rows}
+
+    return awaited(checkpointed("DBOS.getAllEvents", lambda: runtime.forward(read())))
+
+
+# Durable sleep -----------------------------------------------------------------------------
+
+
+def sleep(seconds: float) -> Coroutine[Any, Any, None]:
+    """Sleep durably: the wake-up time is recorded first, so recovery sleeps only what is left."""
+    duration = validate_seconds("seconds", seconds)
+    ctx = require_workflow("DBOS.sleep")
+    function_id = ctx.reserve_function_id()
+
+    async def run() -> None:
+        ensure_not_cancelled(ctx)
+        wake_at = await durable_deadline(ctx, function_id, duration)
+        remaining = wake_at - time.time()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    return ctx.runtime.forward(run())

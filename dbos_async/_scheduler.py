@@ -1,0 +1,129 @@
+"""Cron schedules: ``@DBOS.scheduled(cron)`` and the scheduler that enqueues each tick once.
+
+Every process running the app runs the scheduler. Each tick is enqueued on the internal queue
+under the workflow ID ``sched-<name>-<tick time>``, so however many processes see the tick, the
+database keeps one workflow: the tick runs exactly once. A tick missed while no process ran is
+not replayed (as in DBOS). The workflow is called with ``(scheduled_time, actual_time)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from croniter import croniter
+
+from ._context import Auth
+from ._decorators import workflow_info
+from ._errors import DBOSException, DBOSInvalidArgumentError
+from ._registry import WorkflowInfo, default_registry
+from ._workflow import Invocation, QueuePlacement, WorkflowCall
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["Schedule", "Scheduler", "scheduled"]
+
+logger = logging.getLogger("dbos_async")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MAX_SLEEP = 1.0  # re-read the registry this often: schedules may be declared after launch
+
+
+def _parse(cron: str) -> bool:
+    """Validate ``cron``; return whether it has a leading seconds field."""
+    if not isinstance(cron, str):
+        raise DBOSInvalidArgumentError(f"A cron schedule must be a string, got {cron!r}")
+    with_seconds = len(cron.split()) == 6
+    if not croniter.is_valid(cron, second_at_beginning=with_seconds):
+        raise DBOSInvalidArgumentError(f"Invalid cron schedule: {cron!r}")
+    return with_seconds
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A workflow and the cron expression that starts it."""
+
+    info: WorkflowInfo
+    cron: str
+    with_seconds: bool = False
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first tick strictly after ``moment``."""
+        tick: datetime = croniter(
+            self.cron, moment, second_at_beginning=self.with_seconds
+        ).get_next(datetime)
+        return tick
+
+
+def scheduled(cron: str) -> Callable[[F], F]:
+    """Run the decorated workflow on a cron schedule (5 fields, or 6 with seconds first).
+
+    The workflow takes ``(scheduled_time: datetime, actual_time: datetime)``. Each tick runs
+    exactly once, however many processes run the app.
+    """
+    with_seconds = _parse(cron)
+
+    def decorate(func: F) -> F:
+        info = workflow_info(func)
+        default_registry.schedules[info.name] = Schedule(info, cron, with_seconds)
+        return func
+
+    return decorate
+
+
+class Scheduler:
+    """Enqueues due ticks of every registered schedule; one task per process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._task: asyncio.Task[None] | None = None
+        self._next: dict[str, datetime] = {}  # each schedule's next tick, from launch on
+
+    def start(self) -> None:
+        """Start watching the clock."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="dbos-scheduler")
+
+    async def stop(self) -> None:
+        """Stop enqueueing ticks."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            now = datetime.now(UTC)
+            wake_at = now.timestamp() + _MAX_SLEEP
+            for name, schedule in list(self._runtime.registry.schedules.items()):
+                tick = self._next.get(name) or schedule.next_after(now)
+                while tick <= now:
+                    await self._fire(schedule, tick, now)
+                    tick = schedule.next_after(tick)
+                self._next[name] = tick
+                wake_at = min(wake_at, tick.timestamp())
+            await asyncio.sleep(max(0.0, wake_at - datetime.now(UTC).timestamp()))
+
+    async def _fire(self, schedule: Schedule, tick: datetime, now: datetime) -> None:
+        from ._queue import INTERNAL_QUEUE, enqueue
+
+        workflow_id = f"sched-{schedule.info.name}-{tick.isoformat()}"
+        call = WorkflowCall(
+            invocation=Invocation(schedule.info, None, (tick, now), {}),
+            workflow_id=workflow_id,
+            parent=None,
+            parent_function_id=None,
+            auth=Auth(),
+            timeout_ms=None,
+            deadline_epoch_ms=None,
+        )
+        try:
+            await enqueue(self._runtime, call, QueuePlacement(INTERNAL_QUEUE), "reject")
+        except DBOSException as error:
+            logger.error("Could not enqueue %s: %s", workflow_id, error)

@@ -1,0 +1,234 @@
+"""Running a step inside a workflow: replay a recorded outcome, or run, retry and checkpoint.
+
+A fresh step costs one round trip: its output row is inserted with ``ON CONFLICT DO NOTHING``,
+and a conflict means another execution of the same workflow recorded it first, so this one
+stops (``DBOSWorkflowConflictIDError``). Replay reads from the outputs the workflow loaded when
+it started, never from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from ._context import (
+    StepStatus,
+    WorkflowContext,
+    current_step,
+    current_workflow,
+    enter_step,
+    leave_step,
+)
+from ._errors import (
+    DBOSInvalidArgumentError,
+    DBOSMaxStepRetriesExceeded,
+    DBOSStepTimeoutError,
+    DBOSUnexpectedStepError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
+from ._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
+
+__all__ = [
+    "NOT_RECORDED",
+    "RetryPolicy",
+    "StepOptions",
+    "checkpointed",
+    "ensure_not_cancelled",
+    "refusal",
+    "replay_recorded",
+    "run_step",
+]
+
+logger = logging.getLogger("dbos_async")
+
+T = TypeVar("T")
+
+_MAX_RETRY_INTERVAL = 3600.0
+NOT_RECORDED = object()
+
+
+def _require_number(name: str, value: Any, *, minimum: float, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (strict and value <= minimum):
+        bound = f"greater than {minimum}" if strict else f"at least {minimum}"
+        raise DBOSInvalidArgumentError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a failed step runs again: ``max_attempts`` tries, waits growing by ``backoff_rate``."""
+
+    retries_allowed: bool = False
+    interval_seconds: float = 1.0
+    max_attempts: int = 3
+    backoff_rate: float = 2.0
+    should_retry: Callable[[BaseException], bool | Awaitable[bool]] | None = None
+
+    def __post_init__(self) -> None:
+        _require_number("interval_seconds", self.interval_seconds, minimum=0)
+        _require_number("backoff_rate", self.backoff_rate, minimum=0)
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise DBOSInvalidArgumentError(
+                f"max_attempts must be a positive integer, got {self.max_attempts!r}"
+            )
+        if self.should_retry is not None and not callable(self.should_retry):
+            raise DBOSInvalidArgumentError("should_retry must be callable")
+
+    @property
+    def attempts(self) -> int:
+        """How many times the step may run."""
+        return self.max_attempts if self.retries_allowed else 1
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after the 0-based ``attempt`` failed."""
+        return float(min(self.interval_seconds * self.backoff_rate**attempt, _MAX_RETRY_INTERVAL))
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """A step's name, retry policy and per-attempt timeout."""
+
+    name: str
+    retry: RetryPolicy = RetryPolicy()
+    timeout_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout_seconds is not None:
+            _require_number("timeout_seconds", self.timeout_seconds, minimum=0, strict=True)
+
+
+def replay_recorded(ctx: WorkflowContext, function_id: int, name: str) -> Any:
+    """The recorded outcome at ``function_id`` (raising a recorded error), or ``NOT_RECORDED``.
+
+    Raises :class:`DBOSUnexpectedStepError` when another operation was recorded there.
+    """
+    recorded = ctx.recorded.get(function_id)
+    if recorded is None:
+        return NOT_RECORDED
+    if recorded.function_name != name:
+        raise DBOSUnexpectedStepError(ctx.workflow_id, function_id, name, recorded.function_name)
+    codec = ctx.runtime.codec
+    if recorded.error is not None:
+        error = codec.loads(recorded.error, recorded.serialization)
+        raise error if isinstance(error, BaseException) else Exception(str(error))
+    return codec.loads(recorded.output, recorded.serialization)
+
+
+async def run_step(
+    ctx: WorkflowContext,
+    function_id: int,
+    options: StepOptions,
+    invoke: Callable[[], Awaitable[T]],
+) -> T:
+    """Run one step of ``ctx``'s workflow at ``function_id`` and checkpoint its outcome."""
+    replayed = replay_recorded(ctx, function_id, options.name)
+    if replayed is not NOT_RECORDED:
+        return cast(T, replayed)
+    ensure_not_cancelled(ctx)
+    started = now_ms()
+    codec = ctx.runtime.codec
+    try:
+        value = await _attempt(function_id, options, invoke)
+    except Exception as error:
+        await _record(ctx, function_id, options.name, None, codec.dumps_exception(error), started)
+        raise
+    await _record(ctx, function_id, options.name, codec.dumps(value), None, started)
+    return value
+
+
+async def _record(
+    ctx: WorkflowContext,
+    function_id: int,
+    name: str,
+    output: bytes | None,
+    error: bytes | None,
+    started: int,
+) -> None:
+    inserted = await insert_step_output(
+        ctx.runtime.db,
+        ctx.workflow_id,
+        function_id,
+        name,
+        output=output,
+        error=error,
+        serialization=ctx.runtime.codec.name,
+        started_at_ms=started,
+    )
+    if not inserted:
+        raise await refusal(ctx)
+
+
+async def refusal(ctx: WorkflowContext) -> BaseException:
+    """Why a checkpoint write was refused: the workflow was cancelled, or another execution won."""
+    status = await workflow_status_of(ctx.runtime.db, ctx.workflow_id)
+    if status == "CANCELLED":
+        ctx.cancelled = True
+        return DBOSWorkflowCancelledError(f"Workflow {ctx.workflow_id} was cancelled")
+    return DBOSWorkflowConflictIDError(ctx.workflow_id)
+
+
+def ensure_not_cancelled(ctx: WorkflowContext) -> None:
+    """Stop before starting an operation of a workflow known to be cancelled."""
+    if ctx.cancelled:
+        raise DBOSWorkflowCancelledError(f"Workflow {ctx.workflow_id} was cancelled")
+
+
+async def _attempt(function_id: int, options: StepOptions, invoke: Callable[[], Awaitable[T]]) -> T:
+    policy = options.retry
+    errors: list[BaseException] = []
+    for attempt in range(policy.attempts):
+        token = enter_step(
+            StepStatus(
+                function_id,
+                attempt + 1 if policy.retries_allowed else None,
+                policy.attempts if policy.retries_allowed else None,
+            )
+        )
+        try:
+            if options.timeout_seconds is None:
+                return await invoke()
+            try:
+                return await asyncio.wait_for(invoke(), options.timeout_seconds)
+            except TimeoutError:
+                raise DBOSStepTimeoutError(options.name, options.timeout_seconds) from None
+        except Exception as error:
+            if not policy.retries_allowed:
+                raise
+            if policy.should_retry is not None:
+                verdict = policy.should_retry(error)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                if not verdict:
+                    raise
+            errors.append(error)
+            if attempt + 1 < policy.attempts:
+                delay = policy.delay_after(attempt)
+                logger.warning(
+                    "Step %s failed on attempt %d of %d (%r); retrying in %.3gs",
+                    options.name,
+                    attempt + 1,
+                    policy.attempts,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        finally:
+            leave_step(token)
+    raise DBOSMaxStepRetriesExceeded(options.name, policy.attempts, errors)
+
+
+def checkpointed(name: str, factory: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+    """Run a DBOS operation (``DBOS.getStatus``, ...) as a step when called inside a workflow.
+
+    The function ID is reserved now, at call time; outside a workflow the operation just runs.
+    """
+    ctx = current_workflow()
+    if ctx is None or current_step() is not None:
+        return factory()
+    return run_step(ctx, ctx.reserve_function_id(), StepOptions(name), factory)

@@ -1,0 +1,280 @@
+"""Statements for workflow management: listing, resuming, forking and deleting workflows.
+
+List queries are assembled from fixed fragments; every value travels as a positional
+parameter, never in the SQL text. Resume, fork and delete are one statement each, so each is
+atomic on its own (a fork's row, its copied steps, events and stream values commit together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from ._database import Database
+from ._workflows import now_ms
+
+__all__ = [
+    "ForkRequest",
+    "WorkflowFilter",
+    "delete_workflow_rows",
+    "fork_workflow_row",
+    "list_workflow_rows",
+    "resume_workflow_row",
+    "step_rows",
+]
+
+# Every column ``status_from_row`` reads except ``inputs`` (selected or nulled separately).
+_COLUMNS = (
+    "workflow_uuid, status, name, class_name, config_name, authenticated_user, assumed_role, "
+    "authenticated_roles, output, error, serialization, executor_id, application_version, "
+    "application_id, created_at, updated_at, recovery_attempts, queue_name, deduplication_id, "
+    "priority, queue_partition_key, workflow_timeout_ms, workflow_deadline_epoch_ms, "
+    "started_at_epoch_ms, forked_from, was_forked_from, parent_workflow_id, "
+    "delay_until_epoch_ms, completed_at, attributes, application_name"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFilter:
+    """Which ``workflow_status`` rows a listing returns; None means "any" for every field.
+
+    List fields match any of their values; times are epoch milliseconds on ``created_at``.
+    """
+
+    workflow_ids: list[str] | None = None
+    statuses: list[str] | None = None
+    created_from_ms: int | None = None
+    created_until_ms: int | None = None
+    names: list[str] | None = None
+    app_versions: list[str] | None = None
+    users: list[str] | None = None
+    queue_names: list[str] | None = None
+    executor_ids: list[str] | None = None
+    parent_workflow_ids: list[str] | None = None
+    forked_from: list[str] | None = None
+    id_prefixes: list[str] | None = None
+    queues_only: bool = False
+    limit: int | None = None
+    offset: int | None = None
+    sort_desc: bool = False
+    load_input: bool = True
+    load_output: bool = True
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching strings that start with ``prefix`` (its wildcards escaped)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+# Each list filter: (WorkflowFilter field, condition with "{}" where the parameter goes).
+_ANY_OF = (
+    ("workflow_ids", "workflow_uuid = ANY({}::text[])"),
+    ("statuses", "status = ANY({}::text[])"),
+    ("names", "name = ANY({}::text[])"),
+    ("app_versions", "application_version = ANY({}::text[])"),
+    ("users", "authenticated_user = ANY({}::text[])"),
+    ("queue_names", "queue_name = ANY({}::text[])"),
+    ("executor_ids", "executor_id = ANY({}::text[])"),
+    ("parent_workflow_ids", "parent_workflow_id = ANY({}::text[])"),
+    ("forked_from", "forked_from = ANY({}::text[])"),
+)
+
+
+def _list_query(f: WorkflowFilter) -> tuple[str, list[object]]:
+    """The SELECT for ``f`` and its parameters."""
+    args: list[object] = []
+
+    def param(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    conditions: list[str] = []
+    for field, condition in _ANY_OF:
+        values = getattr(f, field)
+        if values is not None:
+            conditions.append(condition.format(param(values)))
+    if f.id_prefixes is not None:
+        patterns = [_like_prefix(prefix) for prefix in f.id_prefixes]
+        conditions.append(f"workflow_uuid LIKE ANY({param(patterns)}::text[])")
+    if f.created_from_ms is not None:
+        conditions.append(f"created_at >= {param(f.created_from_ms)}::bigint")
+    if f.created_until_ms is not None:
+        conditions.append(f"created_at <= {param(f.created_until_ms)}::bigint")
+    if f.queues_only:
+        conditions.append("queue_name IS NOT NULL")
+    inputs = "inputs" if f.load_input else "NULL::bytea AS inputs"
+    columns = _COLUMNS
+    if not f.load_output:
+        columns = columns.replace("output, error,", "NULL::bytea AS output, NULL::bytea AS error,")
+    sql = f"SELECT {inputs}, {columns} FROM workflow_status"
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
+    direction = "DESC" if f.sort_desc else "ASC"
+    sql += f" ORDER BY created_at {direction}, workflow_uuid {direction}"
+    if f.limit is not None:
+        sql += f" LIMIT {param(f.limit)}::bigint"
+    if f.offset is not None:
+        sql += f" OFFSET {param(f.offset)}::bigint"
+    return sql, args
+
+
+async def list_workflow_rows(db: Database, f: WorkflowFilter) -> list[asyncpg.Record]:
+    """The ``workflow_status`` rows matching ``f``, ordered by creation time."""
+    sql, args = _list_query(f)
+    return await db.fetch(sql, *args)
+
+
+async def step_rows(
+    db: Database,
+    workflow_id: str,
+    *,
+    load_output: bool = True,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> list[asyncpg.Record]:
+    """A workflow's recorded operations, ordered by ``function_id``."""
+    values = "output, error" if load_output else "NULL::bytea AS output, NULL::bytea AS error"
+    return await db.fetch(
+        f"SELECT function_id, function_name, {values}, serialization, child_workflow_id, "
+        "started_at_epoch_ms, completed_at_epoch_ms FROM operation_outputs "
+        "WHERE workflow_uuid = $1 ORDER BY function_id LIMIT $2::bigint OFFSET $3::bigint",
+        workflow_id,
+        limit,
+        offset or 0,
+    )
+
+
+async def resume_workflow_row(db: Database, workflow_id: str, queue_name: str) -> str | None:
+    """Put a workflow that has not finished back on ``queue_name``, to run from its last step.
+
+    SUCCESS and ERROR rows are left alone. The row is ENQUEUED with its recovery attempts,
+    deadline, deduplication ID and start time cleared; its partition key is kept only if it
+    stays on the same queue. Returns the status it had, or None when no such workflow exists.
+    """
+    row = await db.fetchrow(
+        """
+        WITH before AS (
+            SELECT status FROM workflow_status WHERE workflow_uuid = $1 FOR UPDATE
+        ), resumed AS (
+            UPDATE workflow_status
+            SET status = 'ENQUEUED', queue_name = $2,
+                queue_partition_key = CASE WHEN queue_name = $2 THEN queue_partition_key END,
+                recovery_attempts = 0, workflow_deadline_epoch_ms = NULL,
+                deduplication_id = NULL, started_at_epoch_ms = NULL, completed_at = NULL,
+                delay_until_epoch_ms = NULL, updated_at = $3
+            WHERE workflow_uuid = $1 AND status NOT IN ('SUCCESS', 'ERROR')
+        )
+        SELECT status FROM before
+        """,
+        workflow_id,
+        queue_name,
+        now_ms(),
+    )
+    return row["status"] if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ForkRequest:
+    """A fork: copy ``original_id`` as ``forked_id`` with the steps before ``start_step``."""
+
+    original_id: str
+    forked_id: str
+    start_step: int
+    queue_name: str
+    application_version: str | None = None
+
+
+# One statement: the new row, the original's mark, and the copies commit together. The
+# foreign keys of the copied rows are checked at the end of the statement, after the new
+# row exists. Nothing is written when the original does not exist.
+_FORK = """
+WITH original AS (
+    SELECT * FROM workflow_status WHERE workflow_uuid = $1
+), marked AS (
+    UPDATE workflow_status SET was_forked_from = true, updated_at = $6
+    WHERE workflow_uuid = $1
+), forked AS (
+    INSERT INTO workflow_status (
+        workflow_uuid, status, name, class_name, config_name, authenticated_user,
+        assumed_role, authenticated_roles, inputs, serialization, application_version,
+        application_id, created_at, updated_at, recovery_attempts, queue_name, priority,
+        forked_from, attributes, application_name
+    )
+    SELECT $2, 'ENQUEUED', name, class_name, config_name, authenticated_user,
+        assumed_role, authenticated_roles, inputs, serialization, $5,
+        application_id, $6, $6, 0, $4, 0, $1, attributes, application_name
+    FROM original
+    RETURNING workflow_uuid
+), steps AS (
+    INSERT INTO operation_outputs (
+        workflow_uuid, function_id, function_name, output, error, serialization,
+        child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
+    )
+    SELECT $2, function_id, function_name, output, error, serialization,
+        child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
+    FROM operation_outputs
+    WHERE workflow_uuid = $1 AND function_id < $3 AND EXISTS (SELECT 1 FROM original)
+), history AS (
+    INSERT INTO workflow_events_history (workflow_uuid, function_id, key, value, serialization)
+    SELECT $2, function_id, key, value, serialization FROM workflow_events_history
+    WHERE workflow_uuid = $1 AND function_id < $3 AND EXISTS (SELECT 1 FROM original)
+), events AS (
+    INSERT INTO workflow_events (workflow_uuid, key, value, serialization)
+    SELECT DISTINCT ON (key) $2, key, value, serialization FROM workflow_events_history
+    WHERE workflow_uuid = $1 AND function_id < $3 AND EXISTS (SELECT 1 FROM original)
+    ORDER BY key, function_id DESC
+), stream_values AS (
+    INSERT INTO streams (workflow_uuid, key, "offset", value, serialization, function_id)
+    SELECT $2, key, "offset", value, serialization, function_id FROM streams
+    WHERE workflow_uuid = $1 AND function_id < $3 AND EXISTS (SELECT 1 FROM original)
+)
+SELECT count(*) FROM forked
+"""
+
+
+async def fork_workflow_row(db: Database, fork: ForkRequest) -> bool:
+    """Create the forked workflow, ENQUEUED on ``fork.queue_name``; False if the original is missing.
+
+    The fork has the original's name, class, configured instance, inputs, authentication and
+    attributes, ``forked_from`` set, and copies of the original's step outputs, event history
+    and stream values recorded before ``start_step`` (events are rebuilt from that history).
+    The original is marked ``was_forked_from``. Raises ``asyncpg.UniqueViolationError`` when a
+    workflow with the fork's ID already exists.
+    """
+    forked = await db.fetchval(
+        _FORK,
+        fork.original_id,
+        fork.forked_id,
+        fork.start_step,
+        fork.queue_name,
+        fork.application_version,
+        now_ms(),
+    )
+    return bool(forked)
+
+
+async def delete_workflow_rows(
+    db: Database, workflow_id: str, *, with_children: bool = False
+) -> list[str]:
+    """Delete a workflow (and, ``with_children``, its descendants); return the IDs deleted.
+
+    The foreign keys cascade to steps, messages, events and streams.
+    """
+    rows = await db.fetch(
+        """
+        WITH RECURSIVE tree AS (
+            SELECT workflow_uuid FROM workflow_status WHERE workflow_uuid = $1
+            UNION
+            SELECT w.workflow_uuid FROM workflow_status AS w
+            JOIN tree AS t ON w.parent_workflow_id = t.workflow_uuid
+            WHERE $2::boolean
+        )
+        DELETE FROM workflow_status WHERE workflow_uuid IN (SELECT workflow_uuid FROM tree)
+        RETURNING workflow_uuid
+        """,
+        workflow_id,
+        with_children,
+    )
+    return [row["workflow_uuid"] for row in rows]

@@ -1,0 +1,256 @@
+"""The notify hub: one LISTEN connection per process that wakes waiting coroutines.
+
+Notifications are hints; the database is the truth. A waiter registers *before* it reads the
+database and re-reads after every wake-up. Two safety nets cover a lost notification: after the
+LISTEN connection reconnects, and every ``sweep_seconds``, the hub asks each channel's checker
+which of the waited-on keys have news (one query per channel, whatever the number of waiters)
+and wakes those; a channel without a checker wakes all its waiters.
+
+Outgoing notifications go through :meth:`Notifier.publish`, which coalesces payloads and sends
+them in one statement from a background task, so NOTIFY never sits on a writer's commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import asyncpg
+
+__all__ = [
+    "CANCEL",
+    "CHANNELS",
+    "EVENTS",
+    "MESSAGES",
+    "QUEUES",
+    "STREAMS",
+    "WORKFLOW_DONE",
+    "Notifier",
+    "WakeUp",
+]
+
+logger = logging.getLogger("dbos_async")
+
+WORKFLOW_DONE = "dbos_async_workflow_done"
+MESSAGES = "dbos_async_messages"
+EVENTS = "dbos_async_events"
+STREAMS = "dbos_async_streams"
+CANCEL = "dbos_async_cancel"
+QUEUES = "dbos_async_queues"
+CHANNELS = (WORKFLOW_DONE, MESSAGES, EVENTS, STREAMS, CANCEL, QUEUES)
+
+_RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+_MAX_PAYLOADS_PER_FLUSH = 1000
+
+Checker = Callable[[list[str]], Awaitable[Iterable[str]]]
+"""Given the keys waited on in a channel, return those whose condition may now hold."""
+
+
+class WakeUp:
+    """One waiter's wake-up flag: set by a notification, a sweep or :meth:`set`."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        """Wake the waiter."""
+        self._event.set()
+
+    async def wait(self, seconds: float | None) -> bool:
+        """Wait until woken or ``seconds`` pass; return whether it was woken."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
+class Notifier:
+    """Holds the LISTEN connection, routes each (channel, payload) to its waiters, and publishes."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        publish_with: Callable[[str, list[str]], Awaitable[Any]],
+        *,
+        sweep_seconds: float = 30.0,
+    ) -> None:
+        self._connect = connect
+        self._publish_with = publish_with
+        self.sweep_seconds = sweep_seconds
+        self._waiters: dict[tuple[str, str], set[WakeUp]] = {}
+        self._handlers: dict[str, Callable[[str], None]] = {}
+        self._checkers: dict[str, Checker] = {}
+        self._sweep_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._outbox: dict[str, set[str]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connections_made = 0
+
+    async def start(self) -> None:
+        """Open the LISTEN connection and start watching it."""
+        await self._listen()
+        self._tasks = [
+            asyncio.create_task(self._supervise(), name="dbos-notify-reconnect"),
+            asyncio.create_task(self._sweep_forever(), name="dbos-notify-sweep"),
+        ]
+
+    async def close(self) -> None:
+        """Flush what is pending, stop listening, and wake every waiter."""
+        with contextlib.suppress(Exception):
+            await self.flush()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._conn.close(), 2)
+            self._conn = None
+        self.wake_all()
+
+    # Waiting -----------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str, key: str) -> AsyncIterator[WakeUp]:
+        """Register a waiter for ``key`` on ``channel`` for the duration of the block."""
+        wake = WakeUp()
+        waiters = self._waiters.setdefault((channel, key), set())
+        waiters.add(wake)
+        try:
+            yield wake
+        finally:
+            waiters.discard(wake)
+            if not waiters:
+                self._waiters.pop((channel, key), None)
+
+    def on(self, channel: str, handler: Callable[[str], None]) -> None:
+        """Call ``handler(payload)`` for every notification on ``channel`` (e.g. cancellation)."""
+        self._handlers[channel] = handler
+
+    def add_checker(self, channel: str, checker: Checker) -> None:
+        """Let sweeps ask the database which waited-on keys of ``channel`` have news."""
+        self._checkers[channel] = checker
+
+    def on_sweep(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Also run ``hook`` at every sweep (e.g. re-check cancellations of local workflows)."""
+        self._sweep_hooks.append(hook)
+
+    def notify_local(self, channel: str, key: str) -> None:
+        """Wake this process's waiters for ``key`` without a round trip through Postgres."""
+        handler = self._handlers.get(channel)
+        if handler is not None:
+            handler(key)
+        for wake in self._waiters.get((channel, key), ()):
+            wake.set()
+
+    def wake_all(self) -> None:
+        """Wake every waiter."""
+        for waiters in self._waiters.values():
+            for wake in waiters:
+                wake.set()
+
+    @property
+    def waiter_count(self) -> int:
+        """How many waiters are registered."""
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+    async def sweep(self) -> None:
+        """Re-check every waited-on key against the database and wake those with news."""
+        keys_by_channel: dict[str, list[str]] = {}
+        for channel, key in list(self._waiters):
+            keys_by_channel.setdefault(channel, []).append(key)
+        for channel, keys in keys_by_channel.items():
+            checker = self._checkers.get(channel)
+            try:
+                woken = await checker(keys) if checker is not None else keys
+            except (OSError, asyncpg.PostgresError) as error:
+                logger.warning(
+                    "Safety re-check of %s failed (%s); waking its waiters", channel, error
+                )
+                woken = keys
+            for key in woken:
+                for wake in self._waiters.get((channel, key), ()):
+                    wake.set()
+        for hook in self._sweep_hooks:
+            try:
+                await hook()
+            except (OSError, asyncpg.PostgresError) as error:
+                logger.warning("Safety re-check failed: %s", error)
+
+    # Publishing --------------------------------------------------------------------------------
+
+    def publish(self, channel: str, payload: str) -> None:
+        """Send ``payload`` on ``channel`` soon, coalesced with others, off the caller's path."""
+        self._outbox.setdefault(channel, set()).add(payload)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_pending())
+
+    async def flush(self) -> None:
+        """Wait until everything published so far has been sent."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush_pending(self) -> None:
+        while self._outbox:
+            outbox, self._outbox = self._outbox, {}
+            for channel, payloads in outbox.items():
+                batch = sorted(payloads)
+                for start in range(0, len(batch), _MAX_PAYLOADS_PER_FLUSH):
+                    chunk = batch[start : start + _MAX_PAYLOADS_PER_FLUSH]
+                    try:
+                        await self._publish_with(channel, chunk)
+                    except (OSError, asyncpg.PostgresError) as error:
+                        # Waiters still find the data on their next safety re-check.
+                        logger.warning("Could not send %d notifications: %s", len(chunk), error)
+
+    # The LISTEN connection ---------------------------------------------------------------------
+
+    def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        self.notify_local(channel, payload)
+
+    def _on_termination(self, _conn: Any) -> None:
+        self._lost.set()
+
+    async def _listen(self) -> None:
+        conn = await self._connect()
+        for channel in CHANNELS:
+            await conn.add_listener(channel, self._on_notification)
+        conn.add_termination_listener(self._on_termination)
+        self._conn = conn
+        self.connections_made += 1
+
+    async def _supervise(self) -> None:
+        while True:
+            await self._lost.wait()
+            self._lost.clear()
+            self._conn = None
+            logger.warning("The LISTEN connection was lost; reconnecting")
+            attempt = 0
+            while True:
+                try:
+                    await self._listen()
+                    break
+                except (OSError, asyncpg.PostgresError) as error:
+                    delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
+                    attempt += 1
+                    logger.warning("LISTEN reconnection failed (%s); retrying in %ss", error, delay)
+                    await asyncio.sleep(delay)
+            # Anything notified while we were away is only in the database: re-check it.
+            await self.sweep()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            await self.sweep()

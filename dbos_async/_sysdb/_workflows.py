@@ -1,0 +1,452 @@
+"""Statements on ``workflow_status`` and ``operation_outputs``: a workflow's row and its steps."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from ._database import Database
+from ._notify import WORKFLOW_DONE
+
+__all__ = [
+    "NewWorkflow",
+    "StepOutput",
+    "claim_for_recovery",
+    "complete_workflow",
+    "get_workflow",
+    "insert_step_output",
+    "insert_workflow",
+    "load_step_outputs",
+    "mark_awaited",
+    "mark_recovery_exhausted",
+    "pending_workflow_ids",
+    "workflow_status_of",
+]
+
+ACTIVE_STATUSES = ("PENDING", "ENQUEUED", "DELAYED")
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch, the unit of every timestamp column."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkflow:
+    """The row a workflow start inserts."""
+
+    workflow_id: str
+    name: str
+    class_name: str | None
+    config_name: str | None
+    inputs: bytes
+    serialization: str
+    executor_id: str
+    application_version: str
+    authenticated_user: str | None = None
+    assumed_role: str | None = None
+    authenticated_roles: list[str] | None = None
+    parent_workflow_id: str | None = None
+    timeout_ms: int | None = None
+    deadline_epoch_ms: int | None = None
+    status: str = "PENDING"
+    queue_name: str | None = None
+    priority: int = 0
+    deduplication_id: str | None = None
+    queue_partition_key: str | None = None
+    delay_until_epoch_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """A step's recorded outcome, as replay reads it back."""
+
+    function_id: int
+    function_name: str
+    output: bytes | None
+    error: bytes | None
+    serialization: str | None
+    child_workflow_id: str | None
+
+
+_INSERT_WORKFLOW = """
+INSERT INTO workflow_status (
+    workflow_uuid, status, name, class_name, config_name, inputs, serialization,
+    executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
+    parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
+    created_at, updated_at, recovery_attempts,
+    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17,
+          CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21)
+ON CONFLICT (workflow_uuid) DO NOTHING
+RETURNING true
+"""
+
+
+def _start_columns(wf: NewWorkflow, now: int) -> tuple[object, ...]:
+    return (
+        wf.workflow_id,
+        wf.status,
+        wf.name,
+        wf.class_name,
+        wf.config_name,
+        wf.inputs,
+        wf.serialization,
+        wf.executor_id,
+        wf.application_version,
+        wf.authenticated_user,
+        wf.assumed_role,
+        wf.authenticated_roles,
+        wf.parent_workflow_id,
+        wf.timeout_ms,
+        wf.deadline_epoch_ms,
+        wf.queue_name,
+        now,
+        wf.priority,
+        wf.deduplication_id,
+        wf.queue_partition_key,
+        wf.delay_until_epoch_ms,
+    )
+
+
+# Role lists vary in length, so each travels as one JSON text (Postgres arrays are rectangular).
+_INSERT_WORKFLOWS = """
+INSERT INTO workflow_status (
+    workflow_uuid, status, name, class_name, config_name, inputs, serialization,
+    executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
+    parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
+    created_at, updated_at, recovery_attempts,
+    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms
+)
+SELECT u.id, u.status, u.name, u.class_name, u.config_name, u.inputs, u.serialization,
+    u.executor_id, u.version, u.user_name, u.assumed_role,
+    CASE WHEN u.roles IS NOT NULL
+        THEN ARRAY(SELECT jsonb_array_elements_text(u.roles::jsonb)) END,
+    u.parent, u.timeout_ms, u.deadline, u.queue_name, $17, $17,
+    CASE WHEN u.status = 'PENDING' THEN 1 ELSE 0 END,
+    u.priority, NULL, u.partition_key, u.delay_until
+FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+    $14::bigint[], $15::bigint[], $16::text[], $18::int[], $19::text[], $20::bigint[]
+) AS u(id, status, name, class_name, config_name, inputs, serialization, executor_id,
+       version, user_name, assumed_role, roles, parent, timeout_ms, deadline, queue_name,
+       priority, partition_key, delay_until)
+ON CONFLICT (workflow_uuid) DO NOTHING
+RETURNING workflow_uuid
+"""
+
+
+async def _insert_workflows(db: Database, rows: Sequence[NewWorkflow]) -> list[bool]:
+    """Insert a batch of workflow rows (none with a deduplication ID) in one statement."""
+    now = now_ms()
+    if len(rows) == 1:
+        return [bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(rows[0], now)))]
+    columns = list(zip(*(_start_columns(wf, now) for wf in rows), strict=True))
+    roles = [None if value is None else json.dumps(value) for value in columns[11]]
+    inserted = {
+        row["workflow_uuid"]
+        for row in await db.fetch(
+            _INSERT_WORKFLOWS,
+            *(list(c) for c in columns[:11]),
+            roles,
+            *(list(c) for c in columns[12:16]),
+            now,
+            list(columns[17]),
+            list(columns[19]),
+            list(columns[20]),
+        )
+    }
+    return written_once([wf.workflow_id for wf in rows], inserted)
+
+
+async def insert_workflow(db: Database, wf: NewWorkflow) -> bool:
+    """Insert a workflow's row; return False when a row with its ID already exists.
+
+    Group-committed with concurrent starts, except a row with a deduplication ID, which goes
+    alone: its unique violation (``asyncpg.UniqueViolationError`` on
+    ``workflow_status_dedup_id``, when the queue already holds an active workflow with that
+    ID) must fail only its own enqueue.
+    """
+    if wf.deduplication_id is not None:
+        return bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(wf, now_ms())))
+    writer = db.group("starts", lambda rows: _insert_workflows(db, rows))
+    inserted: bool = await writer.submit(wf)
+    return inserted
+
+
+async def get_workflow(db: Database, workflow_id: str) -> asyncpg.Record | None:
+    """Read a workflow's whole row."""
+    return await db.fetchrow("SELECT * FROM workflow_status WHERE workflow_uuid = $1", workflow_id)
+
+
+# NOTIFY serializes committing transactions, so it is sent only when a waiter in another
+# process asked for it (``awaited``); waiters in this process are woken without Postgres.
+_COMPLETE_WORKFLOW = f"""
+WITH done AS (
+    UPDATE workflow_status
+    SET status = $2, output = $3, error = $4, updated_at = $5, completed_at = $5,
+        deduplication_id = NULL
+    WHERE workflow_uuid = $1 AND status = 'PENDING'
+    RETURNING workflow_uuid, awaited
+), notified AS (
+    SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done WHERE awaited
+)
+SELECT (SELECT count(*) FROM done) AS completed, (SELECT count(*) FROM notified) AS notified
+"""
+
+
+_COMPLETE_WORKFLOWS = f"""
+WITH outcome AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[])
+        AS o(workflow_uuid, status, output, error)
+), done AS (
+    UPDATE workflow_status AS w
+    SET status = o.status, output = o.output, error = o.error, updated_at = $5,
+        completed_at = $5, deduplication_id = NULL
+    FROM outcome AS o
+    WHERE w.workflow_uuid = o.workflow_uuid AND w.status = 'PENDING'
+    RETURNING w.workflow_uuid, w.awaited
+), notified AS (
+    SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done WHERE awaited
+)
+SELECT workflow_uuid, (SELECT count(*) FROM notified) AS notified FROM done
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A workflow's final status and its serialized output or error."""
+
+    workflow_id: str
+    status: str
+    output: bytes | None
+    error: bytes | None
+
+
+async def _complete_workflows(db: Database, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Record a batch of outcomes in one statement; whether each one was recorded."""
+    if len(outcomes) == 1:
+        o = outcomes[0]
+        row = await db.fetchrow(
+            _COMPLETE_WORKFLOW, o.workflow_id, o.status, o.output, o.error, now_ms()
+        )
+        return [row is not None and row["completed"] == 1]
+    rows = await db.fetch(
+        _COMPLETE_WORKFLOWS,
+        [o.workflow_id for o in outcomes],
+        [o.status for o in outcomes],
+        [o.output for o in outcomes],
+        [o.error for o in outcomes],
+        now_ms(),
+    )
+    return written_once([o.workflow_id for o in outcomes], {row["workflow_uuid"] for row in rows})
+
+
+async def complete_workflow(
+    db: Database, workflow_id: str, status: str, output: bytes | None, error: bytes | None
+) -> bool:
+    """Record a workflow's outcome if it is still PENDING, and notify remote waiters.
+
+    Group-committed with other workflows' outcomes. Returns False when the row was no longer
+    PENDING (cancelled, finished elsewhere, deleted): the first outcome recorded is the only one.
+    """
+    writer = db.group("outcomes", lambda outcomes: _complete_workflows(db, outcomes))
+    recorded: bool = await writer.submit(Outcome(workflow_id, status, output, error))
+    return recorded
+
+
+async def mark_awaited(db: Database, workflow_id: str) -> None:
+    """Ask for a NOTIFY when ``workflow_id`` completes (a waiter outside its process).
+
+    The completion's UPDATE locks the row, so it either sees this flag and notifies, or it
+    committed first and the waiter's next read sees the outcome.
+    """
+    await db.execute(
+        "UPDATE workflow_status SET awaited = true WHERE workflow_uuid = $1 AND NOT awaited",
+        workflow_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One step outcome to record."""
+
+    workflow_id: str
+    function_id: int
+    function_name: str
+    output: bytes | None
+    error: bytes | None
+    serialization: str | None
+    child_workflow_id: str | None
+    started_at_ms: int | None
+    completed_at_ms: int
+
+    def columns(self) -> tuple[object, ...]:
+        """The values in the order of the INSERT's columns."""
+        return (
+            self.workflow_id,
+            self.function_id,
+            self.function_name,
+            self.output,
+            self.error,
+            self.serialization,
+            self.child_workflow_id,
+            self.started_at_ms,
+            self.completed_at_ms,
+        )
+
+
+def written_once(keys: Sequence[Hashable], written: set[Any]) -> list[bool]:
+    """Per key, whether the batch wrote it: a key repeated in a batch was written only once,
+    and the first occurrence takes that credit."""
+    results = []
+    for key in keys:
+        results.append(key in written)
+        written.discard(key)
+    return results
+
+
+# Written only while the workflow is PENDING: a cancelled workflow stops at its next step
+# even if the cancellation's notification never reached this process.
+_INSERT_STEP = """
+INSERT INTO operation_outputs (
+    workflow_uuid, function_id, function_name, output, error, serialization,
+    child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
+)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+WHERE EXISTS (SELECT 1 FROM workflow_status WHERE workflow_uuid = $1 AND status = 'PENDING')
+ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+RETURNING true
+"""
+
+_INSERT_STEPS = """
+INSERT INTO operation_outputs (
+    workflow_uuid, function_id, function_name, output, error, serialization,
+    child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
+)
+SELECT u.* FROM unnest(
+    $1::text[], $2::int[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::text[],
+    $8::bigint[], $9::bigint[]
+) AS u(workflow_uuid, function_id, function_name, output, error, serialization,
+       child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+WHERE EXISTS (
+    SELECT 1 FROM workflow_status AS w
+    WHERE w.workflow_uuid = u.workflow_uuid AND w.status = 'PENDING'
+)
+ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+RETURNING workflow_uuid, function_id
+"""
+
+
+async def _insert_steps(db: Database, records: Sequence[StepRecord]) -> list[bool]:
+    """Write a batch of step records in one statement; whether each one was written."""
+    if len(records) == 1:
+        return [bool(await db.fetchval(_INSERT_STEP, *records[0].columns()))]
+    columns = zip(*(r.columns() for r in records), strict=True)
+    rows = await db.fetch(_INSERT_STEPS, *(list(column) for column in columns))
+    return written_once(
+        [(r.workflow_id, r.function_id) for r in records],
+        {(row["workflow_uuid"], row["function_id"]) for row in rows},
+    )
+
+
+async def insert_step_output(
+    db: Database,
+    workflow_id: str,
+    function_id: int,
+    function_name: str,
+    *,
+    output: bytes | None,
+    error: bytes | None,
+    serialization: str | None,
+    child_workflow_id: str | None = None,
+    started_at_ms: int | None = None,
+) -> bool:
+    """Record a step's outcome once (group-committed with concurrent steps of other workflows).
+
+    Returns False when another execution recorded it first or the workflow is no longer
+    PENDING; :func:`workflow_status_of` tells which.
+    """
+    writer = db.group("steps", lambda records: _insert_steps(db, records))
+    written: bool = await writer.submit(
+        StepRecord(
+            workflow_id,
+            function_id,
+            function_name,
+            output,
+            error,
+            serialization,
+            child_workflow_id,
+            started_at_ms,
+            now_ms(),
+        )
+    )
+    return written
+
+
+async def workflow_status_of(db: Database, workflow_id: str) -> str | None:
+    """A workflow's status, or None when it does not exist."""
+    status: str | None = await db.fetchval(
+        "SELECT status FROM workflow_status WHERE workflow_uuid = $1", workflow_id
+    )
+    return status
+
+
+async def load_step_outputs(db: Database, workflow_id: str) -> dict[int, StepOutput]:
+    """Read every recorded step of a workflow in one query, for replay."""
+    rows = await db.fetch(
+        "SELECT function_id, function_name, output, error, serialization, child_workflow_id "
+        "FROM operation_outputs WHERE workflow_uuid = $1",
+        workflow_id,
+    )
+    return {row["function_id"]: StepOutput(**dict(row)) for row in rows}
+
+
+async def pending_workflow_ids(db: Database, executor_id: str, app_version: str) -> list[str]:
+    """IDs of the unqueued PENDING workflows this executor and application version own."""
+    rows = await db.fetch(
+        "SELECT workflow_uuid FROM workflow_status WHERE status = 'PENDING' "
+        "AND executor_id = $1 AND application_version = $2 AND queue_name IS NULL "
+        "ORDER BY created_at",
+        executor_id,
+        app_version,
+    )
+    return [row["workflow_uuid"] for row in rows]
+
+
+async def claim_for_recovery(
+    db: Database, workflow_id: str, executor_id: str
+) -> asyncpg.Record | None:
+    """Count a recovery attempt on a PENDING workflow and return its row (None if not PENDING)."""
+    return await db.fetchrow(
+        "UPDATE workflow_status SET recovery_attempts = recovery_attempts + 1, "
+        "executor_id = $2, updated_at = $3 "
+        "WHERE workflow_uuid = $1 AND status = 'PENDING' RETURNING *",
+        workflow_id,
+        executor_id,
+        now_ms(),
+    )
+
+
+async def mark_recovery_exhausted(db: Database, workflow_id: str) -> None:
+    """Move a workflow that keeps crashing to MAX_RECOVERY_ATTEMPTS_EXCEEDED."""
+    await db.fetch(
+        f"""
+        WITH done AS (
+            UPDATE workflow_status
+            SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', updated_at = $2, completed_at = $2,
+                deduplication_id = NULL
+            WHERE workflow_uuid = $1 AND status = 'PENDING'
+            RETURNING workflow_uuid
+        )
+        SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done
+        """,
+        workflow_id,
+        now_ms(),
+    )

@@ -1,0 +1,487 @@
+"""Starting, executing, awaiting and recovering workflows.
+
+A start is one round trip (insert the row, ``ON CONFLICT DO NOTHING``); the end is one more
+(``UPDATE ... WHERE status = 'PENDING'`` with a NOTIFY). A workflow runs as an asyncio task on
+the runtime's loop, so a second caller with the same ID joins that task, and the caller's own
+cancellation never abandons a workflow halfway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from ._context import (
+    Auth,
+    WorkflowContext,
+    current_auth,
+    current_step,
+    current_workflow,
+    enter_workflow,
+    take_next_workflow_id,
+    workflow_timeout_override,
+)
+from ._errors import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSConflictingWorkflowError,
+    DBOSException,
+    DBOSNonExistentWorkflowError,
+    DBOSSerializationError,
+    DBOSUnexpectedStepError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
+from ._registry import WorkflowInfo
+from ._sysdb._notify import WORKFLOW_DONE
+from ._sysdb._workflows import (
+    NewWorkflow,
+    StepOutput,
+    claim_for_recovery,
+    complete_workflow,
+    get_workflow,
+    insert_step_output,
+    insert_workflow,
+    load_step_outputs,
+    mark_awaited,
+    mark_recovery_exhausted,
+    now_ms,
+    pending_workflow_ids,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from ._runtime import Runtime
+
+__all__ = [
+    "Invocation",
+    "QueuePlacement",
+    "WorkflowCall",
+    "launch",
+    "prepare_call",
+    "record_child",
+    "record_start",
+    "recover_pending",
+    "resume_claimed",
+    "start_workflow",
+    "wait_result",
+]
+
+logger = logging.getLogger("dbos_async")
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A workflow function and what to call it with (``bound`` is its instance or class)."""
+
+    info: WorkflowInfo
+    bound: object | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def run(self, runtime: Runtime) -> Awaitable[Any]:
+        """Run the body: on the loop if async, on the workflow pool if sync."""
+        args = (self.bound, *self.args) if self.bound is not None else self.args
+        if self.info.is_async:
+            return cast(Awaitable[Any], self.info.func(*args, **self.kwargs))
+        return runtime.run_workflow_body(self.info.func, *args, **self.kwargs)
+
+
+@dataclass(slots=True)
+class WorkflowCall:
+    """A workflow invocation, resolved when the function is *called*.
+
+    Resolving at call time (not when the coroutine first runs) is what keeps function IDs in
+    program order under ``asyncio.gather``.
+    """
+
+    invocation: Invocation
+    workflow_id: str
+    parent: WorkflowContext | None
+    parent_function_id: int | None
+    auth: Auth
+    timeout_ms: int | None
+    deadline_epoch_ms: int | None
+
+
+def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkflowCall:
+    """Reserve the parent's function ID and choose the workflow ID, synchronously."""
+    parent = current_workflow() if current_step() is None else None
+    function_id = parent.reserve_function_id() if parent is not None else None
+    workflow_id = take_next_workflow_id()
+    if workflow_id is None:
+        if parent is not None:
+            workflow_id = f"{parent.workflow_id}-{function_id}"
+        else:
+            workflow_id = str(uuid.uuid4())
+    bound: object | None = None
+    if info.kind in ("instance", "class"):
+        bound, args = args[0], args[1:]
+    is_set, seconds = workflow_timeout_override()
+    timeout_ms = int(seconds * 1000) if is_set and seconds is not None else None
+    if is_set:
+        deadline = now_ms() + timeout_ms if timeout_ms is not None else None
+    else:
+        deadline = parent.deadline_epoch_ms if parent is not None else None
+    return WorkflowCall(
+        invocation=Invocation(info, bound, args, kwargs),
+        workflow_id=workflow_id,
+        parent=parent,
+        parent_function_id=function_id,
+        auth=current_auth(),
+        timeout_ms=timeout_ms,
+        deadline_epoch_ms=deadline,
+    )
+
+
+def _identity(invocation: Invocation) -> tuple[str | None, str | None]:
+    """The (class_name, config_name) recorded for a method workflow."""
+    config_name = None
+    if invocation.info.kind == "instance":
+        config_name = getattr(invocation.bound, "config_name", None)
+    return invocation.info.class_name, config_name
+
+
+async def _replay_child_id(call: WorkflowCall) -> str | None:
+    """The child ID the parent recorded at this function ID, when replaying."""
+    parent, function_id = call.parent, call.parent_function_id
+    if parent is None or function_id is None:
+        return None
+    recorded = parent.recorded.get(function_id)
+    if recorded is None:
+        return None
+    name = call.invocation.info.name
+    if recorded.function_name != name:
+        raise DBOSUnexpectedStepError(parent.workflow_id, function_id, name, recorded.function_name)
+    return recorded.child_workflow_id
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePlacement:
+    """Where and how an enqueued workflow waits: its queue and the enqueue options."""
+
+    queue_name: str
+    priority: int = 0
+    deduplication_id: str | None = None
+    partition_key: str | None = None
+    delay_until_epoch_ms: int | None = None
+    app_version: str | None = None
+
+
+async def record_start(
+    runtime: Runtime, call: WorkflowCall, placement: QueuePlacement | None = None
+) -> bool:
+    """Write the workflow's row (and its parent's record of it); False if it already existed.
+
+    Raises ``asyncpg.UniqueViolationError`` when ``placement``'s deduplication ID is taken.
+    """
+    replayed_id = await _replay_child_id(call)
+    if replayed_id is not None:
+        call.workflow_id = replayed_id
+    codec = runtime.codec
+    invocation = call.invocation
+    # Serialize first: a value that cannot be recorded fails before any row is written.
+    inputs = codec.dumps((list(invocation.args), invocation.kwargs))
+    if call.workflow_id in runtime.active:
+        await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
+        return False
+    class_name, config_name = _identity(invocation)
+    queued = placement is not None
+    delayed = placement is not None and placement.delay_until_epoch_ms is not None
+    inserted = await insert_workflow(
+        runtime.db,
+        NewWorkflow(
+            workflow_id=call.workflow_id,
+            name=invocation.info.name,
+            class_name=class_name,
+            config_name=config_name,
+            inputs=inputs,
+            serialization=codec.name,
+            executor_id=runtime.executor_id,
+            application_version=(placement.app_version if placement else None)
+            or runtime.application_version,
+            authenticated_user=call.auth.user,
+            assumed_role=call.auth.assumed_role,
+            authenticated_roles=list(call.auth.roles) if call.auth.roles else None,
+            parent_workflow_id=call.parent.workflow_id if call.parent is not None else None,
+            timeout_ms=call.timeout_ms,
+            # A queued workflow's own timeout starts when it is dequeued.
+            deadline_epoch_ms=None
+            if queued and call.timeout_ms is not None
+            else call.deadline_epoch_ms,
+            status="DELAYED" if delayed else "ENQUEUED" if queued else "PENDING",
+            queue_name=placement.queue_name if placement else None,
+            priority=placement.priority if placement else 0,
+            deduplication_id=placement.deduplication_id if placement else None,
+            queue_partition_key=placement.partition_key if placement else None,
+            delay_until_epoch_ms=placement.delay_until_epoch_ms if placement else None,
+        ),
+    )
+    if not inserted and replayed_id is None:
+        # (A replayed child ID may name a deduplicated enqueue's existing workflow.)
+        await _check_same_function(runtime, call, class_name, config_name)
+    # The child's row first, then the parent's record of it: a crash in between replays to the
+    # same deterministic child ID, and a deduplicated enqueue leaves no record behind.
+    await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
+    return inserted
+
+
+async def record_child(
+    runtime: Runtime, call: WorkflowCall, child_id: str, *, replayed: bool = False
+) -> None:
+    """Record in the parent (if any) that this call started ``child_id``."""
+    parent, function_id = call.parent, call.parent_function_id
+    if parent is None or function_id is None or replayed:
+        return
+    recorded = await insert_step_output(
+        runtime.db,
+        parent.workflow_id,
+        function_id,
+        call.invocation.info.name,
+        output=None,
+        error=None,
+        serialization=None,
+        child_workflow_id=child_id,
+    )
+    if not recorded:
+        from ._step import refusal
+
+        raise await refusal(parent)
+
+
+async def start_workflow(runtime: Runtime, call: WorkflowCall) -> str:
+    """Record and start the workflow, or attach to the one already recorded under its ID."""
+    if await record_start(runtime, call):
+        launch(
+            runtime,
+            WorkflowContext(
+                runtime=runtime,
+                workflow_id=call.workflow_id,
+                name=call.invocation.info.name,
+                auth=call.auth,
+                deadline_epoch_ms=call.deadline_epoch_ms,
+            ),
+            call.invocation,
+        )
+    return call.workflow_id
+
+
+async def _check_same_function(
+    runtime: Runtime, call: WorkflowCall, class_name: str | None, config_name: str | None
+) -> None:
+    row = await get_workflow(runtime.db, call.workflow_id)
+    if row is None:
+        return
+    recorded = (row["name"], row["class_name"], row["config_name"])
+    name = call.invocation.info.name
+    if recorded != (name, class_name, config_name):
+        raise DBOSConflictingWorkflowError(
+            call.workflow_id, f"it was started as {recorded[0]!r} and is now called as {name!r}"
+        )
+
+
+def launch(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> asyncio.Task[Any]:
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(
+        _execute(runtime, ctx, invocation), name=f"dbos-workflow-{ctx.workflow_id}"
+    )
+    runtime.active[ctx.workflow_id] = task
+    runtime.contexts[ctx.workflow_id] = ctx
+    deadline = None
+    if ctx.deadline_epoch_ms is not None:
+        delay = max(0.0, (ctx.deadline_epoch_ms - now_ms()) / 1000)
+        deadline = loop.call_later(delay, _time_out, runtime, ctx.workflow_id)
+    task.add_done_callback(lambda t: _forget(runtime, ctx, t, deadline))
+    return task
+
+
+def _time_out(runtime: Runtime, workflow_id: str) -> None:
+    """A workflow's deadline passed: cancel it, as DBOS does."""
+    from ._management import cancel_workflow
+
+    logger.info("Workflow %s reached its deadline; cancelling it", workflow_id)
+    runtime.background(cancel_workflow(runtime, workflow_id))
+
+
+def _forget(
+    runtime: Runtime,
+    ctx: WorkflowContext,
+    task: asyncio.Task[Any],
+    deadline: asyncio.TimerHandle | None,
+) -> None:
+    if deadline is not None:
+        deadline.cancel()
+    if runtime.active.get(ctx.workflow_id) is task:
+        del runtime.active[ctx.workflow_id]
+        del runtime.contexts[ctx.workflow_id]
+    if not task.cancelled():
+        task.exception()  # the outcome is in the database; don't warn about it here
+
+
+async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> Any:
+    enter_workflow(ctx)
+    codec = runtime.codec
+    try:
+        result = await invocation.run(runtime)
+        output = codec.dumps(result)
+    except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
+        # Another execution (or a cancellation) owns the outcome; report what it records.
+        return await _wait_recorded(runtime, ctx.workflow_id)
+    except asyncio.CancelledError:
+        if not ctx.cancelled:
+            raise  # the runtime is stopping: leave the workflow PENDING for recovery
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        return await _wait_recorded(runtime, ctx.workflow_id)
+    except Exception as error:
+        if isinstance(error, DBOSSerializationError):
+            logger.error("Workflow %s returned a value that cannot be recorded", ctx.workflow_id)
+        if await _finish(runtime, ctx, "ERROR", None, codec.dumps_exception(error)):
+            raise
+        return await _wait_recorded(runtime, ctx.workflow_id)
+    if await _finish(runtime, ctx, "SUCCESS", output, None):
+        return result
+    return await _wait_recorded(runtime, ctx.workflow_id)
+
+
+async def _finish(
+    runtime: Runtime, ctx: WorkflowContext, status: str, output: bytes | None, error: bytes | None
+) -> bool:
+    """Record the outcome and wake local waiters; False if another outcome was recorded first."""
+    if not await complete_workflow(runtime.db, ctx.workflow_id, status, output, error):
+        return False
+    runtime.notifier.notify_local(WORKFLOW_DONE, ctx.workflow_id)
+    queue = runtime.registry.queues.get(ctx.queue_name) if ctx.queue_name else None
+    if queue is not None and queue.concurrency is not None:
+        # A global slot is free again: other processes' dispatchers may claim it.
+        runtime.dispatcher.announce(queue.name)
+    return True
+
+
+def _outcome(runtime: Runtime, row: asyncpg.Record) -> Any:
+    status = row["status"]
+    fmt = row["serialization"]
+    if status == "SUCCESS":
+        return runtime.codec.loads(row["output"], fmt)
+    if status == "ERROR":
+        error = runtime.codec.loads(row["error"], fmt)
+        if isinstance(error, BaseException):
+            raise error
+        raise DBOSException(f"Workflow {row['workflow_uuid']} failed: {error!r}")
+    if status == "CANCELLED":
+        raise DBOSAwaitedWorkflowCancelledError(row["workflow_uuid"])
+    if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
+        raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(row["workflow_uuid"])
+    return _NOT_DONE
+
+
+_NOT_DONE = object()
+
+
+async def _wait_recorded(runtime: Runtime, workflow_id: str) -> Any:
+    """Wait until the database records an outcome for ``workflow_id`` and return it."""
+    async with runtime.notifier.subscribe(WORKFLOW_DONE, workflow_id) as wake:
+        while True:
+            row = await get_workflow(runtime.db, workflow_id)
+            if row is None:
+                raise DBOSNonExistentWorkflowError(workflow_id)
+            outcome = _outcome(runtime, row)
+            if outcome is not _NOT_DONE:
+                return outcome
+            task = runtime.active.get(workflow_id)
+            if task is not None and task is not asyncio.current_task():
+                return await asyncio.shield(task)
+            if not row["awaited"]:
+                await mark_awaited(runtime.db, workflow_id)
+                continue  # it may have completed before the flag was set: read again
+            await wake.wait(None)  # the hub's sweep re-checks if a notification is lost
+
+
+async def wait_result(runtime: Runtime, workflow_id: str) -> Any:
+    """The outcome of ``workflow_id``: its return value, or its error raised."""
+    task = runtime.active.get(workflow_id)
+    if task is not None:
+        return await asyncio.shield(task)
+    return await _wait_recorded(runtime, workflow_id)
+
+
+async def recover_pending(runtime: Runtime) -> list[str]:
+    """Resume this executor's PENDING workflows; return the IDs now running again.
+
+    Queued workflows go back to their queues (so the queue's limits hold while they recover);
+    the others resume here at once.
+    """
+    from ._sysdb._queues import requeue_for_recovery
+
+    requeued = await requeue_for_recovery(
+        runtime.db, runtime.executor_id, runtime.application_version
+    )
+    if requeued:
+        logger.info("Returned unfinished work to queues %s", ", ".join(requeued))
+        for queue_name in requeued:
+            runtime.dispatcher.announce(queue_name)
+    recovered = []
+    ids = await pending_workflow_ids(runtime.db, runtime.executor_id, runtime.application_version)
+    for workflow_id in ids:
+        try:
+            if await recover_workflow(runtime, workflow_id):
+                recovered.append(workflow_id)
+        except DBOSException as error:
+            logger.error("Could not recover workflow %s: %s", workflow_id, error)
+    if ids:
+        logger.info("Recovered %d of %d pending workflows", len(recovered), len(ids))
+    return recovered
+
+
+async def recover_workflow(runtime: Runtime, workflow_id: str) -> bool:
+    """Count a recovery attempt and resume ``workflow_id`` from its last recorded step."""
+    if workflow_id in runtime.active:
+        return True
+    row = await claim_for_recovery(runtime.db, workflow_id, runtime.executor_id)
+    if row is None:
+        return False
+    return await resume_claimed(runtime, row, has_steps=True) is not None
+
+
+async def resume_claimed(
+    runtime: Runtime, row: asyncpg.Record, *, has_steps: bool
+) -> asyncio.Task[Any] | None:
+    """Run a workflow this process just claimed (by recovery or from a queue), from its row.
+
+    Replays its recorded steps (read in one query when ``has_steps``). A workflow that crashed
+    more often than its ``max_recovery_attempts`` is dead-lettered instead; None then.
+    """
+    workflow_id = row["workflow_uuid"]
+    info = runtime.registry.find_workflow(workflow_id, row["name"])
+    limit = info.max_recovery_attempts
+    if limit is not None and row["recovery_attempts"] > limit + 1:
+        logger.error(
+            "Workflow %s crashed more than %d times; moving it to MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+            workflow_id,
+            limit,
+        )
+        await mark_recovery_exhausted(runtime.db, workflow_id)
+        return None
+    bound = runtime.registry.bound_target(workflow_id, info, row["class_name"], row["config_name"])
+    args, kwargs = runtime.codec.loads(row["inputs"], row["serialization"])
+    recorded: dict[int, StepOutput] = (
+        await load_step_outputs(runtime.db, workflow_id) if has_steps else {}
+    )
+    roles = row["authenticated_roles"]
+    ctx = WorkflowContext(
+        runtime=runtime,
+        workflow_id=workflow_id,
+        name=info.name,
+        recorded=recorded,
+        auth=Auth(row["authenticated_user"], tuple(roles or ()), row["assumed_role"]),
+        deadline_epoch_ms=row["workflow_deadline_epoch_ms"],
+        queue_name=row["queue_name"],
+    )
+    runtime.cancel_stale(workflow_id)
+    return launch(runtime, ctx, Invocation(info, bound, tuple(args), cast(dict[str, Any], kwargs)))
