@@ -1,0 +1,122 @@
+"""The public surface changes only on purpose: this list pins what ``dbos_async`` exports."""
+
+from __future__ import annotations
+
+import dbos_async
+
+EXPECTED = {
+    "DBOS",
+    "DBOSAwaitedWorkflowCancelledError",
+    "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+    "DBOSBlockingCallInLoopError",
+    "DBOSConfig",
+    "DBOSConfigurationError",
+    "DBOSConfiguredInstance",
+    "DBOSConflictingRegistrationError",
+    "DBOSConflictingWorkflowError",
+    "DBOSContextEnsure",
+    "DBOSContextSetAuth",
+    "DBOSException",
+    "DBOSInitializationError",
+    "DBOSInvalidArgumentError",
+    "DBOSMaxStepRetriesExceeded",
+    "DBOSNonExistentWorkflowError",
+    "DBOSNotAuthorizedError",
+    "DBOSNotInWorkflowError",
+    "DBOSNotLaunchedError",
+    "DBOSQueueDeduplicatedError",
+    "DBOSRecoveryError",
+    "DBOSSerializationError",
+    "DBOSStepTimeoutError",
+    "DBOSUnexpectedStepError",
+    "DBOSWorkflowCancelledError",
+    "DBOSWorkflowConflictIDError",
+    "DBOSWorkflowFunctionNotFoundError",
+    "MaxRecoveryAttemptsExceededError",
+    "Queue",
+    "Serializer",
+    "SetEnqueueOptions",
+    "SetWorkflowID",
+    "SetWorkflowTimeout",
+    "StepInfo",
+    "StepStatus",
+    "WorkflowHandle",
+    "WorkflowHandleAsync",
+    "WorkflowStatus",
+    "WorkflowStatusString",
+}
+
+DBOS_METHODS = {
+    "launch",
+    "launch_async",
+    "destroy",
+    "destroy_async",
+    "reset_system_database",
+    "workflow",
+    "step",
+    "dbos_class",
+    "scheduled",
+    "start_workflow",
+    "start_workflow_async",
+    "retrieve_workflow",
+    "retrieve_workflow_async",
+    "get_result",
+    "get_result_async",
+    "get_workflow_status",
+    "get_workflow_status_async",
+    "run_step",
+    "run_step_async",
+    "send",
+    "send_async",
+    "recv",
+    "recv_async",
+    "set_event",
+    "set_event_async",
+    "get_event",
+    "get_event_async",
+    "get_all_events",
+    "get_all_events_async",
+    "sleep",
+    "sleep_async",
+    "write_stream",
+    "write_stream_async",
+    "close_stream",
+    "close_stream_async",
+    "read_stream",
+    "read_stream_async",
+    "wait_first",
+    "wait_first_async",
+    "cancel_workflow",
+    "cancel_workflow_async",
+    "list_workflows",
+    "list_workflows_async",
+    "list_queued_workflows",
+    "list_queued_workflows_async",
+    "list_workflow_steps",
+    "list_workflow_steps_async",
+    "resume_workflow",
+    "resume_workflow_async",
+    "fork_workflow",
+    "fork_workflow_async",
+    "delete_workflow",
+    "delete_workflow_async",
+}
+
+
+def test_exports_are_pinned() -> None:
+    assert set(dbos_async.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert getattr(dbos_async, name).__doc__, f"{name} has no docstring"
+
+
+def test_dbos_facade_methods() -> None:
+    for name in DBOS_METHODS:
+        assert callable(getattr(dbos_async.DBOS, name)), name
+
+
+def test_every_error_is_a_dbos_exception_or_stops_execution() -> None:
+    for name in EXPECTED:
+        obj = getattr(dbos_async, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            stops = name in {"DBOSWorkflowCancelledError", "DBOSWorkflowConflictIDError"}
+            assert issubclass(obj, dbos_async.DBOSException) != stops, name
