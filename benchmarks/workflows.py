@@ -1,0 +1,294 @@
+"""Workflow latency and throughput of dbos_async, beside the server's raw commit limit.
+
+Run ``python -m benchmarks.workflows [--url URL] [--quick]`` (or ``python
+benchmarks/workflows.py``). It recreates its own database, ``dbos_async_bench``, on the server
+and drops it at the end. It measures:
+
+1. sequential latency (p50, p99) of ``await wf()`` for a workflow of 0, 1 and 10 trivial async
+   steps, beside ``steps + 2`` raw commits back to back on one connection;
+2. throughput and latency of ``C`` workflows of 3 steps launched at once (``asyncio.gather``)
+   for C = 1, 10, 100, 1000, beside the same number of raw commits from a pool of the same size.
+
+It prints a table, then one line of JSON with every figure and the machine's description.
+
+With ``--impl dbos`` the same workloads run on DBOS Transact (the ``dbos`` package) in a
+database of its own, ``dbos_transact_bench``, with fewer runs and workflows (see
+``DBOS_FULL``/``DBOS_QUICK``): every row so reduced carries a note. Its statement counts are
+estimates (see :mod:`benchmarks._impl`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import (
+    CommitLimit,
+    Row,
+    Throughput,
+    drop_database,
+    format_table,
+    load_average,
+    machine_info,
+    recreate_database,
+    time_sequential,
+    time_waves,
+)
+from benchmarks._impl import (
+    DBOS,
+    IMPL,
+    benchmark_main,
+    database_name,
+    destroy,
+    report,
+    statements_sent,
+)
+from benchmarks._impl import launch as launch_impl
+
+DATABASE = database_name("dbos_async_bench")
+POOL_SIZE = 20  # DBOS's default sys_db_pool_size; the limit's pool gets the same
+THROUGHPUT_STEPS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How much work each measurement does."""
+
+    sequential_steps: tuple[int, ...]
+    sequential_runs: int
+    sequential_warmup: int
+    concurrency: tuple[int, ...]
+    total_for: dict[int, int]  # concurrency -> workflows measured
+    warmup_wave: int
+
+    def total(self, concurrency: int) -> int:
+        """Workflows measured at ``concurrency``."""
+        return self.total_for[concurrency]
+
+
+FULL = Plan(
+    sequential_steps=(0, 1, 10),
+    sequential_runs=2000,
+    sequential_warmup=200,
+    concurrency=(1, 10, 100, 1000),
+    total_for={1: 2000, 10: 4000, 100: 5000, 1000: 5000},
+    warmup_wave=100,
+)
+QUICK = Plan(
+    sequential_steps=(0, 1, 10),
+    sequential_runs=50,
+    sequential_warmup=10,
+    concurrency=(1, 10, 100, 1000),
+    total_for={1: 50, 10: 200, 100: 300, 1000: 1000},
+    warmup_wave=50,
+)
+# DBOS Transact is an order of magnitude slower per workflow: fewer runs keep the suite short.
+DBOS_FULL = Plan(
+    sequential_steps=(0, 1, 10),
+    sequential_runs=200,
+    sequential_warmup=20,
+    concurrency=(1, 10, 100, 1000),
+    total_for={1: 300, 10: 1000, 100: 1000, 1000: 1000},
+    warmup_wave=50,
+)
+DBOS_QUICK = Plan(
+    sequential_steps=(0, 1, 10),
+    sequential_runs=30,
+    sequential_warmup=5,
+    concurrency=(1, 10, 100, 1000),
+    total_for={1: 30, 10: 100, 100: 200, 1000: 1000},
+    warmup_wave=20,
+)
+
+
+def cap_note(done: int, reference: int, what: str) -> str:
+    """A row's note when it did fewer ``what`` than the reference plan ("" otherwise)."""
+    return f"{IMPL}: {done:,} {what} (of {reference:,})" if done < reference else ""
+
+
+# The workload -----------------------------------------------------------------------------
+
+
+@DBOS.step()
+async def trivial_step(i: int) -> int:
+    """A step that does nothing but return a small int."""
+    return i + 1
+
+
+@DBOS.workflow()
+async def steps_workflow(steps: int) -> int:
+    """A workflow of ``steps`` trivial steps run one after the other."""
+    total = 0
+    for i in range(steps):
+        total += await trivial_step(i)
+    return total
+
+
+def expected(steps: int) -> int:
+    """What :func:`steps_workflow` returns for ``steps``."""
+    return steps * (steps + 1) // 2
+
+
+async def run_workflow(steps: int) -> None:
+    """Call the workflow and check its result."""
+    result = await steps_workflow(steps)
+    if result != expected(steps):
+        raise AssertionError(f"steps_workflow({steps}) returned {result}")
+
+
+def per_workflow(before: int | None, after: int | None, workflows: int) -> float | None:
+    """Statements per workflow between two readings of :func:`statements_sent`."""
+    if before is None or after is None or workflows == 0:
+        return None
+    return round((after - before) / workflows, 3)
+
+
+# Measurements -----------------------------------------------------------------------------
+
+
+async def measure_sequential(
+    limit: CommitLimit, plan: Plan, steps: int, reference: Plan
+) -> tuple[list[Row], dict[str, Any]]:
+    """Latency of ``await steps_workflow(steps)`` one after the other, and its limit."""
+    warmup, runs = plan.sequential_warmup, plan.sequential_runs
+    before = statements_sent()
+    ours = await time_sequential(lambda: run_workflow(steps), runs, warmup)
+    sent = per_workflow(before, statements_sent(), runs + warmup)
+    commits = steps + 2
+    raw = await limit.sequential(commits, runs, warmup)
+    name = f"sequential wf, {steps} steps"
+    note = cap_note(runs, reference.sequential_runs, "runs")
+    rows = [
+        Row(f"{name} p50", ours.p50_ms, raw.p50_ms, "ms", note),
+        Row(f"{name} p99", ours.p99_ms, raw.p99_ms, "ms", note),
+    ]
+    detail = {
+        "steps": steps,
+        "runs": runs,
+        "warmup": warmup,
+        "limit_commits": commits,
+        "statements_per_workflow": sent,
+        "ours": ours.as_dict(),
+        "limit": raw.as_dict(),
+    }
+    return rows, detail
+
+
+def _throughput_rows(
+    concurrency: int, ours: Throughput, raw: Throughput, note: str = ""
+) -> list[Row]:
+    name = f"C={concurrency} x {THROUGHPUT_STEPS}-step wf"
+    return [
+        Row(f"{name} throughput", ours.per_second, raw.per_second, "workflows/s", note),
+        Row(
+            f"{name} steps",
+            ours.per_second * THROUGHPUT_STEPS,
+            raw.per_second * THROUGHPUT_STEPS,
+            "steps/s",
+            note,
+        ),
+        Row(f"{name} p50", ours.latency.p50_ms, raw.latency.p50_ms, "ms", note),
+        Row(f"{name} p99", ours.latency.p99_ms, raw.latency.p99_ms, "ms", note),
+    ]
+
+
+async def measure_throughput(
+    limit: CommitLimit, plan: Plan, concurrency: int, reference: Plan
+) -> tuple[list[Row], dict[str, Any]]:
+    """``C`` concurrent workflows of 3 steps, in waves, and the same commits through raw asyncpg."""
+    total = plan.total(concurrency)
+    commits = THROUGHPUT_STEPS + 2
+    warmup = min(concurrency, plan.warmup_wave)
+
+    def workflow() -> Any:
+        return run_workflow(THROUGHPUT_STEPS)
+
+    await time_waves(workflow, warmup, warmup)
+    before = statements_sent()
+    ours = await time_waves(workflow, total, concurrency)
+    sent = per_workflow(before, statements_sent(), total)
+
+    await limit.waves(commits, warmup, warmup)
+    raw = await limit.waves(commits, total, concurrency)
+    detail = {
+        "concurrency": concurrency,
+        "steps": THROUGHPUT_STEPS,
+        "workflows": total,
+        "limit_commits": commits,
+        "statements_per_workflow": sent,
+        "ours": {
+            **ours.as_dict(),
+            "steps_per_second": round(ours.per_second * THROUGHPUT_STEPS, 2),
+        },
+        "limit": {**raw.as_dict(), "steps_per_second": round(raw.per_second * THROUGHPUT_STEPS, 2)},
+    }
+    note = cap_note(total, reference.total(concurrency), "workflows")
+    return _throughput_rows(concurrency, ours, raw, note), detail
+
+
+# Driver -----------------------------------------------------------------------------------
+
+
+async def launch(url: str) -> None:
+    """Configure and launch the implementation on the benchmark database."""
+    await launch_impl(url, POOL_SIZE)
+
+
+async def run(
+    server_url: str, plan: Plan, quick: bool, reference: Plan | None = None
+) -> dict[str, Any]:
+    """Run every measurement; print the table and return the JSON report.
+
+    ``reference`` is the plan the rows are named after (dbos_async's); rows that did less
+    work than it carry a note.
+    """
+    reference = reference or plan
+    url = await recreate_database(server_url, DATABASE)
+    machine = await machine_info(url)
+    load_at_start = load_average()
+    rows: list[Row] = []
+    sequential: list[dict[str, Any]] = []
+    throughput: list[dict[str, Any]] = []
+    await launch(url)
+    try:
+        limit = await CommitLimit.open(url, POOL_SIZE)
+        try:
+            for steps in plan.sequential_steps:
+                new_rows, detail = await measure_sequential(limit, plan, steps, reference)
+                rows += new_rows
+                sequential.append(detail)
+            for concurrency in plan.concurrency:
+                new_rows, detail = await measure_throughput(limit, plan, concurrency, reference)
+                rows += new_rows
+                throughput.append(detail)
+        finally:
+            await limit.close()
+    finally:
+        await destroy()
+        await drop_database(server_url, DATABASE)
+    print(format_table(rows), flush=True)
+    return report(
+        "workflows",
+        quick,
+        DATABASE,
+        POOL_SIZE,
+        machine,
+        load_at_start,
+        rows,
+        sequential=sequential,
+        throughput=throughput,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    benchmark_main(__doc__, run, (FULL, QUICK, DBOS_FULL, DBOS_QUICK), argv)
+
+
+if __name__ == "__main__":
+    main()
