@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ._errors import DBOSInvalidArgumentError
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context as TraceContext
+
+    from ._request import Request
     from ._runtime import Runtime
     from ._sysdb._workflows import StepOutput
 
@@ -60,6 +63,9 @@ class WorkflowContext:
     deadline_epoch_ms: int | None = None
     cancelled: bool = False
     queue_name: str | None = None
+    request: Request | None = None
+    trace_parent: TraceContext | None = None
+    """The caller's trace context: the workflow's span is its child (None: tracing off)."""
     blocking_calls: set[concurrent.futures.Future[Any]] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 

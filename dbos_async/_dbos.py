@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._config import DBOSConfig, ResolvedConfig, resolve_config
 from ._context import StepStatus as _StepStatus
@@ -37,6 +38,8 @@ from ._management import (
 )
 from ._messaging import get_all_events, get_event, recv, send, set_event_value, sleep
 from ._registry import default_registry
+from ._request import Request, current_request
+from ._roles import default_required_roles, required_roles
 from ._runtime import Runtime, current_runtime, set_current_runtime
 from ._scheduler import scheduled
 from ._status import StepInfo, WorkflowStatus
@@ -44,11 +47,17 @@ from ._step import checkpointed
 from ._streams import close_stream, read_stream_async, read_stream_sync, write_stream_value
 from ._sync import LoopThread, ensure_not_in_loop
 from ._sysdb import drop_database
+from ._tracing import current_span
 from ._workflow import prepare_call, start_workflow, wait_result
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["DBOS"]
 
 logger = logging.getLogger("dbos_async")
+
+_launch_lock = threading.Lock()
 
 T = TypeVar("T")
 
@@ -126,10 +135,6 @@ class DBOS:
         starlette: Any = None,
         conductor_key: str | None = None,
     ) -> None:
-        if fastapi is not None or flask is not None or starlette is not None:
-            raise DBOSInvalidArgumentError(
-                "Web framework integration (fastapi=, flask=, starlette=) is not available yet"
-            )
         if conductor_key is not None:
             raise DBOSInvalidArgumentError("DBOS Conductor is not supported by dbos_async")
         if DBOS._runtime is not None:
@@ -137,6 +142,15 @@ class DBOS:
                 "DBOS is already launched in this process; call DBOS.destroy() first"
             )
         resolved = resolve_config(config)
+        for web_app in (fastapi, starlette):
+            if web_app is not None:
+                from .integrations._asgi import install_starlette
+
+                install_starlette(web_app, DBOS.lifespan)
+        if flask is not None:
+            from .integrations._wsgi import install_flask
+
+            install_flask(flask, DBOS._launch_once)
         _configure_logging(resolved.log_level)
         DBOS._config = resolved
 
@@ -178,6 +192,33 @@ class DBOS:
         runtime = await cls._start()
         cls._runtime = runtime
         set_current_runtime(runtime)
+
+    @classmethod
+    @asynccontextmanager
+    async def lifespan(cls, app: Any = None) -> AsyncIterator[None]:
+        """Run DBOS on the running loop for the block: ``async with DBOS.lifespan(app): ...``.
+
+        For apps that compose their own ASGI lifespan (``DBOS(fastapi=app)`` installs this one
+        for you). It launches at entry unless DBOS already runs; at exit it stops what it
+        launched, leaving workflows still in flight PENDING, to be recovered at next launch.
+        """
+        launched_here = cls._runtime is None
+        if launched_here:
+            await cls.launch_async()
+        try:
+            yield
+        finally:
+            if launched_here:
+                await cls.destroy_async()
+
+    @classmethod
+    def _launch_once(cls) -> None:
+        """Launch (on a background loop) unless launched: WSGI apps do it on their first request."""
+        if cls._runtime is not None:
+            return
+        with _launch_lock:
+            if cls._runtime is None:
+                cls.launch()
 
     @classmethod
     def _detach(cls, destroy_registry: bool) -> tuple[Runtime | None, LoopThread | None]:
@@ -231,6 +272,8 @@ class DBOS:
     workflow = staticmethod(workflow)
     step = staticmethod(step)
     dbos_class = staticmethod(dbos_class)
+    required_roles = staticmethod(required_roles)
+    default_required_roles = staticmethod(default_required_roles)
     scheduled = staticmethod(scheduled)
 
     # Workflows -------------------------------------------------------------------------------
@@ -522,6 +565,16 @@ class DBOS:
     def assumed_role(cls) -> str | None:
         """The role the current workflow assumed to pass its role check."""
         return current_auth().assumed_role
+
+    @_classproperty
+    def request(cls) -> Request | None:
+        """The HTTP request served here, in a handler or a workflow it started; else None."""
+        return current_request()
+
+    @_classproperty
+    def span(cls) -> Span:
+        """The current OpenTelemetry span (the step's, workflow's or request's), to annotate."""
+        return current_span()
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

@@ -12,9 +12,10 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
-from ._context import current_step, current_workflow
+from ._context import current_auth, current_step, current_workflow
 from ._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumentError
 from ._registry import MethodKind, WorkflowInfo, default_registry
+from ._roles import RoleRequirement, authorize, role_requirement_of
 from ._runtime import Runtime, current_runtime
 from ._step import RetryPolicy, StepOptions, run_step
 from ._sync import ensure_not_in_loop
@@ -23,6 +24,7 @@ from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
 __all__ = [
     "dbos_class",
     "is_async_callable",
+    "is_dbos_function",
     "mark_coroutine_function",
     "run_step_async",
     "run_step_sync",
@@ -54,6 +56,11 @@ def is_async_callable(func: Callable[..., Any]) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(inspect.unwrap(func))
+
+
+def is_dbos_function(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` is a ``@DBOS.workflow`` or ``@DBOS.step`` wrapper."""
+    return hasattr(func, _WORKFLOW_ATTR)
 
 
 def _runtime_here() -> Runtime:
@@ -109,6 +116,7 @@ def workflow(
     def decorate(func: F) -> F:
         is_async = inspect.iscoroutinefunction(func)
         info = WorkflowInfo(name or func.__qualname__, func, is_async, max_recovery_attempts)
+        info.roles = role_requirement_of(func)  # shared with the wrapper by functools.wraps
         default_registry.add_workflow(info)
 
         if is_async:
@@ -195,16 +203,19 @@ def step(
 
     def decorate(func: F) -> F:
         options = StepOptions(name or func.__qualname__, retry, timeout_seconds)
+        roles = role_requirement_of(func)  # shared with the wrapper by functools.wraps
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             def async_wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+                _check_step_roles(roles, options)
                 if _in_workflow_outside_step():
                     return _checkpointed_step(options, func, args, kwargs)
                 return cast(Coroutine[Any, Any, Any], func(*args, **kwargs))
 
             return cast(
-                F, _runnable_as_workflow(options, mark_coroutine_function(async_wrapper), True)
+                F,
+                _runnable_as_workflow(options, mark_coroutine_function(async_wrapper), True, roles),
             )
         if timeout_seconds is not None:
             raise DBOSInvalidArgumentError(
@@ -213,23 +224,31 @@ def step(
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            _check_step_roles(roles, options)
             if _in_workflow_outside_step():
                 return _run_blocking_step(options, func, args, kwargs)
             return func(*args, **kwargs)
 
-        return cast(F, _runnable_as_workflow(options, sync_wrapper, False))
+        return cast(F, _runnable_as_workflow(options, sync_wrapper, False, roles))
 
     return decorate
 
 
-def _runnable_as_workflow(options: StepOptions, step_wrapper: F, is_async: bool) -> F:
+def _check_step_roles(roles: RoleRequirement, options: StepOptions) -> None:
+    if roles.roles:
+        authorize(roles, current_auth(), options.name)
+
+
+def _runnable_as_workflow(
+    options: StepOptions, step_wrapper: F, is_async: bool, roles: RoleRequirement
+) -> F:
     """Register ``<temp>.<step>``: a workflow running just this step, so the step itself can
     be started or enqueued (``queue.enqueue(step)``) and recovered by name in any process."""
 
     def run_step_alone(*args: Any, **kwargs: Any) -> Any:
         return step_wrapper(*args, **kwargs)  # inside the workflow: a checkpointed step
 
-    info = WorkflowInfo(f"<temp>.{options.name}", run_step_alone, is_async)
+    info = WorkflowInfo(f"<temp>.{options.name}", run_step_alone, is_async, roles=roles)
     try:
         default_registry.add_workflow(info)
     except DBOSConflictingRegistrationError as clash:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._errors import DBOSConflictingRegistrationError, DBOSWorkflowFunctionNotFoundError
+from ._roles import RoleRequirement
 
 __all__ = ["DBOSConfiguredInstance", "MethodKind", "Registry", "WorkflowInfo", "default_registry"]
 
@@ -30,6 +31,7 @@ class WorkflowInfo:
     max_recovery_attempts: int | None = 100
     kind: MethodKind = "function"
     class_name: str | None = None
+    roles: RoleRequirement = field(default_factory=RoleRequirement)
 
 
 @dataclass

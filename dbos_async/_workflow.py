@@ -9,6 +9,7 @@ cancellation never abandons a workflow halfway.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable
@@ -31,12 +32,15 @@ from ._errors import (
     DBOSConflictingWorkflowError,
     DBOSException,
     DBOSNonExistentWorkflowError,
+    DBOSNotAuthorizedError,
     DBOSSerializationError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
 from ._registry import WorkflowInfo
+from ._request import Request, current_request
+from ._roles import authorize
 from ._sysdb._notify import WORKFLOW_DONE
 from ._sysdb._workflows import (
     NewWorkflow,
@@ -52,9 +56,18 @@ from ._sysdb._workflows import (
     now_ms,
     pending_workflow_ids,
 )
+from ._tracing import (
+    TRACE_CONTEXT_ATTRIBUTE,
+    caller_trace_context,
+    operation_attributes,
+    trace_context_from,
+    trace_context_to,
+    traced,
+)
 
 if TYPE_CHECKING:
     import asyncpg
+    from opentelemetry.context import Context as TraceContext
 
     from ._runtime import Runtime
 
@@ -107,10 +120,28 @@ class WorkflowCall:
     auth: Auth
     timeout_ms: int | None
     deadline_epoch_ms: int | None
+    request: Request | None = None
+    trace_parent: TraceContext | None = None
+
+    def context(self, runtime: Runtime) -> WorkflowContext:
+        """The context of this call's workflow, run directly here."""
+        return WorkflowContext(
+            runtime=runtime,
+            workflow_id=self.workflow_id,
+            name=self.invocation.info.name,
+            auth=self.auth,
+            deadline_epoch_ms=self.deadline_epoch_ms,
+            request=self.request,
+            trace_parent=self.trace_parent,
+        )
 
 
 def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkflowCall:
-    """Reserve the parent's function ID and choose the workflow ID, synchronously."""
+    """Reserve the parent's function ID and choose the workflow ID, synchronously.
+
+    Raises :class:`DBOSNotAuthorizedError` when the caller lacks the workflow's required roles.
+    """
+    auth = authorize(info.roles, current_auth(), info.name)
     parent = current_workflow() if current_step() is None else None
     function_id = parent.reserve_function_id() if parent is not None else None
     workflow_id = take_next_workflow_id()
@@ -133,9 +164,11 @@ def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, An
         workflow_id=workflow_id,
         parent=parent,
         parent_function_id=function_id,
-        auth=current_auth(),
+        auth=auth,
         timeout_ms=timeout_ms,
         deadline_epoch_ms=deadline,
+        request=current_request(),
+        trace_parent=caller_trace_context(),
     )
 
 
@@ -220,6 +253,7 @@ async def record_start(
             deduplication_id=placement.deduplication_id if placement else None,
             queue_partition_key=placement.partition_key if placement else None,
             delay_until_epoch_ms=placement.delay_until_epoch_ms if placement else None,
+            attributes=_stored_attributes(call),
         ),
     )
     if not inserted and replayed_id is None:
@@ -229,6 +263,20 @@ async def record_start(
     # same deterministic child ID, and a deduplicated enqueue leaves no record behind.
     await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
     return inserted
+
+
+def _stored_attributes(call: WorkflowCall) -> str | None:
+    """The JSON attributes stored with the workflow: the caller's trace context, if traced."""
+    carrier = trace_context_to(call.trace_parent)
+    return json.dumps({TRACE_CONTEXT_ATTRIBUTE: carrier}) if carrier else None
+
+
+def _trace_parent_of(row: asyncpg.Record) -> TraceContext | None:
+    stored = row["attributes"]
+    if not stored:
+        return None
+    attributes = json.loads(stored) if isinstance(stored, str) else stored
+    return trace_context_from(attributes.get(TRACE_CONTEXT_ATTRIBUTE))
 
 
 async def record_child(
@@ -257,17 +305,7 @@ async def record_child(
 async def start_workflow(runtime: Runtime, call: WorkflowCall) -> str:
     """Record and start the workflow, or attach to the one already recorded under its ID."""
     if await record_start(runtime, call):
-        launch(
-            runtime,
-            WorkflowContext(
-                runtime=runtime,
-                workflow_id=call.workflow_id,
-                name=call.invocation.info.name,
-                auth=call.auth,
-                deadline_epoch_ms=call.deadline_epoch_ms,
-            ),
-            call.invocation,
-        )
+        launch(runtime, call.context(runtime), call.invocation)
     return call.workflow_id
 
 
@@ -327,7 +365,8 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     enter_workflow(ctx)
     codec = runtime.codec
     try:
-        result = await invocation.run(runtime)
+        with traced(ctx.name, lambda: _span_attributes(runtime, ctx), ctx.trace_parent):
+            result = await invocation.run(runtime)
         output = codec.dumps(result)
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
         # Another execution (or a cancellation) owns the outcome; report what it records.
@@ -348,6 +387,18 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     if await _finish(runtime, ctx, "SUCCESS", output, None):
         return result
     return await _wait_recorded(runtime, ctx.workflow_id)
+
+
+def _span_attributes(runtime: Runtime, ctx: WorkflowContext) -> dict[str, Any]:
+    return operation_attributes(
+        "workflow",
+        workflow_id=ctx.workflow_id,
+        executor_id=runtime.executor_id,
+        application_version=runtime.application_version,
+        auth=ctx.auth,
+        request=ctx.request,
+        queue_name=ctx.queue_name,
+    )
 
 
 async def _finish(
@@ -474,14 +525,25 @@ async def resume_claimed(
         await load_step_outputs(runtime.db, workflow_id) if has_steps else {}
     )
     roles = row["authenticated_roles"]
+    auth = Auth(row["authenticated_user"], tuple(roles or ()), row["assumed_role"])
+    try:
+        authorize(info.roles, auth, info.name)
+    except DBOSNotAuthorizedError as denied:
+        logger.error("Workflow %s is not authorized to run: %s", workflow_id, denied)
+        await complete_workflow(
+            runtime.db, workflow_id, "ERROR", None, runtime.codec.dumps_exception(denied)
+        )
+        runtime.notifier.notify_local(WORKFLOW_DONE, workflow_id)
+        return None
     ctx = WorkflowContext(
         runtime=runtime,
         workflow_id=workflow_id,
         name=info.name,
         recorded=recorded,
-        auth=Auth(row["authenticated_user"], tuple(roles or ()), row["assumed_role"]),
+        auth=auth,
         deadline_epoch_ms=row["workflow_deadline_epoch_ms"],
         queue_name=row["queue_name"],
+        trace_parent=_trace_parent_of(row),
     )
     runtime.cancel_stale(workflow_id)
     return launch(runtime, ctx, Invocation(info, bound, tuple(args), cast(dict[str, Any], kwargs)))

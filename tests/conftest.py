@@ -141,3 +141,21 @@ def dbos_sync(database_url: str) -> Iterator[type[DBOS]]:
         yield DBOS
     finally:
         DBOS.destroy()
+
+
+@pytest.fixture(scope="module")
+def span_exporter() -> Iterator[Any]:
+    """Spans finished in this process, from the OpenTelemetry SDK (set once per process)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()

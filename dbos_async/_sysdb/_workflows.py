@@ -60,6 +60,8 @@ class NewWorkflow:
     deduplication_id: str | None = None
     queue_partition_key: str | None = None
     delay_until_epoch_ms: int | None = None
+    attributes: str | None = None
+    """A JSON object (text), stored in the ``attributes`` column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +82,9 @@ INSERT INTO workflow_status (
     executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
     parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
     created_at, updated_at, recovery_attempts,
-    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms
+    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes
 ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17,
-          CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21)
+          CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21, $22::jsonb)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING true
 """
@@ -111,6 +113,7 @@ def _start_columns(wf: NewWorkflow, now: int) -> tuple[object, ...]:
         wf.deduplication_id,
         wf.queue_partition_key,
         wf.delay_until_epoch_ms,
+        wf.attributes,
     )
 
 
@@ -121,7 +124,7 @@ INSERT INTO workflow_status (
     executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
     parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
     created_at, updated_at, recovery_attempts,
-    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms
+    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes
 )
 SELECT u.id, u.status, u.name, u.class_name, u.config_name, u.inputs, u.serialization,
     u.executor_id, u.version, u.user_name, u.assumed_role,
@@ -129,14 +132,15 @@ SELECT u.id, u.status, u.name, u.class_name, u.config_name, u.inputs, u.serializ
         THEN ARRAY(SELECT jsonb_array_elements_text(u.roles::jsonb)) END,
     u.parent, u.timeout_ms, u.deadline, u.queue_name, $17, $17,
     CASE WHEN u.status = 'PENDING' THEN 1 ELSE 0 END,
-    u.priority, NULL, u.partition_key, u.delay_until
+    u.priority, NULL, u.partition_key, u.delay_until, u.attributes::jsonb
 FROM unnest(
     $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[],
     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-    $14::bigint[], $15::bigint[], $16::text[], $18::int[], $19::text[], $20::bigint[]
+    $14::bigint[], $15::bigint[], $16::text[], $18::int[], $19::text[], $20::bigint[],
+    $21::text[]
 ) AS u(id, status, name, class_name, config_name, inputs, serialization, executor_id,
        version, user_name, assumed_role, roles, parent, timeout_ms, deadline, queue_name,
-       priority, partition_key, delay_until)
+       priority, partition_key, delay_until, attributes)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid
 """
@@ -160,6 +164,7 @@ async def _insert_workflows(db: Database, rows: Sequence[NewWorkflow]) -> list[b
             list(columns[17]),
             list(columns[19]),
             list(columns[20]),
+            list(columns[21]),
         )
     }
     return written_once([wf.workflow_id for wf in rows], inserted)

@@ -1,0 +1,138 @@
+"""Role-based access: ``@DBOS.required_roles`` and ``@DBOS.default_required_roles``.
+
+A workflow or step carries a :class:`RoleRequirement`, shared by its wrapper and its
+registration, whichever order the decorators run in. A workflow is checked when it is called,
+started or enqueued, against the caller's authentication; the role that matched is recorded as
+the workflow's ``assumed_role``. A dequeued or recovered workflow is checked again against the
+authentication stored with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar, cast
+
+from ._context import Auth, current_auth
+from ._errors import DBOSInvalidArgumentError, DBOSNotAuthorizedError
+
+__all__ = [
+    "RoleRequirement",
+    "authorize",
+    "default_required_roles",
+    "required_roles",
+    "role_requirement_of",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
+_ROLES_ATTR = "__dbos_required_roles__"
+
+
+@dataclass(slots=True)
+class RoleRequirement:
+    """The roles a function needs (any one of them); ``None`` lets everyone in."""
+
+    roles: tuple[str, ...] | None = None
+    explicit: bool = False
+    """Set by ``@required_roles`` on the function itself: a class default does not override it."""
+
+
+def role_requirement_of(func: Callable[..., Any]) -> RoleRequirement:
+    """The requirement attached to ``func`` (creating an empty one, attached, if none is)."""
+    requirement = getattr(func, _ROLES_ATTR, None)
+    if not isinstance(requirement, RoleRequirement):
+        requirement = RoleRequirement()
+        setattr(func, _ROLES_ATTR, requirement)
+    return requirement
+
+
+def authorize(requirement: RoleRequirement, auth: Auth, name: str) -> Auth:
+    """``auth`` with the matched role assumed; :class:`DBOSNotAuthorizedError` if none matches.
+
+    Roles are tried in the order the function lists them, as DBOS does.
+    """
+    if not requirement.roles:
+        return auth
+    if auth.user is None and not auth.roles:
+        raise DBOSNotAuthorizedError(
+            f"{name} requires one of the roles {list(requirement.roles)}, "
+            "but was called without authentication"
+        )
+    for role in requirement.roles:
+        if role in auth.roles:
+            return replace(auth, assumed_role=role)
+    raise DBOSNotAuthorizedError(
+        f"{name} requires one of the roles {list(requirement.roles)}; "
+        f"user {auth.user!r} has {list(auth.roles)}"
+    )
+
+
+def _role_tuple(roles: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(roles, str) or not all(isinstance(role, str) and role for role in roles):
+        raise DBOSInvalidArgumentError(f"Roles must be a list of non-empty strings, got {roles!r}")
+    return tuple(roles)
+
+
+def _is_dbos_function(func: Callable[..., Any]) -> bool:
+    from ._decorators import is_dbos_function
+
+    return is_dbos_function(func)
+
+
+def _checking(func: F, requirement: RoleRequirement) -> F:
+    """Wrap a function that is not (yet) a workflow or step so each call checks the caller."""
+    name = getattr(func, "__qualname__", repr(func))
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_checked(*args: Any, **kwargs: Any) -> Any:
+            authorize(requirement, current_auth(), name)
+            return await func(*args, **kwargs)
+
+        return cast(F, async_checked)
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        authorize(requirement, current_auth(), name)
+        return func(*args, **kwargs)
+
+    return cast(F, checked)
+
+
+def required_roles(roles: Sequence[str]) -> Callable[[F], F]:
+    """Allow calls of the function only to users holding at least one of ``roles``.
+
+    On a workflow or step (above or below its decorator) the check happens when it is called;
+    a denied call raises :class:`DBOSNotAuthorizedError` (HTTP 403 through the web middleware).
+    """
+    wanted = _role_tuple(roles)
+
+    def decorate(func: F) -> F:
+        target = getattr(func, "__func__", func)
+        requirement = role_requirement_of(target)
+        requirement.roles, requirement.explicit = wanted, True
+        if _is_dbos_function(target):
+            return func
+        return _checking(func, requirement)
+
+    return decorate
+
+
+def default_required_roles(roles: Sequence[str]) -> Callable[[C], C]:
+    """Require ``roles`` for every workflow and step of the class that names no roles itself."""
+    wanted = _role_tuple(roles)
+
+    def decorate(cls: C) -> C:
+        for value in vars(cls).values():
+            target = getattr(value, "__func__", value)
+            if callable(target) and _is_dbos_function(target):
+                requirement = role_requirement_of(target)
+                if not requirement.explicit:
+                    requirement.roles = wanted
+        return cls
+
+    return decorate

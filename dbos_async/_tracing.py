@@ -1,0 +1,148 @@
+"""OpenTelemetry spans for requests, workflows and steps, through the OpenTelemetry API only.
+
+With no SDK installed and configured, the global tracer provider is the API's proxy: every
+helper here then returns at once without building a span or an attribute, so tracing costs
+nothing. Configure a ``TracerProvider`` (``opentelemetry.trace.set_tracer_provider``) and each
+HTTP request, workflow and step gets a span, with the attribute names DBOS uses.
+
+A workflow's span is a child of the caller's span. The caller's trace context is also stored
+with the workflow (W3C ``traceparent``), so a workflow that is dequeued or recovered, perhaps
+in another process, joins the caller's trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+    from ._context import Auth
+    from ._request import Request
+
+__all__ = [
+    "TRACE_CONTEXT_ATTRIBUTE",
+    "TRACER_NAME",
+    "caller_trace_context",
+    "current_span",
+    "operation_attributes",
+    "record_step_retry",
+    "trace_context_from",
+    "trace_context_to",
+    "traced",
+    "tracing_enabled",
+]
+
+TRACER_NAME = "dbos_async"
+TRACE_CONTEXT_ATTRIBUTE = "dbos.otelContext"
+"""The key, in a workflow's stored attributes, of its caller's W3C trace context."""
+
+_propagator = TraceContextTextMapPropagator()
+_NO_SPAN: AbstractContextManager[Span | None] = contextlib.nullcontext(None)
+
+
+def tracing_enabled() -> bool:
+    """Whether an OpenTelemetry SDK (a real tracer provider) is configured."""
+    return not isinstance(trace.get_tracer_provider(), (ProxyTracerProvider, NoOpTracerProvider))
+
+
+def current_span() -> Span:
+    """The span in force here (``DBOS.span``): the step's, the workflow's or the request's."""
+    return trace.get_current_span()
+
+
+def caller_trace_context() -> Context | None:
+    """The trace context a workflow started here should join; None when tracing is off."""
+    if not tracing_enabled():
+        return None
+    return otel_context.get_current()
+
+
+def trace_context_to(context: Context | None) -> dict[str, str] | None:
+    """The W3C carrier (``traceparent``, ``tracestate``) for ``context``, if it holds a span."""
+    if context is None:
+        return None
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=context)
+    return carrier or None
+
+
+def trace_context_from(carrier: Mapping[str, Any] | None) -> Context | None:
+    """The trace context a stored carrier describes, when tracing is on."""
+    if not carrier or not tracing_enabled():
+        return None
+    return _propagator.extract({str(k): str(v) for k, v in carrier.items()})
+
+
+def operation_attributes(
+    operation_type: str,
+    *,
+    workflow_id: str | None = None,
+    executor_id: str | None = None,
+    application_version: str | None = None,
+    auth: Auth | None = None,
+    request: Request | None = None,
+    queue_name: str | None = None,
+) -> dict[str, Any]:
+    """DBOS's span attributes for an operation, leaving out those without a value."""
+    attributes: dict[str, Any] = {"operationType": operation_type}
+    if workflow_id is not None:
+        attributes["operationUUID"] = workflow_id
+    if executor_id is not None:
+        attributes["executorID"] = executor_id
+    if application_version is not None:
+        attributes["applicationVersion"] = application_version
+    if request is not None:
+        attributes["requestID"] = request.request_id
+    if queue_name is not None:
+        attributes["queueName"] = queue_name
+    if auth is not None:
+        if auth.user is not None:
+            attributes["authenticatedUser"] = auth.user
+        if auth.roles:
+            attributes["authenticatedUserRoles"] = list(auth.roles)
+        if auth.assumed_role is not None:
+            attributes["authenticatedUserAssumedRole"] = auth.assumed_role
+    return attributes
+
+
+@contextlib.contextmanager
+def _span(name: str, attributes: Mapping[str, Any], parent: Context | None) -> Iterator[Span]:
+    tracer = trace.get_tracer(TRACER_NAME)
+    with tracer.start_as_current_span(name, context=parent, attributes=attributes) as span:
+        yield span
+        span.set_status(Status(StatusCode.OK))
+
+
+def traced(
+    name: str,
+    attributes: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    parent: Context | None = None,
+) -> AbstractContextManager[Span | None]:
+    """A span named ``name`` made current for the block (None, and no cost, when tracing is off).
+
+    The span ends with status OK, or ERROR with the exception recorded if the block raises.
+    ``attributes`` may also be a zero-argument function, called only when tracing is on.
+    """
+    if not tracing_enabled():
+        return _NO_SPAN
+    if callable(attributes):
+        attributes = attributes()
+    return _span(name, attributes or {}, parent)
+
+
+def record_step_retry(attempt: int, error: BaseException, delay_seconds: float) -> None:
+    """Add DBOS's "Step attempt N failed" event to the current (step) span."""
+    if tracing_enabled():
+        trace.get_current_span().add_event(
+            f"Step attempt {attempt} failed",
+            {"error": repr(error), "retryIntervalSeconds": delay_seconds},
+        )
