@@ -37,6 +37,7 @@ from ._sysdb._messages import (
 )
 from ._sysdb._notify import EVENTS, MESSAGES
 from ._sysdb._workflows import insert_step_output
+from ._tracing import traced_operation
 
 T = TypeVar("T")
 
@@ -198,7 +199,7 @@ def send(
             remote=destination_id not in runtime.active,
         )
 
-    return runtime.forward(run())
+    return runtime.forward(traced_operation("send", ctx, run()))
 
 
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
@@ -250,7 +251,7 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
         await record_value(ctx, function_id, "DBOS.recv", None)
         return None
 
-    return ctx.runtime.forward(run())
+    return ctx.runtime.forward(traced_operation("recv", ctx, run()))
 
 
 # Events ------------------------------------------------------------------------------------
@@ -284,7 +285,7 @@ def set_event_value(key: str, value: Any) -> Coroutine[Any, Any, None]:
             raise await refusal(ctx)
         wake(runtime, EVENTS, ctx.workflow_id, key, remote=True)
 
-    return runtime.forward(run())
+    return runtime.forward(traced_operation("set_event", ctx, run()))
 
 
 def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
@@ -324,7 +325,7 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Corout
             await record_value(ctx, ids[0], "DBOS.getEvent", value)
         return value
 
-    return runtime.forward(run())
+    return runtime.forward(traced_operation("get_event", ctx, run()))
 
 
 def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
@@ -355,4 +356,4 @@ def sleep(seconds: float) -> Coroutine[Any, Any, None]:
         if remaining > 0:
             await asyncio.sleep(remaining)
 
-    return ctx.runtime.forward(run())
+    return ctx.runtime.forward(traced_operation("sleep", ctx, run()))

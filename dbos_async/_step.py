@@ -33,7 +33,7 @@ from ._errors import (
     DBOSWorkflowConflictIDError,
 )
 from ._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
-from ._tracing import operation_attributes, record_step_retry, traced
+from ._tracing import context_attributes, record_step_retry, traced
 
 __all__ = [
     "NOT_RECORDED",
@@ -135,25 +135,13 @@ async def run_step(
     started = now_ms()
     codec = ctx.runtime.codec
     try:
-        with traced(options.name, lambda: _span_attributes(ctx)):
+        with traced(options.name, lambda: context_attributes(ctx, "step")):
             value = await _attempt(function_id, options, invoke)
     except Exception as error:
         await _record(ctx, function_id, options.name, None, codec.dumps_exception(error), started)
         raise
     await _record(ctx, function_id, options.name, codec.dumps(value), None, started)
     return value
-
-
-def _span_attributes(ctx: WorkflowContext) -> dict[str, Any]:
-    runtime = ctx.runtime
-    return operation_attributes(
-        "step",
-        workflow_id=ctx.workflow_id,
-        executor_id=runtime.executor_id,
-        application_version=runtime.application_version,
-        auth=ctx.auth,
-        request=ctx.request,
-    )
 
 
 async def _record(

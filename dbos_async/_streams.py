@@ -24,6 +24,7 @@ from ._status import TERMINAL_STATUSES
 from ._step import NOT_RECORDED, ensure_not_cancelled, refusal, replay_recorded
 from ._sysdb._messages import CLOSED_STREAM, read_stream_from, write_stream
 from ._sysdb._notify import STREAMS
+from ._tracing import traced_operation
 
 __all__ = ["close_stream", "read_stream_async", "read_stream_sync", "write_stream_value"]
 
@@ -69,7 +70,8 @@ def _append(key: str, value: Any, *, close: bool) -> Coroutine[Any, Any, None]:
             raise await refusal(ctx)
         wake(runtime, STREAMS, ctx.workflow_id, key, remote=True)
 
-    return runtime.forward(run())
+    name = "close_stream" if close else "write_stream"
+    return runtime.forward(traced_operation(name, ctx, run()))
 
 
 def write_stream_value(key: str, value: Any) -> Coroutine[Any, Any, None]:

@@ -13,9 +13,9 @@ in another process, joins the caller's trace.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -25,21 +25,25 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
-    from ._context import Auth
+    from ._context import Auth, WorkflowContext
     from ._request import Request
 
 __all__ = [
     "TRACE_CONTEXT_ATTRIBUTE",
     "TRACER_NAME",
     "caller_trace_context",
+    "context_attributes",
     "current_span",
     "operation_attributes",
     "record_step_retry",
     "trace_context_from",
     "trace_context_to",
     "traced",
+    "traced_operation",
     "tracing_enabled",
 ]
+
+T = TypeVar("T")
 
 TRACER_NAME = "dbos_async"
 TRACE_CONTEXT_ATTRIBUTE = "dbos.otelContext"
@@ -114,6 +118,22 @@ def operation_attributes(
     return attributes
 
 
+def context_attributes(ctx: WorkflowContext | None, operation_type: str) -> dict[str, Any]:
+    """The span attributes of an operation of the workflow ``ctx`` (None: outside a workflow)."""
+    if ctx is None:
+        return {"operationType": operation_type}
+    runtime = ctx.runtime
+    return operation_attributes(
+        operation_type,
+        workflow_id=ctx.workflow_id,
+        executor_id=runtime.executor_id,
+        application_version=runtime.application_version,
+        auth=ctx.auth,
+        request=ctx.request,
+        queue_name=ctx.queue_name if operation_type == "workflow" else None,
+    )
+
+
 @contextlib.contextmanager
 def _span(name: str, attributes: Mapping[str, Any], parent: Context | None) -> Iterator[Span]:
     tracer = trace.get_tracer(TRACER_NAME)
@@ -137,6 +157,21 @@ def traced(
     if callable(attributes):
         attributes = attributes()
     return _span(name, attributes or {}, parent)
+
+
+def traced_operation(
+    name: str, ctx: WorkflowContext | None, operation: Coroutine[Any, Any, T]
+) -> Coroutine[Any, Any, T]:
+    """``operation`` (a built-in such as ``send`` or ``recv``) in a span named ``name``;
+    ``operation`` itself, unwrapped, when tracing is off."""
+    if not tracing_enabled():
+        return operation
+    return _in_span(name, ctx, operation)
+
+
+async def _in_span(name: str, ctx: WorkflowContext | None, operation: Coroutine[Any, Any, T]) -> T:
+    with traced(name, lambda: context_attributes(ctx, "step")):
+        return await operation
 
 
 def record_step_retry(attempt: int, error: BaseException, delay_seconds: float) -> None:

@@ -59,7 +59,7 @@ from ._sysdb._workflows import (
 from ._tracing import (
     TRACE_CONTEXT_ATTRIBUTE,
     caller_trace_context,
-    operation_attributes,
+    context_attributes,
     trace_context_from,
     trace_context_to,
     traced,
@@ -365,7 +365,7 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     enter_workflow(ctx)
     codec = runtime.codec
     try:
-        with traced(ctx.name, lambda: _span_attributes(runtime, ctx), ctx.trace_parent):
+        with traced(ctx.name, lambda: context_attributes(ctx, "workflow"), ctx.trace_parent):
             result = await invocation.run(runtime)
         output = codec.dumps(result)
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
@@ -387,18 +387,6 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     if await _finish(runtime, ctx, "SUCCESS", output, None):
         return result
     return await _wait_recorded(runtime, ctx.workflow_id)
-
-
-def _span_attributes(runtime: Runtime, ctx: WorkflowContext) -> dict[str, Any]:
-    return operation_attributes(
-        "workflow",
-        workflow_id=ctx.workflow_id,
-        executor_id=runtime.executor_id,
-        application_version=runtime.application_version,
-        auth=ctx.auth,
-        request=ctx.request,
-        queue_name=ctx.queue_name,
-    )
 
 
 async def _finish(

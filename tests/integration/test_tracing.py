@@ -177,3 +177,27 @@ with traced("x", lambda: calls.append(1) or {}) as span:
 assert calls == []
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+@DBOS.workflow()
+async def uses_builtins() -> str:
+    await DBOS.set_event_async("stage", "started")
+    await DBOS.send_async(DBOS.workflow_id or "", "note", "self")
+    await DBOS.sleep_async(0)
+    await DBOS.write_stream_async("log", 1)
+    await DBOS.close_stream_async("log")
+    return str(await DBOS.recv_async("self", timeout_seconds=5))
+
+
+async def test_builtin_operations_have_spans_under_the_workflow(
+    dbos: type[DBOS], spans: InMemorySpanExporter
+) -> None:
+    with SetWorkflowID("builtins"):
+        assert await uses_builtins() == "note"
+    assert await DBOS.get_event_async("builtins", "stage") == "started"
+    workflow = _one(spans, "uses_builtins")
+    for name in ("set_event", "send", "sleep", "write_stream", "close_stream", "recv"):
+        span = _one(spans, name)
+        assert span.parent is not None and span.parent.span_id == workflow.context.span_id
+        assert dict(span.attributes or {})["operationUUID"] == "builtins"
+    assert _one(spans, "get_event").parent is None  # called outside any workflow or span
