@@ -50,7 +50,7 @@ def request_from_environ(environ: Environ) -> Request:
     headers = _headers(environ)
     cookies = SimpleCookie(headers.get("cookie", ""))
     host = environ.get("REMOTE_ADDR")
-    port = environ.get("REMOTE_PORT")
+    port = str(environ.get("REMOTE_PORT", ""))
     return Request(
         method=environ.get("REQUEST_METHOD", "GET"),
         url=request_uri(environ),
@@ -60,7 +60,7 @@ def request_from_environ(environ: Environ) -> Request:
         query_params=dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)),
         path_params=LazyMapping(_flask_view_args),
         cookies={name: morsel.value for name, morsel in cookies.items()},
-        client=Address(host, int(port)) if host and port and str(port).isdigit() else None,
+        client=Address(host, int(port) if port.isdigit() else 0) if host else None,
         request_id=request_id_from(headers),
     )
 

@@ -28,25 +28,9 @@ from dbos_async import (
 )
 from dbos_async.integrations import DBOSASGIMiddleware
 from tests.conftest import make_config
+from tests.integration._web import request_view
 
 executions: list[str] = []
-
-
-def _request_view() -> dict[str, Any]:
-    request = DBOS.request
-    assert request is not None
-    return {
-        "request_id": request.request_id,
-        "method": request.method,
-        "url": request.url,
-        "base_url": request.base_url,
-        "path": request.path,
-        "path_params": dict(request.path_params),
-        "query_params": dict(request.query_params),
-        "cookies": dict(request.cookies),
-        "client": request.client.host if request.client is not None else None,
-        "header": request.headers.get("x-custom"),
-    }
 
 
 @DBOS.step()
@@ -57,7 +41,7 @@ async def record_execution(name: str) -> None:
 @DBOS.workflow()
 async def order_workflow(item: str) -> dict[str, Any]:
     await record_execution(item)
-    return {"workflow_id": DBOS.workflow_id, "item": item, "seen": _request_view()}
+    return {"workflow_id": DBOS.workflow_id, "item": item, "seen": request_view()}
 
 
 @DBOS.workflow()
@@ -84,8 +68,8 @@ def build_fastapi() -> FastAPI:
         return {"workflow_id": handle.workflow_id}
 
     @app.get("/request/{name}")
-    async def request_view(name: str) -> dict[str, Any]:
-        return _request_view()
+    async def show_request(name: str) -> dict[str, Any]:
+        return request_view()
 
     @app.get("/report")
     async def report(x_roles: str = Header(default="")) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 
 from dbos_async import DBOS, DBOSContextSetAuth
 from tests.conftest import make_config
+from tests.integration._web import request_view
 
 executions: list[str] = []
 
@@ -18,21 +19,6 @@ executions: list[str] = []
 @DBOS.step()
 def record_flask_execution(name: str) -> None:
     executions.append(name)
-
-
-def _request_view() -> dict[str, Any]:
-    request = DBOS.request
-    assert request is not None
-    return {
-        "request_id": request.request_id,
-        "method": request.method,
-        "url": request.url,
-        "path": request.path,
-        "path_params": dict(request.path_params),
-        "query_params": dict(request.query_params),
-        "cookies": dict(request.cookies),
-        "header": request.headers.get("x-custom"),
-    }
 
 
 @DBOS.workflow()
@@ -45,7 +31,7 @@ def flask_ship(item: str) -> str:
 def flask_checkout(item: str) -> dict[str, Any]:
     """A Flask view that is itself a workflow."""
     record_flask_execution(item)
-    return {"workflow_id": DBOS.workflow_id, "item": item, "seen": _request_view()}
+    return {"workflow_id": DBOS.workflow_id, "item": item, "seen": request_view()}
 
 
 @DBOS.required_roles(["admin"])
@@ -64,8 +50,8 @@ def build_flask() -> flask.Flask:
     app.add_url_rule("/checkout/<item>", view_func=flask_checkout, methods=["POST"])
 
     @app.get("/request/<name>")
-    def request_view(name: str) -> dict[str, Any]:
-        return _request_view()
+    def show_request(name: str) -> dict[str, Any]:
+        return request_view()
 
     @app.get("/report")
     def report() -> dict[str, Any]:
@@ -129,10 +115,12 @@ def test_dbos_request_in_a_flask_handler(client: Any) -> None:
         "request_id": view["request_id"],
         "method": "GET",
         "url": "http://localhost/request/ann?q=1",
+        "base_url": "http://localhost/",
         "path": "/request/ann",
         "path_params": {"name": "ann"},
         "query_params": {"q": "1"},
         "cookies": {"session": "s2"},
+        "client": "127.0.0.1",
         "header": "v",
     }
 
