@@ -61,6 +61,7 @@ class Runtime:
         self.active: dict[str, asyncio.Task[Any]] = {}
         self.contexts: dict[str, WorkflowContext] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db: Database | None = None
         self._notifier: Notifier | None = None
@@ -195,6 +196,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop the workflows running here (they stay PENDING, to be recovered) and close."""
+        self._stopping = True
         if self._scheduler is not None:
             await self._scheduler.stop()
         if self._dispatcher is not None:
@@ -202,6 +204,10 @@ class Runtime:
         tasks = list(self.active.values()) + list(self._background)
         for task in tasks:
             task.cancel()
+        for ctx in self.contexts.values():
+            # Release sync workflow bodies blocked on the loop, or their threads never end.
+            for blocking in list(ctx.blocking_calls):
+                blocking.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         if self._notifier is not None:
@@ -233,9 +239,11 @@ class Runtime:
     def call(self, coro: Coroutine[Any, Any, T], *, operation: str, alternative: str) -> T:
         """Block this (non-loop) thread on ``coro`` run by the engine's loop.
 
-        From a sync workflow's thread the call is cancelled with its workflow, and the thread
-        sees ``DBOSWorkflowCancelledError``.
+        From a sync workflow's thread the call is cancelled with its workflow, or when the
+        runtime stops, and the thread sees ``DBOSWorkflowCancelledError``.
         """
+        if self._stopping:
+            raise DBOSWorkflowCancelledError(f"{operation}: dbos_async is stopping")
         future = submit(self.loop, coro, operation=operation, alternative=alternative)
         ctx = current_workflow()
         if ctx is None:
@@ -249,6 +257,10 @@ class Runtime:
             if ctx.cancelled:
                 raise DBOSWorkflowCancelledError(
                     f"Workflow {ctx.workflow_id} was cancelled"
+                ) from None
+            if self._stopping:
+                raise DBOSWorkflowCancelledError(
+                    f"dbos_async stopped; workflow {ctx.workflow_id} stays PENDING for recovery"
                 ) from None
             raise
         finally:

@@ -118,8 +118,13 @@ async def _dbos_error_response(request: StarletteRequest, error: Exception) -> R
 
 
 def install_starlette(app: Any, lifespan: Callable[[], AbstractAsyncContextManager[None]]) -> None:
-    """Hook a Starlette (or FastAPI) app: DBOS's ``lifespan`` around the app's own, the
-    middleware, and JSON responses for :class:`DBOSException`."""
+    """Hook a Starlette (or FastAPI) app: DBOS's ``lifespan`` inside the app's own, the
+    middleware, and JSON responses for :class:`DBOSException`.
+
+    As in DBOS Transact, the engine launches after the app's own startup, so workflows it
+    recovers find the resources that startup opens, and it stops before the app's shutdown
+    closes them.
+    """
     router = getattr(app, "router", None)
     if router is None or not hasattr(router, "lifespan_context"):
         from .._errors import DBOSInvalidArgumentError
@@ -128,10 +133,10 @@ def install_starlette(app: Any, lifespan: Callable[[], AbstractAsyncContextManag
     app_lifespan = router.lifespan_context
 
     @asynccontextmanager
-    async def dbos_then_app(app_: Any) -> AsyncIterator[Any]:
-        async with lifespan(), app_lifespan(app_) as state:
+    async def app_then_dbos(app_: Any) -> AsyncIterator[Any]:
+        async with app_lifespan(app_) as state, lifespan():
             yield state
 
-    router.lifespan_context = dbos_then_app
+    router.lifespan_context = app_then_dbos
     app.add_middleware(DBOSASGIMiddleware)
     app.add_exception_handler(DBOSException, _dbos_error_response)

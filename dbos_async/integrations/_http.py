@@ -20,7 +20,7 @@ def error_body(error: DBOSException) -> dict[str, Any]:
     """The JSON body of an error response for ``error``, as DBOS's FastAPI handler sends it."""
     return {
         "message": error.message,
-        "dbos_error_code": error.dbos_error_code,
+        "dbos_error_code": str(error.dbos_error_code),
         "dbos_error": type(error).__name__,
     }
 

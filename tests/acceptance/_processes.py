@@ -108,12 +108,19 @@ class Children:
 
     async def spawn(self, script: str, *args: str, env: dict[str, str]) -> Child:
         """Start ``python apps/<script> <args...>`` with ``env``."""
-        stderr_path = self._tmp_path / f"{Path(script).stem}-{len(self._children)}.stderr"
+        return await self._start(Path(script).stem, str(APPS / script), *args, env=env)
+
+    async def spawn_module(self, module: str, *args: str, env: dict[str, str]) -> Child:
+        """Start ``python -m <module> <args...>`` (a server such as uvicorn or gunicorn) with
+        ``env``, in the project root (so ``tests.acceptance.apps.<app>`` imports)."""
+        return await self._start(module, "-m", module, *args, env=env)
+
+    async def _start(self, name: str, *argv: str, env: dict[str, str]) -> Child:
+        stderr_path = self._tmp_path / f"{name}-{len(self._children)}.stderr"
         with stderr_path.open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                str(APPS / script),
-                *args,
+                *argv,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
                 env=env,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import asyncpg
 import pytest
 
 from dbos_async import (
@@ -143,3 +144,52 @@ def test_destroy_then_relaunch_keeps_registered_functions(database_url: str) -> 
             assert sync_workflow(1) == 6
         finally:
             DBOS.destroy()
+
+
+step_entered = threading.Event()
+step_gate = threading.Event()
+body_left = threading.Event()
+
+
+@DBOS.step()
+def gated_step() -> str:
+    step_entered.set()
+    step_gate.wait(30)
+    return "through"
+
+
+@DBOS.workflow()
+def gated_sync_workflow() -> str:
+    try:
+        return gated_step()
+    finally:
+        body_left.set()
+
+
+def test_destroy_releases_a_sync_workflow_blocked_on_its_step(database_url: str) -> None:
+    """Stopping must not strand the workflow's thread (it would keep the process alive)."""
+    for event in (step_entered, step_gate, body_left):
+        event.clear()
+    DBOS(config=make_config(database_url))
+    DBOS.launch()
+    try:
+        handle = DBOS.start_workflow(gated_sync_workflow)
+        assert step_entered.wait(10)
+    finally:
+        DBOS.destroy()
+    assert body_left.wait(10), "the sync workflow's thread is still blocked"
+    step_gate.set()
+
+    async def status() -> str:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return str(
+                await conn.fetchval(
+                    "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1",
+                    handle.workflow_id,
+                )
+            )
+        finally:
+            await conn.close()
+
+    assert asyncio.run(status()) == "PENDING"  # left for recovery
