@@ -162,10 +162,12 @@ class Dispatcher:
         except DBOSException as error:
             logger.error("Cannot run dequeued workflow %s: %s", workflow_id, error)
             return
-        if task is not None:
-            running.add(workflow_id)
-            queue_name = row["queue_name"]
-            task.add_done_callback(lambda _: self._finished(running, queue_name, workflow_id))
+        queue_name = row["queue_name"]
+        if task is None:  # finished without running (dead-lettered or denied): its slot is free
+            self.wake(queue_name)
+            return
+        running.add(workflow_id)
+        task.add_done_callback(lambda _: self._finished(running, queue_name, workflow_id))
 
     def _finished(self, running: set[str], queue_name: str, workflow_id: str) -> None:
         running.discard(workflow_id)

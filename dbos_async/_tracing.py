@@ -13,6 +13,7 @@ in another process, joins the caller's trace.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,9 +54,25 @@ _propagator = TraceContextTextMapPropagator()
 _NO_SPAN: AbstractContextManager[Span | None] = contextlib.nullcontext(None)
 
 
+_NO_OP_PROVIDERS = frozenset({ProxyTracerProvider, NoOpTracerProvider})
+_PROVIDER_IN_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_UNKNOWN = object()
+_enabled = False  # a real provider, once set, is never replaced: remember it
+
+
 def tracing_enabled() -> bool:
-    """Whether an OpenTelemetry SDK (a real tracer provider) is configured."""
-    return not isinstance(trace.get_tracer_provider(), (ProxyTracerProvider, NoOpTracerProvider))
+    """Whether an OpenTelemetry SDK (a real tracer provider) is configured.
+
+    Called for every workflow and step, so the answer "no" must cost nothing: the API's own
+    ``get_tracer_provider()`` reads the environment on every call until a provider is set.
+    """
+    global _enabled
+    if _enabled:
+        return True
+    if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _PROVIDER_IN_ENVIRONMENT:
+        return False
+    _enabled = type(trace.get_tracer_provider()) not in _NO_OP_PROVIDERS
+    return _enabled
 
 
 def current_span() -> Span:

@@ -494,7 +494,8 @@ async def resume_claimed(
     """Run a workflow this process just claimed (by recovery or from a queue), from its row.
 
     Replays its recorded steps (read in one query when ``has_steps``). A workflow that crashed
-    more often than its ``max_recovery_attempts`` is dead-lettered instead; None then.
+    more often than its ``max_recovery_attempts`` is dead-lettered instead, and one whose
+    stored user lacks its required roles is recorded as failed; None then.
     """
     workflow_id = row["workflow_uuid"]
     info = runtime.registry.find_workflow(workflow_id, row["name"])
@@ -507,11 +508,6 @@ async def resume_claimed(
         )
         await mark_recovery_exhausted(runtime.db, workflow_id)
         return None
-    bound = runtime.registry.bound_target(workflow_id, info, row["class_name"], row["config_name"])
-    args, kwargs = runtime.codec.loads(row["inputs"], row["serialization"])
-    recorded: dict[int, StepOutput] = (
-        await load_step_outputs(runtime.db, workflow_id) if has_steps else {}
-    )
     roles = row["authenticated_roles"]
     auth = Auth(row["authenticated_user"], tuple(roles or ()), row["assumed_role"])
     try:
@@ -523,6 +519,11 @@ async def resume_claimed(
         )
         runtime.notifier.notify_local(WORKFLOW_DONE, workflow_id)
         return None
+    bound = runtime.registry.bound_target(workflow_id, info, row["class_name"], row["config_name"])
+    args, kwargs = runtime.codec.loads(row["inputs"], row["serialization"])
+    recorded: dict[int, StepOutput] = (
+        await load_step_outputs(runtime.db, workflow_id) if has_steps else {}
+    )
     ctx = WorkflowContext(
         runtime=runtime,
         workflow_id=workflow_id,
