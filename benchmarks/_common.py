@@ -36,6 +36,7 @@ __all__ = [
     "load_average",
     "machine_info",
     "percentile",
+    "pooled_throughput",
     "recreate_database",
     "resolve_server_url",
     "time_sequential",
@@ -196,6 +197,16 @@ class Throughput:
         }
 
 
+def pooled_throughput(rounds: Sequence[Throughput], samples: Sequence[float]) -> Throughput:
+    """Several rounds of one measurement as one: all units over all their time, and the
+    latency percentiles of every sample (seconds) the rounds kept."""
+    return Throughput(
+        sum(r.units for r in rounds),
+        sum(r.elapsed_s for r in rounds),
+        LatencyStats.from_seconds(samples),
+    )
+
+
 # Timing ---------------------------------------------------------------------------------------
 
 
@@ -345,14 +356,20 @@ class CommitLimit:
         for sql, args in self._statements(commits):
             await self.pool.execute(sql, *args)
 
-    async def sequential(self, commits: int, runs: int, warmup: int) -> LatencyStats:
+    async def sequential(
+        self, commits: int, runs: int, warmup: int, *, keep: list[float] | None = None
+    ) -> LatencyStats:
         """Latency of a unit of ``commits`` commits on one connection."""
         async with self.pool.acquire() as conn:
-            return await time_sequential(lambda: self.unit_on(conn, commits), runs, warmup)
+            return await time_sequential(
+                lambda: self.unit_on(conn, commits), runs, warmup, keep=keep
+            )
 
-    async def waves(self, commits: int, total: int, concurrency: int) -> Throughput:
+    async def waves(
+        self, commits: int, total: int, concurrency: int, *, keep: list[float] | None = None
+    ) -> Throughput:
         """Throughput of ``total`` units through the pool, ``concurrency`` at a time."""
-        return await time_waves(lambda: self.unit_pooled(commits), total, concurrency)
+        return await time_waves(lambda: self.unit_pooled(commits), total, concurrency, keep=keep)
 
     async def insert_notify_pooled(self, channel: str) -> None:
         """One single-row INSERT that also NOTIFYs ``channel`` in the same statement (one commit).

@@ -9,6 +9,9 @@ and drops it at the end. It measures:
 2. throughput and latency of ``C`` workflows of 3 steps launched at once (``asyncio.gather``)
    for C = 1, 10, 100, 1000, beside the same number of raw commits from a pool of the same size.
 
+Ours and the limit alternate in three rounds, each doing a third of the work, and the rounds
+are pooled: on a machine whose speed drifts (a shared VM), both sides see the same drift.
+
 It prints a table, then one line of JSON with every figure and the machine's description.
 
 With ``--impl dbos`` the same workloads run on DBOS Transact (the ``dbos`` package) in a
@@ -29,12 +32,14 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from benchmarks._common import (
     CommitLimit,
+    LatencyStats,
     Row,
     Throughput,
     drop_database,
     format_table,
     load_average,
     machine_info,
+    pooled_throughput,
     recreate_database,
     time_sequential,
     time_waves,
@@ -65,6 +70,9 @@ class Plan:
     concurrency: tuple[int, ...]
     total_for: dict[int, int]  # concurrency -> workflows measured
     warmup_wave: int
+    rounds: int = 1
+    """Ours and the limit alternate this many times, each round doing its share of the work:
+    a machine whose speed drifts during the run (a shared VM) then slows both sides alike."""
 
     def total(self, concurrency: int) -> int:
         """Workflows measured at ``concurrency``."""
@@ -73,11 +81,12 @@ class Plan:
 
 FULL = Plan(
     sequential_steps=(0, 1, 10),
-    sequential_runs=2000,
+    sequential_runs=2100,
     sequential_warmup=200,
     concurrency=(1, 10, 100, 1000),
-    total_for={1: 2000, 10: 4000, 100: 5000, 1000: 5000},
+    total_for={1: 2100, 10: 3900, 100: 6000, 1000: 6000},
     warmup_wave=100,
+    rounds=3,
 )
 QUICK = Plan(
     sequential_steps=(0, 1, 10),
@@ -156,11 +165,18 @@ async def measure_sequential(
 ) -> tuple[list[Row], dict[str, Any]]:
     """Latency of ``await steps_workflow(steps)`` one after the other, and its limit."""
     warmup, runs = plan.sequential_warmup, plan.sequential_runs
-    before = statements_sent()
-    ours = await time_sequential(lambda: run_workflow(steps), runs, warmup)
-    sent = per_workflow(before, statements_sent(), runs + warmup)
     commits = steps + 2
-    raw = await limit.sequential(commits, runs, warmup)
+    share = runs // plan.rounds
+    ours_samples: list[float] = []
+    raw_samples: list[float] = []
+    before = statements_sent()
+    for round_ in range(plan.rounds):
+        round_warmup = warmup if round_ == 0 else 0
+        await time_sequential(lambda: run_workflow(steps), share, round_warmup, keep=ours_samples)
+        await limit.sequential(commits, share, round_warmup, keep=raw_samples)
+    sent = per_workflow(before, statements_sent(), share * plan.rounds + warmup)
+    ours = LatencyStats.from_seconds(ours_samples)
+    raw = LatencyStats.from_seconds(raw_samples)
     name = f"sequential wf, {steps} steps"
     note = cap_note(runs, reference.sequential_runs, "runs")
     rows = [
@@ -209,12 +225,20 @@ async def measure_throughput(
         return run_workflow(THROUGHPUT_STEPS)
 
     await time_waves(workflow, warmup, warmup)
-    before = statements_sent()
-    ours = await time_waves(workflow, total, concurrency)
-    sent = per_workflow(before, statements_sent(), total)
-
     await limit.waves(commits, warmup, warmup)
-    raw = await limit.waves(commits, total, concurrency)
+    share = total // plan.rounds
+    ours_rounds: list[Throughput] = []
+    raw_rounds: list[Throughput] = []
+    ours_samples: list[float] = []
+    raw_samples: list[float] = []
+    sent = None
+    for _ in range(plan.rounds):
+        before = statements_sent()
+        ours_rounds.append(await time_waves(workflow, share, concurrency, keep=ours_samples))
+        sent = per_workflow(before, statements_sent(), share)
+        raw_rounds.append(await limit.waves(commits, share, concurrency, keep=raw_samples))
+    ours = pooled_throughput(ours_rounds, ours_samples)
+    raw = pooled_throughput(raw_rounds, raw_samples)
     detail = {
         "concurrency": concurrency,
         "steps": THROUGHPUT_STEPS,

@@ -260,7 +260,8 @@ async def delete_workflow_rows(
 ) -> list[str]:
     """Delete a workflow (and, ``with_children``, its descendants); return the IDs deleted.
 
-    The foreign keys cascade to steps, messages, events and streams.
+    Its steps are deleted in the same statement; the foreign keys cascade to its messages,
+    events and streams.
     """
     rows = await db.fetch(
         """
@@ -270,6 +271,8 @@ async def delete_workflow_rows(
             SELECT w.workflow_uuid FROM workflow_status AS w
             JOIN tree AS t ON w.parent_workflow_id = t.workflow_uuid
             WHERE $2::boolean
+        ), steps AS (
+            DELETE FROM operation_outputs WHERE workflow_uuid IN (SELECT workflow_uuid FROM tree)
         )
         DELETE FROM workflow_status WHERE workflow_uuid IN (SELECT workflow_uuid FROM tree)
         RETURNING workflow_uuid

@@ -9,6 +9,7 @@ import pytest
 
 from dbos_async import DBOS, DBOSInitializationError
 from dbos_async._sysdb import connect_database
+from dbos_async._sysdb._database import _migrations
 from tests.conftest import make_config, with_database
 
 
@@ -37,7 +38,8 @@ async def test_concurrent_launches_create_and_migrate_once(admin_url: str) -> No
             await db.close()
         check = await asyncpg.connect(url)
         try:
-            assert await check.fetchval("SELECT count(*) FROM dbos.dbos_migrations") == 1
+            applied = await check.fetchval("SELECT count(*) FROM dbos.dbos_migrations")
+            assert applied == len(_migrations())  # each applied once
         finally:
             await check.close()
     finally:
@@ -88,3 +90,44 @@ async def test_launch_async_runs_on_the_callers_loop(dbos: type[DBOS]) -> None:
     assert DBOS._runtime is not None
     assert DBOS._runtime.loop is asyncio.get_running_loop()
     assert await answer() == 42
+
+
+async def test_a_database_of_the_first_release_is_upgraded_with_its_workflows(
+    admin_url: str,
+) -> None:
+    """Migrations added later apply at launch on a database that only has the first one."""
+    name = "dbos_async_upgrade"
+    url = with_database(admin_url, name)
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        old = await asyncpg.connect(url)
+        try:
+            first_version, first_sql = _migrations()[0]
+            await old.execute("CREATE SCHEMA dbos; SET search_path TO dbos")
+            await old.execute(first_sql)
+            await old.execute(
+                "CREATE TABLE dbos_migrations (version bigint PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now());"
+                f"INSERT INTO dbos_migrations (version) VALUES ({first_version});"
+                "INSERT INTO workflow_status (workflow_uuid, status, name, created_at, updated_at)"
+                " VALUES ('old-wf', 'SUCCESS', 'answer', 1, 1);"
+                "INSERT INTO operation_outputs (workflow_uuid, function_id, function_name)"
+                " VALUES ('old-wf', 1, 'step')"
+            )
+        finally:
+            await old.close()
+        db = await connect_database(url)
+        try:
+            applied = await db.fetch("SELECT version FROM dbos_migrations ORDER BY version")
+            assert [row["version"] for row in applied] == [v for v, _ in _migrations()]
+            assert await db.fetchval("SELECT count(*) FROM operation_outputs") == 1
+            assert await db.fetchval("SELECT status FROM workflow_status") == "SUCCESS"
+        finally:
+            await db.close()
+    finally:
+        admin_again = await asyncpg.connect(admin_url)
+        await admin_again.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_again.close()
+        await admin.close()
