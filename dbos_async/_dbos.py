@@ -45,7 +45,7 @@ from ._scheduler import scheduled
 from ._status import StepInfo, WorkflowStatus
 from ._step import checkpointed
 from ._streams import close_stream, read_stream_async, read_stream_sync, write_stream_value
-from ._sync import LoopThread, ensure_not_in_loop
+from ._sync import LoopThread, before_threads_join, ensure_not_in_loop
 from ._sysdb import drop_database
 from ._tracing import current_span
 from ._workflow import prepare_call, start_workflow, wait_result
@@ -58,6 +58,19 @@ __all__ = ["DBOS"]
 logger = logging.getLogger("dbos_async")
 
 _launch_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _stop_at_exit() -> None:
+    """At interpreter exit, stop an engine launched on a background loop and not destroyed:
+    its workflows stay PENDING for recovery, and threads blocked on it are released."""
+    if DBOS._loop_thread is None:
+        return
+    try:
+        DBOS.destroy()
+    except Exception:
+        logger.exception("Stopping dbos_async at exit failed")
+
 
 T = TypeVar("T")
 
@@ -182,6 +195,10 @@ class DBOS:
         cls._loop_thread = thread
         cls._runtime = runtime
         set_current_runtime(runtime)
+        global _exit_hook_registered
+        if not _exit_hook_registered:
+            before_threads_join(_stop_at_exit)
+            _exit_hook_registered = True
 
     @classmethod
     async def launch_async(cls) -> None:

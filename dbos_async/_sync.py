@@ -9,14 +9,22 @@ its loop in one background thread.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ._errors import DBOSBlockingCallInLoopError
 
-__all__ = ["LoopThread", "call_blocking", "call_on_loop", "ensure_not_in_loop", "submit"]
+__all__ = [
+    "LoopThread",
+    "before_threads_join",
+    "call_blocking",
+    "call_on_loop",
+    "ensure_not_in_loop",
+    "submit",
+]
 
 T = TypeVar("T")
 
@@ -66,6 +74,20 @@ async def call_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any
     if asyncio.get_running_loop() is loop:
         return await coro
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+
+def before_threads_join(callback: Callable[[], None]) -> None:
+    """Run ``callback`` at interpreter exit, before worker threads are joined.
+
+    ``atexit`` runs only after the interpreter joined every non-daemon thread, which a sync
+    workflow blocked on the engine would prevent forever; ``concurrent.futures`` registers
+    its own exit hook the same way.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - every CPython since 3.9 has it
+        atexit.register(callback)
+    else:
+        register(callback)
 
 
 class LoopThread:
