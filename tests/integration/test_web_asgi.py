@@ -49,6 +49,17 @@ async def waits_for_ship(item: str) -> str:
     return f"{item}: {await DBOS.recv_async('ship', timeout_seconds=30)}"
 
 
+@DBOS.step()
+def record_sync_execution(name: str) -> None:
+    executions.append(f"sync {name}")
+
+
+@DBOS.workflow()
+def sync_order_workflow(item: str) -> dict[str, Any]:
+    record_sync_execution(item)
+    return {"workflow_id": DBOS.workflow_id, "seen": request_view()}
+
+
 @DBOS.required_roles(["admin"])
 @DBOS.workflow()
 async def admin_report() -> str | None:
@@ -61,6 +72,10 @@ def build_fastapi() -> FastAPI:
     @app.post("/orders/{item}")
     async def place(item: str) -> dict[str, Any]:
         return await order_workflow(item)
+
+    @app.post("/sync-orders/{item}")
+    def place_sync(item: str) -> dict[str, Any]:  # FastAPI runs it on its thread pool
+        return sync_order_workflow(item)
 
     @app.post("/background/{item}")
     async def background(item: str) -> dict[str, str]:
@@ -158,6 +173,20 @@ async def test_the_idempotency_key_makes_a_retried_post_run_once(
     other = await fastapi_client.post("/orders/chair")
     assert other.json()["workflow_id"] != "order-123"
     assert executions == ["chair", "chair"]
+
+
+async def test_a_sync_route_calls_a_sync_workflow_on_the_servers_loop(
+    fastapi_client: httpx.AsyncClient,
+) -> None:
+    headers = {"dbos-idempotency-key": "sync-1", "x-request-id": "r-sync"}
+    first = await fastapi_client.post("/sync-orders/desk", headers=headers)
+    again = await fastapi_client.post("/sync-orders/desk", headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert first.json()["workflow_id"] == "sync-1"
+    assert first.json()["seen"]["request_id"] == "r-sync"
+    assert first.json()["seen"]["path_params"] == {"item": "desk"}
+    assert executions == ["sync desk"]
 
 
 async def test_dbos_errors_become_json_responses(fastapi_client: httpx.AsyncClient) -> None:
