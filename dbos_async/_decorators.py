@@ -24,7 +24,6 @@ from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
 __all__ = [
     "dbos_class",
     "is_async_callable",
-    "is_dbos_function",
     "mark_coroutine_function",
     "run_step_async",
     "run_step_sync",
@@ -56,11 +55,6 @@ def is_async_callable(func: Callable[..., Any]) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(inspect.unwrap(func))
-
-
-def is_dbos_function(func: Callable[..., Any]) -> bool:
-    """Whether ``func`` is a ``@DBOS.workflow`` or ``@DBOS.step`` wrapper."""
-    return hasattr(func, _WORKFLOW_ATTR)
 
 
 def _runtime_here() -> Runtime:

@@ -9,13 +9,11 @@ authentication stored with it.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from ._context import Auth, current_auth
+from ._context import Auth
 from ._errors import DBOSInvalidArgumentError, DBOSNotAuthorizedError
 
 __all__ = [
@@ -77,47 +75,20 @@ def _role_tuple(roles: Sequence[str]) -> tuple[str, ...]:
     return tuple(roles)
 
 
-def _is_dbos_function(func: Callable[..., Any]) -> bool:
-    from ._decorators import is_dbos_function
-
-    return is_dbos_function(func)
-
-
-def _checking(func: F, requirement: RoleRequirement) -> F:
-    """Wrap a function that is not (yet) a workflow or step so each call checks the caller."""
-    name = getattr(func, "__qualname__", repr(func))
-    if inspect.iscoroutinefunction(func):
-
-        @functools.wraps(func)
-        async def async_checked(*args: Any, **kwargs: Any) -> Any:
-            authorize(requirement, current_auth(), name)
-            return await func(*args, **kwargs)
-
-        return cast(F, async_checked)
-
-    @functools.wraps(func)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        authorize(requirement, current_auth(), name)
-        return func(*args, **kwargs)
-
-    return cast(F, checked)
-
-
 def required_roles(roles: Sequence[str]) -> Callable[[F], F]:
-    """Allow calls of the function only to users holding at least one of ``roles``.
+    """Allow calls of a workflow or step only to users holding at least one of ``roles``.
 
-    On a workflow or step (above or below its decorator) the check happens when it is called;
-    a denied call raises :class:`DBOSNotAuthorizedError` (HTTP 403 through the web middleware).
+    Above or below ``@DBOS.workflow()`` / ``@DBOS.step()``: the requirement is attached to the
+    function, which those decorators share with their wrapper. The check happens when the
+    function is called; a denied call raises :class:`DBOSNotAuthorizedError` (HTTP 403 through
+    the web middleware).
     """
     wanted = _role_tuple(roles)
 
     def decorate(func: F) -> F:
-        target = getattr(func, "__func__", func)
-        requirement = role_requirement_of(target)
+        requirement = role_requirement_of(getattr(func, "__func__", func))
         requirement.roles, requirement.explicit = wanted, True
-        if _is_dbos_function(target):
-            return func
-        return _checking(func, requirement)
+        return func
 
     return decorate
 
@@ -128,11 +99,10 @@ def default_required_roles(roles: Sequence[str]) -> Callable[[C], C]:
 
     def decorate(cls: C) -> C:
         for value in vars(cls).values():
-            target = getattr(value, "__func__", value)
-            if callable(target) and _is_dbos_function(target):
-                requirement = role_requirement_of(target)
-                if not requirement.explicit:
-                    requirement.roles = wanted
+            # Every workflow and step already carries a requirement (its decorator attached it).
+            requirement = getattr(getattr(value, "__func__", value), _ROLES_ATTR, None)
+            if isinstance(requirement, RoleRequirement) and not requirement.explicit:
+                requirement.roles = wanted
         return cls
 
     return decorate

@@ -26,8 +26,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
-    from ._context import Auth, WorkflowContext
-    from ._request import Request
+    from ._context import WorkflowContext
 
 __all__ = [
     "TRACE_CONTEXT_ATTRIBUTE",
@@ -35,7 +34,6 @@ __all__ = [
     "caller_trace_context",
     "context_attributes",
     "current_span",
-    "operation_attributes",
     "record_step_retry",
     "trace_context_from",
     "trace_context_to",
@@ -103,52 +101,27 @@ def trace_context_from(carrier: Mapping[str, Any] | None) -> Context | None:
     return _propagator.extract({str(k): str(v) for k, v in carrier.items()})
 
 
-def operation_attributes(
-    operation_type: str,
-    *,
-    workflow_id: str | None = None,
-    executor_id: str | None = None,
-    application_version: str | None = None,
-    auth: Auth | None = None,
-    request: Request | None = None,
-    queue_name: str | None = None,
-) -> dict[str, Any]:
-    """DBOS's span attributes for an operation, leaving out those without a value."""
-    attributes: dict[str, Any] = {"operationType": operation_type}
-    if workflow_id is not None:
-        attributes["operationUUID"] = workflow_id
-    if executor_id is not None:
-        attributes["executorID"] = executor_id
-    if application_version is not None:
-        attributes["applicationVersion"] = application_version
-    if request is not None:
-        attributes["requestID"] = request.request_id
-    if queue_name is not None:
-        attributes["queueName"] = queue_name
-    if auth is not None:
-        if auth.user is not None:
-            attributes["authenticatedUser"] = auth.user
-        if auth.roles:
-            attributes["authenticatedUserRoles"] = list(auth.roles)
-        if auth.assumed_role is not None:
-            attributes["authenticatedUserAssumedRole"] = auth.assumed_role
-    return attributes
-
-
 def context_attributes(ctx: WorkflowContext | None, operation_type: str) -> dict[str, Any]:
-    """The span attributes of an operation of the workflow ``ctx`` (None: outside a workflow)."""
+    """DBOS's span attributes for an operation of the workflow ``ctx`` (None: outside one),
+    leaving out those without a value."""
+    attributes: dict[str, Any] = {"operationType": operation_type}
     if ctx is None:
-        return {"operationType": operation_type}
-    runtime = ctx.runtime
-    return operation_attributes(
-        operation_type,
-        workflow_id=ctx.workflow_id,
-        executor_id=runtime.executor_id,
-        application_version=runtime.application_version,
-        auth=ctx.auth,
-        request=ctx.request,
-        queue_name=ctx.queue_name if operation_type == "workflow" else None,
-    )
+        return attributes
+    attributes["operationUUID"] = ctx.workflow_id
+    attributes["executorID"] = ctx.runtime.executor_id
+    attributes["applicationVersion"] = ctx.runtime.application_version
+    if ctx.request is not None:
+        attributes["requestID"] = ctx.request.request_id
+    if operation_type == "workflow" and ctx.queue_name is not None:
+        attributes["queueName"] = ctx.queue_name
+    auth = ctx.auth
+    if auth.user is not None:
+        attributes["authenticatedUser"] = auth.user
+    if auth.roles:
+        attributes["authenticatedUserRoles"] = list(auth.roles)
+    if auth.assumed_role is not None:
+        attributes["authenticatedUserAssumedRole"] = auth.assumed_role
+    return attributes
 
 
 @contextlib.contextmanager

@@ -272,11 +272,11 @@ def _stored_attributes(call: WorkflowCall) -> str | None:
 
 
 def _trace_parent_of(row: asyncpg.Record) -> TraceContext | None:
+    """The caller's trace context stored with the workflow (asyncpg reads jsonb as text)."""
     stored = row["attributes"]
     if not stored:
         return None
-    attributes = json.loads(stored) if isinstance(stored, str) else stored
-    return trace_context_from(attributes.get(TRACE_CONTEXT_ATTRIBUTE))
+    return trace_context_from(json.loads(stored).get(TRACE_CONTEXT_ATTRIBUTE))
 
 
 async def record_child(
@@ -381,22 +381,28 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     except Exception as error:
         if isinstance(error, DBOSSerializationError):
             logger.error("Workflow %s returned a value that cannot be recorded", ctx.workflow_id)
-        if await _finish(runtime, ctx, "ERROR", None, codec.dumps_exception(error)):
+        error_bytes = codec.dumps_exception(error)
+        if await _finish(runtime, ctx.workflow_id, ctx.queue_name, "ERROR", None, error_bytes):
             raise
         return await _wait_recorded(runtime, ctx.workflow_id)
-    if await _finish(runtime, ctx, "SUCCESS", output, None):
+    if await _finish(runtime, ctx.workflow_id, ctx.queue_name, "SUCCESS", output, None):
         return result
     return await _wait_recorded(runtime, ctx.workflow_id)
 
 
 async def _finish(
-    runtime: Runtime, ctx: WorkflowContext, status: str, output: bytes | None, error: bytes | None
+    runtime: Runtime,
+    workflow_id: str,
+    queue_name: str | None,
+    status: str,
+    output: bytes | None,
+    error: bytes | None,
 ) -> bool:
     """Record the outcome and wake local waiters; False if another outcome was recorded first."""
-    if not await complete_workflow(runtime.db, ctx.workflow_id, status, output, error):
+    if not await complete_workflow(runtime.db, workflow_id, status, output, error):
         return False
-    runtime.notifier.notify_local(WORKFLOW_DONE, ctx.workflow_id)
-    queue = runtime.registry.queues.get(ctx.queue_name) if ctx.queue_name else None
+    runtime.notifier.notify_local(WORKFLOW_DONE, workflow_id)
+    queue = runtime.registry.queues.get(queue_name) if queue_name else None
     if queue is not None and queue.concurrency is not None:
         # A global slot is free again: other processes' dispatchers may claim it.
         runtime.dispatcher.announce(queue.name)
@@ -514,10 +520,8 @@ async def resume_claimed(
         authorize(info.roles, auth, info.name)
     except DBOSNotAuthorizedError as denied:
         logger.error("Workflow %s is not authorized to run: %s", workflow_id, denied)
-        await complete_workflow(
-            runtime.db, workflow_id, "ERROR", None, runtime.codec.dumps_exception(denied)
-        )
-        runtime.notifier.notify_local(WORKFLOW_DONE, workflow_id)
+        error = runtime.codec.dumps_exception(denied)
+        await _finish(runtime, workflow_id, row["queue_name"], "ERROR", None, error)
         return None
     bound = runtime.registry.bound_target(workflow_id, info, row["class_name"], row["config_name"])
     args, kwargs = runtime.codec.loads(row["inputs"], row["serialization"])
