@@ -50,7 +50,13 @@ from urllib.parse import urlsplit, urlunsplit
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import align, format_number, load_average, resolve_server_url
+from benchmarks._common import (
+    align,
+    format_number,
+    json_safe,
+    load_average,
+    resolve_server_url,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("workflows", "queues", "messaging")
@@ -403,17 +409,6 @@ def redacted(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = (parts.username or "") + ":***"
     return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN float replaced by None (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -33,6 +33,7 @@ __all__ = [
     "drop_database",
     "format_number",
     "format_table",
+    "json_safe",
     "load_average",
     "machine_info",
     "percentile",
@@ -127,6 +128,17 @@ def load_average() -> list[float] | None:
         return [round(value, 2) for value in os.getloadavg()]
     except (AttributeError, OSError):
         return None
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 # Statistics -----------------------------------------------------------------------------------

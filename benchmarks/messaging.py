@@ -36,7 +36,6 @@ import contextlib
 import gc
 import itertools
 import math
-import os
 import sys
 import threading
 import uuid
@@ -59,6 +58,8 @@ from benchmarks._common import (
     database_url,
     drop_database,
     format_table,
+    json_safe,
+    load_average,
     machine_info,
     recreate_database,
     time_sequential,
@@ -819,25 +820,6 @@ def _send_rows(concurrency: int, result: dict[str, Throughput], note: str = "") 
 async def launch(url: str) -> None:
     """Configure and launch the implementation on the benchmark database."""
     await launch_impl(url)
-
-
-def load_average() -> float | None:
-    """The machine's 1-minute load average, where the OS reports one."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN float replaced by None (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
 
 
 async def measure_all(
