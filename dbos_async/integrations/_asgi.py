@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
 
-from .._errors import DBOSException
+from .._errors import DBOSException, DBOSInvalidArgumentError
 from .._request import Address, Request, request_id_from, request_scope
 from .._tracing import traced
 from ._http import LazyMapping, error_body, handler_attributes, with_request_id
@@ -127,8 +127,6 @@ def install_starlette(app: Any, lifespan: Callable[[], AbstractAsyncContextManag
     """
     router = getattr(app, "router", None)
     if router is None or not hasattr(router, "lifespan_context"):
-        from .._errors import DBOSInvalidArgumentError
-
         raise DBOSInvalidArgumentError(f"{app!r} is not a Starlette or FastAPI application")
     app_lifespan = router.lifespan_context
 

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from wsgiref.util import application_uri, request_uri
 
-from .._errors import DBOSException
+from .._errors import DBOSException, DBOSInvalidArgumentError
 from .._request import Address, Request, request_id_from, request_scope
 from .._tracing import traced
 from ._http import LazyMapping, error_body, handler_attributes, with_request_id
@@ -101,8 +101,6 @@ def install_flask(app: Any, ensure_launched: Callable[[], None]) -> None:
     """Hook a Flask app: the middleware around ``app.wsgi_app``, launching DBOS on the first
     request, and JSON responses for :class:`DBOSException`."""
     if not hasattr(app, "wsgi_app") or not hasattr(app, "register_error_handler"):
-        from .._errors import DBOSInvalidArgumentError
-
         raise DBOSInvalidArgumentError(f"{app!r} is not a Flask application")
 
     def dbos_error_response(error: DBOSException) -> Any:
