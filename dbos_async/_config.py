@@ -8,6 +8,7 @@ is resolved (at ``DBOS(...)``), never at import.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -46,6 +47,9 @@ class DBOSConfig(TypedDict, total=False):
     enable_patching: bool | None
     serializer: Serializer | None
     allow_pickle: bool | None
+    system_database_retry_limit_sec: float | None
+    executor_heartbeat_interval_sec: float | None
+    executor_adoption_timeout_sec: float | None
     log_level: str | None
     console_log_level: str | None
     otlp_log_level: str | None
@@ -110,6 +114,12 @@ class ResolvedConfig:
     allow_pickle: bool
     log_level: str
     raw: Mapping[str, Any]
+    retry_limit: float = 300.0
+    """Seconds a call outside a workflow (and launch) waits for an unreachable system database."""
+    heartbeat_interval: float = 5.0
+    """Seconds between this executor's heartbeats."""
+    adoption_timeout: float = 30.0
+    """Seconds without a heartbeat after which another executor adopts an executor's work."""
 
 
 def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
@@ -119,6 +129,20 @@ def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise DBOSConfigurationError(f"{key} must be a positive integer, got {value!r}")
     return value
+
+
+def _positive_seconds(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = config.get(key)
+    if value is None:
+        return default
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise DBOSConfigurationError(f"{key} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
@@ -154,6 +178,14 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
         and hasattr(serializer, "name")
     ):
         raise DBOSConfigurationError("serializer must have name, dumps() and loads()")
+    heartbeat_interval = _positive_seconds(config, "executor_heartbeat_interval_sec", 5.0)
+    adoption_timeout = _positive_seconds(config, "executor_adoption_timeout_sec", 30.0)
+    if adoption_timeout < 2 * heartbeat_interval:
+        raise DBOSConfigurationError(
+            f"executor_adoption_timeout_sec ({adoption_timeout}) must be at least twice "
+            f"executor_heartbeat_interval_sec ({heartbeat_interval}), or live executors would "
+            "lose their workflows"
+        )
     log_level = str(config.get("log_level") or "INFO").upper()
     if log_level not in logging.getLevelNamesMapping():
         raise DBOSConfigurationError(f"log_level {log_level!r} is not a logging level")
@@ -171,4 +203,7 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
         allow_pickle=bool(config.get("allow_pickle")),
         log_level=log_level,
         raw=config,
+        retry_limit=_positive_seconds(config, "system_database_retry_limit_sec", 300.0),
+        heartbeat_interval=heartbeat_interval,
+        adoption_timeout=adoption_timeout,
     )

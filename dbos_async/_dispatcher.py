@@ -15,11 +15,10 @@ import math
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
 from ._errors import DBOSException
 from ._sysdb._notify import QUEUES
 from ._sysdb._queues import ClaimLimits, claim, partitions_with_work, promote_due_delayed
+from ._sysdb._supervisor import supervise
 from ._sysdb._workflows import now_ms
 from ._workflow import resume_claimed
 
@@ -56,7 +55,7 @@ class Dispatcher:
 
     def start(self) -> None:
         """Start dispatching."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="dbos-dispatcher")
+        self._task = supervise("dbos-dispatcher", self._run)
 
     async def stop(self) -> None:
         """Stop dispatching (running workflows are the runtime's to stop)."""
@@ -93,8 +92,8 @@ class Dispatcher:
             self._wake.clear()
             try:
                 pause = await self._round()
-            except (OSError, asyncpg.PostgresError) as error:
-                logger.warning("Dispatch round failed (%s); retrying", error)
+            except Exception:
+                logger.exception("Dispatch round failed; retrying")
                 self._sweep = True
                 pause = 1.0
             try:
@@ -161,6 +160,11 @@ class Dispatcher:
             task = await resume_claimed(self._runtime, row, has_steps=row["has_steps"])
         except DBOSException as error:
             logger.error("Cannot run dequeued workflow %s: %s", workflow_id, error)
+            return
+        except Exception:
+            # Claimed but not started: it stays PENDING here, and the heartbeat's check for
+            # unattended workflows gives it back to its queue.
+            logger.exception("Could not start dequeued workflow %s", workflow_id)
             return
         queue_name = row["queue_name"]
         if task is None:  # finished without running (dead-lettered or denied): its slot is free

@@ -22,7 +22,8 @@ Names and error codes follow DBOS Transact, so code that catches DBOS's errors k
     ├── DBOSNotLaunchedError            (dbos_async: an operation that needs a launched runtime)
     ├── DBOSBlockingCallInLoopError     (dbos_async: a sync API called on a running event loop)
     ├── DBOSNotInWorkflowError          (dbos_async: a workflow-only API called elsewhere)
-    └── DBOSInvalidArgumentError        (dbos_async: a bad argument to a public entry point)
+    ├── DBOSInvalidArgumentError        (dbos_async: a bad argument to a public entry point)
+    └── DBOSDatabaseUnavailableError    (dbos_async: the system database stayed away too long)
 
     BaseException
     ├── DBOSWorkflowConflictIDError     (another execution recorded this step first)
@@ -43,6 +44,7 @@ __all__ = [
     "DBOSConfigurationError",
     "DBOSConflictingRegistrationError",
     "DBOSConflictingWorkflowError",
+    "DBOSDatabaseUnavailableError",
     "DBOSErrorCode",
     "DBOSException",
     "DBOSInitializationError",
@@ -90,6 +92,7 @@ class DBOSErrorCode:
     BLOCKING_CALL_IN_LOOP = 103
     INVALID_ARGUMENT = 104
     NOT_IN_WORKFLOW = 105
+    DATABASE_UNAVAILABLE = 106
 
 
 class DBOSException(Exception):
@@ -337,6 +340,24 @@ class DBOSInvalidArgumentError(DBOSException, ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, DBOSErrorCode.INVALID_ARGUMENT)
+
+
+class DBOSDatabaseUnavailableError(DBOSException):
+    """The system database could not be reached within the retry limit.
+
+    Only callers outside workflows see it (a workflow waits for the database instead).
+    ``waited_seconds`` is how long the call kept retrying; ``__cause__`` is the last error.
+    """
+
+    status_code = 503
+
+    def __init__(self, waited_seconds: float, last_error: BaseException | str) -> None:
+        self.waited_seconds = waited_seconds
+        super().__init__(
+            f"The system database was unavailable for {waited_seconds:.1f}s; "
+            f"last error: {last_error!r}",
+            DBOSErrorCode.DATABASE_UNAVAILABLE,
+        )
 
 
 class DBOSWorkflowConflictIDError(BaseException):

@@ -126,6 +126,7 @@ async def durable_deadline(ctx: WorkflowContext, function_id: int, seconds: floa
         ctx.workflow_id,
         function_id,
         "DBOS.sleep",
+        owner=runtime.executor_id,
         output=runtime.codec.dumps(wake_at),
         error=None,
         serialization=runtime.codec.name,
@@ -142,6 +143,7 @@ async def record_value(ctx: WorkflowContext, function_id: int, name: str, value:
         ctx.workflow_id,
         function_id,
         name,
+        owner=runtime.executor_id,
         output=runtime.codec.dumps(value),
         error=None,
         serialization=runtime.codec.name,
@@ -171,7 +173,7 @@ def send(
             if replay_recorded(ctx, function_id, "DBOS.send") is not NOT_RECORDED:
                 return
             ensure_not_cancelled(ctx)
-            sender = (ctx.workflow_id, function_id)
+            sender = (ctx.workflow_id, function_id, runtime.executor_id)
             message_uuid = f"{ctx.workflow_id}-{function_id}"
         elif idempotency_key is not None:
             message_uuid = f"{idempotency_key}::{destination_id}"
@@ -229,12 +231,23 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
                 try:
                     if timer is None:  # woken: group-committed with other woken receivers
                         taken, timer_set = (
-                            await take_message(runtime.db, ctx.workflow_id, function_id, topic_key),
+                            await take_message(
+                                runtime.db,
+                                ctx.workflow_id,
+                                function_id,
+                                topic_key,
+                                owner=runtime.executor_id,
+                            ),
                             False,
                         )
                     else:
                         taken, timer_set = await consume_message(
-                            runtime.db, ctx.workflow_id, function_id, topic_key, timer=timer
+                            runtime.db,
+                            ctx.workflow_id,
+                            function_id,
+                            topic_key,
+                            owner=runtime.executor_id,
+                            timer=timer,
                         )
                 except asyncpg.UniqueViolationError:
                     raise DBOSWorkflowConflictIDError(ctx.workflow_id) from None
@@ -281,6 +294,7 @@ def set_event_value(key: str, value: Any) -> Coroutine[Any, Any, None]:
             payload,
             runtime.codec.name,
             as_step=step is None,
+            owner=runtime.executor_id,
         ):
             raise await refusal(ctx)
         wake(runtime, EVENTS, ctx.workflow_id, key, remote=True)

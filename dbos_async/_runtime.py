@@ -33,9 +33,11 @@ from ._sysdb._messages import (
     terminal_among,
 )
 from ._sysdb._notify import CANCEL, EVENTS, MESSAGES, QUEUES, WORKFLOW_DONE
+from ._sysdb._retry import retry_until_available
 
 if TYPE_CHECKING:
     from ._dispatcher import Dispatcher
+    from ._heartbeat import Heartbeat
     from ._scheduler import Scheduler
 __all__ = ["Runtime", "current_runtime", "set_current_runtime"]
 
@@ -67,6 +69,7 @@ class Runtime:
         self._notifier: Notifier | None = None
         self._dispatcher: Dispatcher | None = None
         self._scheduler: Scheduler | None = None
+        self._heartbeat: Heartbeat | None = None
         # Two pools, so a sync workflow body waiting for its sync step never starves it.
         self._workflow_threads = ThreadPoolExecutor(
             config.max_executor_threads, thread_name_prefix="dbos-workflow"
@@ -104,16 +107,25 @@ class Runtime:
         return self._notifier
 
     async def start(self, url: str) -> None:
-        """Open the database and the LISTEN connection, then recover pending workflows."""
+        """Open the database and the LISTEN connection, then recover pending workflows.
+
+        Waits (with backoff, up to the configured retry limit) for a database that is away.
+        """
+        from ._heartbeat import Heartbeat
         from ._workflow import recover_pending
 
         self._loop = asyncio.get_running_loop()
         self._db = await connect_database(
-            url, schema=self.config.schema, pool_size=self.config.pool_size
+            url,
+            schema=self.config.schema,
+            pool_size=self.config.pool_size,
+            retry_limit=self.config.retry_limit,
         )
         db = self._db
         notifier = Notifier(
-            lambda: asyncpg.connect(db.url, server_settings={"application_name": "dbos_async"}),
+            lambda: asyncpg.connect(
+                db.url, timeout=10, server_settings={"application_name": "dbos_async"}
+            ),
             lambda channel, payloads: publish_notifications(db, channel, payloads),
             sweep_seconds=self.safety_poll_seconds,
         )
@@ -136,16 +148,23 @@ class Runtime:
             self.executor_id,
             self.application_version,
         )
+        # Alive before recovering, so that no other process adopts what this one recovers.
+        self._heartbeat = Heartbeat(self)
+        await self._heartbeat.beat()
         await recover_pending(self)
         self._dispatcher.start()
         from ._scheduler import Scheduler
 
         self._scheduler = Scheduler(self)
         self._scheduler.start()
+        self._heartbeat.start()
 
     def background(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` on the engine's loop without waiting for it; failures are logged."""
-        task = self.loop.create_task(coro)
+        """Run ``coro`` on the engine's loop without waiting for it; failures are logged.
+
+        It waits for the system database however long it is away (no caller waits on it).
+        """
+        task = self.loop.create_task(_patiently(coro))
         self._background.add(task)
         task.add_done_callback(self._background_done)
 
@@ -197,6 +216,8 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the workflows running here (they stay PENDING, to be recovered) and close."""
         self._stopping = True
+        if self._heartbeat is not None:
+            await self._heartbeat.stop()
         if self._scheduler is not None:
             await self._scheduler.stop()
         if self._dispatcher is not None:
@@ -269,6 +290,11 @@ class Runtime:
     async def forward(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the engine's loop, from whichever loop the caller runs."""
         return await call_on_loop(self.loop, coro)
+
+
+async def _patiently(coro: Coroutine[Any, Any, T]) -> T:
+    retry_until_available()
+    return await coro
 
 
 _current: Runtime | None = None

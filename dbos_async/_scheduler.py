@@ -22,6 +22,7 @@ from ._context import Auth
 from ._decorators import workflow_info
 from ._errors import DBOSException, DBOSInvalidArgumentError
 from ._registry import WorkflowInfo, default_registry
+from ._sysdb._supervisor import supervise
 from ._workflow import Invocation, QueuePlacement, WorkflowCall
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class Scheduler:
 
     def start(self) -> None:
         """Start watching the clock."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="dbos-scheduler")
+        self._task = supervise("dbos-scheduler", self._run)
 
     async def stop(self) -> None:
         """Stop enqueueing ticks."""
@@ -127,3 +128,5 @@ class Scheduler:
             await enqueue(self._runtime, call, QueuePlacement(INTERNAL_QUEUE), "reject")
         except DBOSException as error:
             logger.error("Could not enqueue %s: %s", workflow_id, error)
+        except Exception:
+            logger.exception("Could not enqueue %s", workflow_id)

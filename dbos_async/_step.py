@@ -157,6 +157,7 @@ async def _record(
         ctx.workflow_id,
         function_id,
         name,
+        owner=ctx.runtime.executor_id,
         output=output,
         error=error,
         serialization=ctx.runtime.codec.name,
@@ -167,11 +168,19 @@ async def _record(
 
 
 async def refusal(ctx: WorkflowContext) -> BaseException:
-    """Why a checkpoint write was refused: the workflow was cancelled, or another execution won."""
-    status = await workflow_status_of(ctx.runtime.db, ctx.workflow_id)
+    """Why a checkpoint write was refused: the workflow was cancelled, another executor adopted
+    it, or another execution recorded this step first."""
+    status, owner = await workflow_status_of(ctx.runtime.db, ctx.workflow_id)
     if status == "CANCELLED":
         ctx.cancelled = True
         return DBOSWorkflowCancelledError(f"Workflow {ctx.workflow_id} was cancelled")
+    if status == "PENDING" and owner != ctx.runtime.executor_id:
+        logger.warning(
+            "Workflow %s is now run by executor %s (this executor's heartbeat had lapsed); "
+            "stopping its execution here",
+            ctx.workflow_id,
+            owner,
+        )
     return DBOSWorkflowConflictIDError(ctx.workflow_id)
 
 

@@ -57,6 +57,7 @@ def _append(key: str, value: Any, *, close: bool) -> Coroutine[Any, Any, None]:
                     payload,
                     serialization,
                     as_step=step is None,
+                    owner=runtime.executor_id,
                     step_name=operation,
                 )
                 break

@@ -30,6 +30,7 @@ from ._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
     DBOSConflictingWorkflowError,
+    DBOSDatabaseUnavailableError,
     DBOSException,
     DBOSNonExistentWorkflowError,
     DBOSNotAuthorizedError,
@@ -42,6 +43,7 @@ from ._registry import WorkflowInfo
 from ._request import Request, current_request
 from ._roles import authorize
 from ._sysdb._notify import WORKFLOW_DONE
+from ._sysdb._retry import retry_until_available
 from ._sysdb._workflows import (
     NewWorkflow,
     StepOutput,
@@ -291,6 +293,7 @@ async def record_child(
         parent.workflow_id,
         function_id,
         call.invocation.info.name,
+        owner=runtime.executor_id,
         output=None,
         error=None,
         serialization=None,
@@ -304,7 +307,8 @@ async def record_child(
 
 async def start_workflow(runtime: Runtime, call: WorkflowCall) -> str:
     """Record and start the workflow, or attach to the one already recorded under its ID."""
-    if await record_start(runtime, call):
+    # (Already running here if recovery found it first, while this start waited out an outage.)
+    if await record_start(runtime, call) and call.workflow_id not in runtime.active:
         launch(runtime, call.context(runtime), call.invocation)
     return call.workflow_id
 
@@ -363,6 +367,8 @@ def _forget(
 
 async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> Any:
     enter_workflow(ctx)
+    # An outage of the system database pauses the workflow; it never becomes its outcome.
+    retry_until_available()
     codec = runtime.codec
     try:
         with traced(ctx.name, lambda: context_attributes(ctx, "workflow"), ctx.trace_parent):
@@ -371,6 +377,11 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
         # Another execution (or a cancellation) owns the outcome; report what it records.
         return await _wait_recorded(runtime, ctx.workflow_id)
+    except DBOSDatabaseUnavailableError:
+        # Only when the engine is stopping (a workflow otherwise waits for the database): the
+        # workflow stays PENDING, to be recovered.
+        logger.warning("Workflow %s stopped with the system database; it stays PENDING", ctx.workflow_id)
+        raise
     except asyncio.CancelledError:
         if not ctx.cancelled:
             raise  # the runtime is stopping: leave the workflow PENDING for recovery
@@ -399,7 +410,9 @@ async def _finish(
     error: bytes | None,
 ) -> bool:
     """Record the outcome and wake local waiters; False if another outcome was recorded first."""
-    if not await complete_workflow(runtime.db, workflow_id, status, output, error):
+    if not await complete_workflow(
+        runtime.db, workflow_id, status, output, error, owner=runtime.executor_id
+    ):
         return False
     runtime.notifier.notify_local(WORKFLOW_DONE, workflow_id)
     queue = runtime.registry.queues.get(queue_name) if queue_name else None

@@ -2,44 +2,72 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from .._errors import DBOSInitializationError, DBOSInvalidArgumentError
+from .._errors import (
+    DBOSDatabaseUnavailableError,
+    DBOSInitializationError,
+    DBOSInvalidArgumentError,
+)
 from ._group_commit import GroupCommit
+from ._retry import Backoff, is_transient, retrying_forever
 
 __all__ = ["Database", "connect_database", "drop_database", "normalize_url"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_KEY = 0x64626F735F6173
+_CLOSE_SECONDS = 5.0
+_CONNECT_SECONDS = 10.0  # how long one connection attempt may take (an unreachable host hangs)
+
+logger = logging.getLogger("dbos_async")
+T = TypeVar("T")
 
 
 class Database:
-    """The system database's connection pool.
+    """The system database's connection pool, with every statement retried through outages.
 
     Every statement the engine sends goes through :meth:`fetch`, :meth:`fetchrow`,
     :meth:`fetchval` or :meth:`execute`, one call each: a single statement runs as its own
-    implicit transaction, so each call is one round trip. ``statements`` counts them, which lets
-    tests pin how many round trips an operation costs.
+    implicit transaction, so each call is one round trip. ``statements`` counts them (retries
+    included), which lets tests pin how many round trips an operation costs.
+
+    A statement that fails for a transient reason (``_retry.is_transient``: connection lost,
+    server restarting, too many connections, failover) is sent again on another connection,
+    with capped exponential backoff, until it succeeds or the caller's patience runs out
+    (``retry_limit`` seconds, or forever in workflows and background tasks). Every statement
+    the engine sends is safe to repeat: inserts are ``ON CONFLICT`` guarded and recognise a row
+    an earlier, lost attempt already wrote; updates are guarded by the state they change.
 
     Single statements reuse connections this object keeps checked out of the asyncpg pool
-    (at most half of it): asyncpg's release path costs more than a trivial statement.
+    (at most half of it): asyncpg's release path costs more than a trivial statement. A kept
+    connection is checked before reuse and handed back to the pool after any error.
     """
 
-    def __init__(self, pool: asyncpg.Pool, url: str, schema: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, url: str, schema: str, *, retry_limit: float = 300.0
+    ) -> None:
         self.pool = pool
         self.url = url
         self.schema = schema
+        self.retry_limit = retry_limit
         self.statements = 0
+        self.retries = 0
         self._groups: dict[str, GroupCommit[Any, Any]] = {}
         self._idle: list[Any] = []
         self._keep = max(1, pool.get_max_size() // 2)
+        self._closed = False
+        self._unreachable_since: float | None = None
 
     def group(
         self, name: str, flush: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]
@@ -47,23 +75,8 @@ class Database:
         """The group-commit writer ``name`` of this database (created on first use)."""
         writer = self._groups.get(name)
         if writer is None:
-            writer = self._groups[name] = GroupCommit(flush)
+            writer = self._groups[name] = GroupCommit(flush, patience=self.retry_limit)
         return writer
-
-    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
-        self.statements += 1
-        conn = self._idle.pop() if self._idle else await self.pool.acquire()
-        try:
-            result = await getattr(conn, method)(sql, *args)
-        except BaseException:
-            # Let asyncpg's pool clean up after an error or a cancellation.
-            await self.pool.release(conn)
-            raise
-        if len(self._idle) < self._keep:
-            self._idle.append(conn)
-        else:
-            await self.pool.release(conn)
-        return result
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Run a query and return all its rows."""
@@ -84,12 +97,107 @@ class Database:
         status: str = await self._run("execute", sql, args)
         return status
 
+    async def run(self, body: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``body(connection)`` on a pool connection, all of it again after a transient error.
+
+        For the few operations that need one connection for several statements (a short
+        transaction): ``body`` must leave no transaction open when it raises, and must be safe
+        to run again from the start.
+        """
+        return await self._attempts(body, keep=False)
+
+    def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Awaitable[Any]:
+        return self._attempts(lambda conn: getattr(conn, method)(sql, *args), keep=True)
+
+    async def _attempts(self, body: Callable[[Any], Awaitable[T]], *, keep: bool) -> T:
+        backoff: Backoff | None = None
+        started = 0.0
+        while True:
+            self.statements += 1
+            conn = None
+            try:
+                conn = await self._connection(keep)
+                result = await body(conn)
+            except BaseException as error:
+                usable = conn is not None and _usable(conn)
+                if conn is not None:
+                    await self._release(conn)
+                if self._closed or not isinstance(error, Exception):
+                    raise
+                if not is_transient(error, connection_usable=usable):
+                    raise
+                if backoff is None:
+                    backoff, started = Backoff(), time.monotonic()
+                await self._pause(backoff, started, error)
+                continue
+            if keep and len(self._idle) < self._keep:
+                self._idle.append(conn)
+            else:
+                await self.pool.release(conn)
+            if self._unreachable_since is not None:
+                self._reachable_again()
+            return result
+
+    async def _connection(self, keep: bool) -> Any:
+        """A kept connection that still works, else one from the pool."""
+        while keep and self._idle:
+            conn = self._idle.pop()
+            if _usable(conn):
+                return conn
+            await self._release(conn)
+        return await self.pool.acquire()
+
+    async def _release(self, conn: Any) -> None:
+        """Hand a connection back to the pool after an error; asyncpg resets or replaces it."""
+        try:
+            await self.pool.release(conn)
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+    async def _pause(self, backoff: Backoff, started: float, error: Exception) -> None:
+        """Wait before the next attempt, or give up when the caller's patience ran out."""
+        self.retries += 1
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            logger.warning("The system database is unreachable (%r); retrying", error)
+        delay = backoff.next_delay()
+        waited = now - started
+        if not retrying_forever() and waited + delay > self.retry_limit:
+            raise DBOSDatabaseUnavailableError(waited, error) from error
+        await asyncio.sleep(delay)
+        if self._closed:
+            raise DBOSDatabaseUnavailableError(waited + delay, "the database is closing") from error
+
+    def _reachable_again(self) -> None:
+        assert self._unreachable_since is not None
+        logger.warning(
+            "The system database is reachable again after %.1fs",
+            time.monotonic() - self._unreachable_since,
+        )
+        self._unreachable_since = None
+
     async def close(self) -> None:
-        """Return the kept connections and close every connection of the pool."""
+        """Stop retrying, return the kept connections and close every connection of the pool."""
+        self._closed = True
+        for writer in self._groups.values():
+            writer.close()
         idle, self._idle = self._idle, []
         for conn in idle:
-            await self.pool.release(conn)
-        await self.pool.close()
+            await self._release(conn)
+        try:
+            await asyncio.wait_for(self.pool.close(), _CLOSE_SECONDS)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self.pool.terminate()
+
+
+def _usable(conn: Any) -> bool:
+    """Whether a pool connection is still attached to its pool and open."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # asyncpg took it back to the pool when it closed
+        return False
 
 
 def normalize_url(url: str) -> str:
@@ -129,13 +237,13 @@ def validate_schema(schema: str) -> str:
 async def _create_database_if_missing(url: str) -> None:
     name = _database_name(url)
     try:
-        conn = await asyncpg.connect(url)
+        conn = await asyncpg.connect(url, timeout=_CONNECT_SECONDS)
     except asyncpg.InvalidCatalogNameError:
         pass
     else:
         await conn.close()
         return
-    admin = await asyncpg.connect(_with_database(url, "postgres"))
+    admin = await asyncpg.connect(_with_database(url, "postgres"), timeout=_CONNECT_SECONDS)
     try:
         await admin.execute(f"CREATE DATABASE {_quote_identifier(name)}")
     except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
@@ -182,29 +290,52 @@ async def _migrate(conn: asyncpg.Connection, schema: str) -> None:
                 await conn.execute("INSERT INTO dbos_migrations (version) VALUES ($1)", version)
 
 
-async def connect_database(url: str, *, schema: str = "dbos", pool_size: int = 20) -> Database:
-    """Create the system database if missing, migrate it, and open the pool."""
+async def connect_database(
+    url: str, *, schema: str = "dbos", pool_size: int = 20, retry_limit: float = 300.0
+) -> Database:
+    """Create the system database if missing, migrate it, and open the pool.
+
+    While the server is unreachable or starting up, keep trying with backoff for up to
+    ``retry_limit`` seconds, then raise :class:`DBOSInitializationError`.
+    """
     url = normalize_url(url)
     validate_schema(schema)
-    try:
-        await _create_database_if_missing(url)
-        conn = await asyncpg.connect(url)
+    backoff, started = Backoff(), time.monotonic()
+    while True:
         try:
-            await _migrate(conn, schema)
-        finally:
-            await conn.close()
-        pool = await asyncpg.create_pool(
-            url,
-            min_size=1,
-            max_size=pool_size,
-            reset=_keep_session,
-            server_settings={"search_path": schema, "application_name": "dbos_async"},
-        )
-    except (OSError, asyncpg.PostgresError) as error:
-        raise DBOSInitializationError(
-            f"Cannot open the system database at {_redact(url)}: {error}"
-        ) from error
-    return Database(pool, url, schema)
+            pool = await _open_pool(url, schema, pool_size)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            waited = time.monotonic() - started
+            delay = backoff.next_delay()
+            if not is_transient(error, connection_usable=False) or waited + delay > retry_limit:
+                raise DBOSInitializationError(
+                    f"Cannot open the system database at {_redact(url)}"
+                    + (f" (kept trying for {waited:.1f}s)" if waited >= 1 else "")
+                    + f": {error}"
+                ) from error
+            if backoff.attempt == 1:
+                logger.warning("Waiting for the system database at %s: %r", _redact(url), error)
+            await asyncio.sleep(delay)
+        else:
+            return Database(pool, url, schema, retry_limit=retry_limit)
+
+
+async def _open_pool(url: str, schema: str, pool_size: int) -> asyncpg.Pool:
+    await _create_database_if_missing(url)
+    conn = await asyncpg.connect(url, timeout=_CONNECT_SECONDS)
+    try:
+        await _migrate(conn, schema)
+    finally:
+        await conn.close()
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        url,
+        min_size=1,
+        max_size=pool_size,
+        reset=_keep_session,
+        timeout=_CONNECT_SECONDS,
+        server_settings={"search_path": schema, "application_name": "dbos_async"},
+    )
+    return pool
 
 
 async def drop_database(url: str) -> None:

@@ -2,8 +2,15 @@
 
 A caller submits a row and awaits its result. When nothing else is being written the caller
 writes its row at once, alone, in its own task (no added latency at low load); rows submitted
-while flushes are in flight wait and go out together in the next one. So under load one statement and one commit carry many
-workflows' checkpoints, and each caller still resumes only after its own row is committed.
+while flushes are in flight wait and go out together in the next one. So under load one
+statement and one commit carry many workflows' checkpoints, and each caller still resumes only
+after its own row is committed.
+
+A batch written by a background flush is shared by callers of different patience, so the flush
+waits for the database however long it is away; each caller waits only as long as its own
+patience allows (workflows forever, other callers up to ``patience`` seconds) and then gets
+:class:`DBOSDatabaseUnavailableError`. No caller is ever left hanging: a flush that fails, or
+is stopped by :meth:`GroupCommit.close`, fails every caller in its batch.
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from .._errors import DBOSDatabaseUnavailableError
+from ._retry import retry_until_available, retrying_forever
 
 __all__ = ["GroupCommit"]
 
@@ -30,18 +40,23 @@ class GroupCommit(Generic[Row, Result]):
         *,
         max_batch: int = 500,
         max_in_flight: int = 2,
+        patience: float = 300.0,
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._patience = patience
         self._pending: list[tuple[Row, asyncio.Future[Result]]] = []
         self._in_flight = 0
         self._flushing: set[asyncio.Task[None]] = set()  # the loop only holds weak references
+        self._closed = False
         self.flushes = 0
         self.rows = 0
 
     async def submit(self, row: Row) -> Result:
         """Write ``row`` (with whatever else is waiting) and return its result once committed."""
+        if self._closed:
+            raise DBOSDatabaseUnavailableError(0.0, "the database is closing")
         if not self._pending and self._in_flight < self._max_in_flight:
             # Nothing is waiting: write this row now, in the caller's own task (no hand-off to
             # a flush task, so an idle system pays no extra event-loop hops).
@@ -50,16 +65,32 @@ class GroupCommit(Generic[Row, Result]):
                 result = (await self._flush([row]))[0]
             finally:
                 self._in_flight -= 1
-                if self._pending and self._in_flight < self._max_in_flight:
-                    self._start_flush()
+                self._flush_more()
             self.flushes += 1
             self.rows += 1
             return result
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
-        if self._in_flight < self._max_in_flight:
+        self._flush_more()
+        if retrying_forever():
+            return await future
+        try:
+            async with asyncio.timeout(self._patience):
+                return await future
+        except TimeoutError:
+            raise DBOSDatabaseUnavailableError(self._patience, "the write did not commit") from None
+
+    def close(self) -> None:
+        """Stop the flushes in flight and refuse new rows; their callers get an error."""
+        self._closed = True
+        for task in list(self._flushing):
+            task.cancel()
+        pending, self._pending = self._pending, []
+        _fail([future for _, future in pending], _closing())
+
+    def _flush_more(self) -> None:
+        if self._pending and self._in_flight < self._max_in_flight and not self._closed:
             self._start_flush()
-        return await future
 
     def _start_flush(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
@@ -69,21 +100,31 @@ class GroupCommit(Generic[Row, Result]):
         task.add_done_callback(self._flushing.discard)
 
     async def _write(self, batch: list[tuple[Row, asyncio.Future[Result]]]) -> None:
+        retry_until_available()  # callers of every patience share this batch
+        futures = [future for _, future in batch]
         try:
             results = await self._flush([row for row, _ in batch])
-        except BaseException as error:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
+        except asyncio.CancelledError:
+            _fail(futures, _closing())
+            raise
+        except Exception as error:
+            _fail(futures, error)
         else:
             self.flushes += 1
             self.rows += len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
+            for future, result in zip(futures, results, strict=True):
                 if not future.done():
                     future.set_result(result)
         finally:
             self._in_flight -= 1
-            if self._pending and self._in_flight < self._max_in_flight:
-                self._start_flush()
+            self._flush_more()
+
+
+def _closing() -> DBOSDatabaseUnavailableError:
+    return DBOSDatabaseUnavailableError(0.0, "the database is closing")
+
+
+def _fail(futures: list[asyncio.Future[Result]], error: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)

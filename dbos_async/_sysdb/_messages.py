@@ -14,7 +14,7 @@ import asyncpg
 
 from ._database import Database
 from ._notify import CANCEL, WORKFLOW_DONE
-from ._workflows import now_ms
+from ._workflows import SAME_STEP, now_ms, owned_by
 
 __all__ = [
     "CLOSED_STREAM",
@@ -39,22 +39,18 @@ NULL_TOPIC = "__null__topic__"
 CLOSED_STREAM = "dbos_async.stream_closed"
 """The ``serialization`` of the row that closes a stream (its value is NULL)."""
 
-_STILL_PENDING = (
-    "EXISTS (SELECT 1 FROM workflow_status WHERE workflow_uuid = $1 AND status = 'PENDING')"
-)
-
-
-def _recorded_as(operation: str, at: str) -> str:
+def _recorded_as(operation: str, at: str, owner: str) -> str:
     """The statement tail that records the workflow's ``operation`` step ($1, $2) at ``at``.
 
     Placed after data-modifying CTEs, it makes the data change and its checkpoint one statement.
-    The step is written only while the workflow is PENDING; ``RETURNING true`` says it was.
+    The step is written only while the workflow is PENDING and run by ``owner``; ``RETURNING
+    true`` says it was (or that a lost earlier attempt of this very statement wrote it).
     """
     return f"""
         INSERT INTO operation_outputs (workflow_uuid, function_id, function_name,
                                        started_at_epoch_ms, completed_at_epoch_ms)
-        SELECT $1, $2, '{operation}', {at}, {at} WHERE {_STILL_PENDING}
-        ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+        SELECT $1, $2, '{operation}', {at}, {at} WHERE {owned_by("$1", owner)}
+        {SAME_STEP}
         RETURNING true
     """
 
@@ -75,12 +71,14 @@ async def insert_message(
     serialization: str,
     message_uuid: str,
     *,
-    sender: tuple[str, int] | None = None,
+    sender: tuple[str, int, str] | None = None,
 ) -> bool:
-    """Insert a message once per ``message_uuid``; with ``sender``, record its send step too.
+    """Insert a message once per ``message_uuid``; with ``sender`` (the sending workflow, its
+    function ID and the executor running it), record its send step too.
 
-    Returns False when ``sender``'s step was already recorded by another execution. Raises
-    ``asyncpg.ForeignKeyViolationError`` when the destination does not exist.
+    Returns False when ``sender``'s step was already recorded by another execution (or the
+    workflow is no longer the sender's to run). Raises ``asyncpg.ForeignKeyViolationError``
+    when the destination does not exist.
     """
     now = now_ms()
     if sender is None:
@@ -90,7 +88,7 @@ async def insert_message(
         ):
             raise asyncpg.ForeignKeyViolationError(f"no workflow {destination_id}")
         return True
-    workflow_id, function_id = sender
+    workflow_id, function_id, owner = sender
     recorded = await db.fetchval(
         f"""
         WITH sent AS (
@@ -99,7 +97,7 @@ async def insert_message(
             VALUES ($3, $4, $5, $6, $7, $8)
             ON CONFLICT (message_uuid) DO NOTHING
         )
-        {_recorded_as("DBOS.send", "$8")}
+        {_recorded_as("DBOS.send", "$8", "$9")}
         """,
         workflow_id,
         function_id,
@@ -109,6 +107,7 @@ async def insert_message(
         message,
         serialization,
         now,
+        owner,
     )
     return bool(recorded)
 
@@ -159,23 +158,30 @@ async def consume_message(
     function_id: int,
     topic: str,
     *,
+    owner: str,
     timer: tuple[int, bytes, str] | None = None,
 ) -> tuple[tuple[bytes | None, str | None] | None, bool]:
     """Take the oldest unconsumed message of ``topic`` and record it as the ``DBOS.recv`` step.
 
     Both happen in one statement, or neither. Returns ``(message, serialization)`` (or None when
-    no message is waiting, or the workflow is no longer PENDING) and whether ``timer`` was
-    recorded: with ``timer = (function_id, wake_at, serialization)``, a recv that finds nothing
-    records its durable timeout in the same statement (the ``DBOS.sleep`` step).
+    no message is waiting, or the workflow is no longer PENDING and ``owner``'s) and whether
+    ``timer`` was recorded: with ``timer = (function_id, wake_at, serialization)``, a recv that
+    finds nothing records its durable timeout in the same statement (the ``DBOS.sleep`` step).
 
-    Raises ``asyncpg.UniqueViolationError`` when another execution recorded the recv first.
+    A retry whose first attempt committed unseen finds the recv it recorded (same start time)
+    and returns that message. Raises ``asyncpg.UniqueViolationError`` when another execution
+    recorded the recv first.
     """
     timer_id, wake_at, timer_format = timer if timer is not None else (None, None, None)
     row = await db.fetchrow(
         f"""
-        WITH next AS (
+        WITH prior AS (
+            SELECT output, serialization, started_at_epoch_ms = $4 AS ours FROM operation_outputs
+            WHERE workflow_uuid = $1 AND function_id = $2
+        ), next AS (
             SELECT message_uuid FROM notifications
-            WHERE destination_uuid = $1 AND topic = $3 AND NOT consumed AND {_STILL_PENDING}
+            WHERE destination_uuid = $1 AND topic = $3 AND NOT consumed
+                AND NOT EXISTS (SELECT 1 FROM prior) AND {owned_by("$1", "$8")}
             ORDER BY seq LIMIT 1
             FOR UPDATE SKIP LOCKED
         ), taken AS (
@@ -191,14 +197,20 @@ async def consume_message(
             INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output,
                                            serialization, started_at_epoch_ms, completed_at_epoch_ms)
             SELECT $1, $5::int, 'DBOS.sleep', $6::bytea, $7::text, $4, $4
-            WHERE $5::int IS NOT NULL AND NOT EXISTS (SELECT 1 FROM taken) AND {_STILL_PENDING}
-            ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+            WHERE $5::int IS NOT NULL AND NOT EXISTS (SELECT 1 FROM taken)
+                AND NOT EXISTS (SELECT 1 FROM prior) AND {owned_by("$1", "$8")}
+            {SAME_STEP}
             RETURNING 1
+        ), got AS (
+            SELECT output, serialization FROM received
+            UNION ALL
+            SELECT output, serialization FROM prior WHERE ours
         )
-        SELECT (SELECT output FROM received) AS output,
-               (SELECT serialization FROM received) AS serialization,
-               EXISTS (SELECT 1 FROM received) AS got,
-               EXISTS (SELECT 1 FROM timer) AS timer_set
+        SELECT (SELECT output FROM got) AS output,
+               (SELECT serialization FROM got) AS serialization,
+               EXISTS (SELECT 1 FROM got) AS got,
+               EXISTS (SELECT 1 FROM timer) AS timer_set,
+               EXISTS (SELECT 1 FROM prior WHERE NOT ours) AS conflict
         """,
         workflow_id,
         function_id,
@@ -207,23 +219,35 @@ async def consume_message(
         timer_id,
         wake_at,
         timer_format,
+        owner,
     )
     assert row is not None
+    if row["conflict"]:
+        raise asyncpg.UniqueViolationError(f"recv {workflow_id}/{function_id} already recorded")
     message = (row["output"], row["serialization"]) if row["got"] else None
     return message, bool(row["timer_set"])
 
 
-_CONSUME_MANY = """
+_CONSUME_MANY = f"""
 WITH request AS (
-    SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS r(workflow_uuid, function_id, topic)
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $5::text[])
+        AS r(workflow_uuid, function_id, topic, owner)
+), prior AS (
+    SELECT r.workflow_uuid, r.function_id, o.output, o.serialization,
+        o.started_at_epoch_ms = $4 AS ours
+    FROM request AS r
+    JOIN operation_outputs AS o
+        ON o.workflow_uuid = r.workflow_uuid AND o.function_id = r.function_id
 ), next AS (
     SELECT r.workflow_uuid, r.function_id, m.message_uuid
     FROM request AS r
     CROSS JOIN LATERAL (
         SELECT n.message_uuid FROM notifications AS n
         WHERE n.destination_uuid = r.workflow_uuid AND n.topic = r.topic AND NOT n.consumed
-            AND EXISTS (SELECT 1 FROM workflow_status AS w
-                        WHERE w.workflow_uuid = r.workflow_uuid AND w.status = 'PENDING')
+            AND {owned_by("r.workflow_uuid", "r.owner")}
+            AND NOT EXISTS (SELECT 1 FROM prior AS p
+                            WHERE p.workflow_uuid = r.workflow_uuid
+                                AND p.function_id = r.function_id)
         ORDER BY n.seq LIMIT 1
         FOR UPDATE SKIP LOCKED
     ) AS m
@@ -231,22 +255,28 @@ WITH request AS (
     UPDATE notifications AS n SET consumed = true FROM next
     WHERE n.message_uuid = next.message_uuid
     RETURNING n.message_uuid, n.message, n.serialization
+), received AS (
+    INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output,
+                                   serialization, started_at_epoch_ms, completed_at_epoch_ms)
+    SELECT next.workflow_uuid, next.function_id, 'DBOS.recv', taken.message,
+        taken.serialization, $4, $4
+    FROM next JOIN taken USING (message_uuid)
+    RETURNING workflow_uuid, function_id, output, serialization
 )
-INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output,
-                               serialization, started_at_epoch_ms, completed_at_epoch_ms)
-SELECT next.workflow_uuid, next.function_id, 'DBOS.recv', taken.message, taken.serialization,
-       $4, $4
-FROM next JOIN taken USING (message_uuid)
-RETURNING workflow_uuid, function_id, output, serialization
+SELECT workflow_uuid, function_id, output, serialization, true AS ours FROM received
+UNION ALL
+SELECT workflow_uuid, function_id, output, serialization, ours FROM prior
 """
 
-ConsumeRequest = tuple[str, int, str]
+ConsumeRequest = tuple[str, int, str, str]
+"""A waiting recv: its workflow, function ID, topic and the executor running it."""
 Taken = tuple[bytes | None, str | None] | None
 
 
 async def _consume_one(db: Database, request: ConsumeRequest) -> Taken | Exception:
+    workflow_id, function_id, topic, owner = request
     try:
-        taken, _ = await consume_message(db, *request)
+        taken, _ = await consume_message(db, workflow_id, function_id, topic, owner=owner)
     except asyncpg.UniqueViolationError as conflict:
         error: Exception = conflict  # another execution recorded this recv first
         return error
@@ -259,15 +289,15 @@ async def _consume_many(
     """Consume-and-record for many waiting ``recv`` calls in one statement.
 
     Two requests for the same (workflow, topic) would take the same message in one statement,
-    so repeats are served one at a time afterwards. If another execution already recorded one
-    of the requests, its unique violation would abort them all: the batch is then retried one
-    request at a time, so only that request fails.
+    so repeats are served one at a time afterwards. If another execution records one of the
+    requests while the statement runs, its unique violation would abort them all: the batch is
+    then retried one request at a time, so only that request fails.
     """
     results: list[Taken | Exception | None] = [None] * len(requests)
     batch: list[int] = []
     repeats: list[int] = []
     seen: set[tuple[str, str]] = set()
-    for index, (workflow_id, _, topic) in enumerate(requests):
+    for index, (workflow_id, _, topic, _) in enumerate(requests):
         (repeats if (workflow_id, topic) in seen else batch).append(index)
         seen.add((workflow_id, topic))
     if len(batch) > 1:
@@ -278,6 +308,7 @@ async def _consume_many(
                 [requests[i][1] for i in batch],
                 [requests[i][2] for i in batch],
                 now_ms(),
+                [requests[i][3] for i in batch],
             )
         except asyncpg.UniqueViolationError:
             repeats = sorted(batch + repeats)
@@ -285,7 +316,12 @@ async def _consume_many(
             got = {(row["workflow_uuid"], row["function_id"]): row for row in rows}
             for i in batch:
                 row = got.get(requests[i][:2])
-                results[i] = (row["output"], row["serialization"]) if row else None
+                if row is None:
+                    results[i] = None
+                elif row["ours"]:
+                    results[i] = (row["output"], row["serialization"])
+                else:
+                    results[i] = asyncpg.UniqueViolationError("recv already recorded")
     else:
         repeats = sorted(batch + repeats)
     for i in repeats:
@@ -293,13 +329,15 @@ async def _consume_many(
     return results
 
 
-async def take_message(db: Database, workflow_id: str, function_id: int, topic: str) -> Taken:
+async def take_message(
+    db: Database, workflow_id: str, function_id: int, topic: str, *, owner: str
+) -> Taken:
     """:func:`consume_message` without a timer, group-committed with other waiting recvs.
 
     Raises ``asyncpg.UniqueViolationError`` when another execution recorded this recv first.
     """
     writer = db.group("recv", lambda batch: _consume_many(db, batch))
-    taken: Taken | Exception = await writer.submit((workflow_id, function_id, topic))
+    taken: Taken | Exception = await writer.submit((workflow_id, function_id, topic, owner))
     if isinstance(taken, Exception):
         raise taken
     return taken
@@ -342,10 +380,12 @@ async def set_event(
     serialization: str,
     *,
     as_step: bool,
+    owner: str,
 ) -> bool:
     """Set an event (last value wins) and keep its history; with ``as_step``, record the step.
 
-    Returns False when the step was already recorded by another execution.
+    Returns False when the step was already recorded by another execution (or the workflow is
+    no longer PENDING and ``owner``'s).
     """
     history = """
         INSERT INTO workflow_events_history (workflow_uuid, function_id, key, value, serialization)
@@ -372,7 +412,7 @@ async def set_event(
     recorded = await db.fetchval(
         f"""
         WITH history AS ({history}), current AS ({current})
-        {_recorded_as("DBOS.setEvent", "$6")}
+        {_recorded_as("DBOS.setEvent", "$6", "$7")}
         """,
         workflow_id,
         function_id,
@@ -380,6 +420,7 @@ async def set_event(
         value,
         serialization,
         now_ms(),
+        owner,
     )
     return bool(recorded)
 
@@ -425,14 +466,16 @@ async def write_stream(
     serialization: str,
     *,
     as_step: bool,
+    owner: str,
     step_name: str = "DBOS.writeStream",
 ) -> bool:
     """Append a value at the stream's next offset; with ``as_step``, record the step with it.
 
-    Returns False when the workflow is no longer PENDING. Raises
-    ``asyncpg.UniqueViolationError``: on ``streams_pkey`` when a concurrent writer took the same
-    offset (the caller retries), on ``operation_outputs_pkey`` when another execution recorded
-    the step first.
+    Returns False when the workflow is no longer PENDING and ``owner``'s, or another execution
+    recorded the step first (a retry whose first attempt committed unseen finds its own record
+    and returns True without appending again). Raises ``asyncpg.UniqueViolationError``: on
+    ``streams_pkey`` when a concurrent writer took the same offset (the caller retries), on
+    ``operation_outputs_pkey`` when another execution records the step at the same moment.
     """
     append = """
         INSERT INTO streams (workflow_uuid, key, "offset", value, serialization, function_id)
@@ -442,15 +485,25 @@ async def write_stream(
     if not as_step:
         await db.execute(append, workflow_id, function_id, key, value, serialization)
         return True
-    # A plain INSERT for the step: if another execution recorded it, the unique violation
-    # aborts the whole statement, so the value is not appended twice.
+    # Appended only when the step is not recorded yet; a plain INSERT for the step: if another
+    # execution records it concurrently, the unique violation aborts the whole statement, so the
+    # value is not appended twice.
     recorded = await db.fetchval(
         f"""
-        WITH appended AS ({append} HAVING {_STILL_PENDING} RETURNING "offset")
-        INSERT INTO operation_outputs (workflow_uuid, function_id, function_name,
-                                       started_at_epoch_ms, completed_at_epoch_ms)
-        SELECT $1, $2, $7, $6, $6 FROM appended
-        RETURNING true
+        WITH prior AS (
+            SELECT started_at_epoch_ms = $6 AS ours FROM operation_outputs
+            WHERE workflow_uuid = $1 AND function_id = $2
+        ), appended AS (
+            {append}
+            HAVING NOT EXISTS (SELECT 1 FROM prior) AND {owned_by("$1", "$8")}
+            RETURNING "offset"
+        ), recorded AS (
+            INSERT INTO operation_outputs (workflow_uuid, function_id, function_name,
+                                           started_at_epoch_ms, completed_at_epoch_ms)
+            SELECT $1, $2, $7, $6, $6 FROM appended
+            RETURNING true
+        )
+        SELECT EXISTS (SELECT 1 FROM recorded) OR EXISTS (SELECT 1 FROM prior WHERE ours)
         """,
         workflow_id,
         function_id,
@@ -459,6 +512,7 @@ async def write_stream(
         serialization,
         now_ms(),
         step_name,
+        owner,
     )
     return bool(recorded)
 

@@ -8,6 +8,10 @@ and wakes those; a channel without a checker wakes all its waiters.
 
 Outgoing notifications go through :meth:`Notifier.publish`, which coalesces payloads and sends
 them in one statement from a background task, so NOTIFY never sits on a writer's commit.
+
+The LISTEN connection is watched: asyncpg reports its loss, and a cheap ping every
+``ping_seconds`` catches a connection that died silently. A lost connection is replaced (with
+backoff, however long the server is away) and followed by a sweep.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
+
+from ._retry import Backoff
+from ._supervisor import supervise
 
 __all__ = [
     "CANCEL",
@@ -42,8 +49,8 @@ CANCEL = "dbos_async_cancel"
 QUEUES = "dbos_async_queues"
 CHANNELS = (WORKFLOW_DONE, MESSAGES, EVENTS, STREAMS, CANCEL, QUEUES)
 
-_RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 _MAX_PAYLOADS_PER_FLUSH = 1000
+_PING_TIMEOUT = 5.0
 
 Checker = Callable[[list[str]], Awaitable[Iterable[str]]]
 """Given the keys waited on in a channel, return those whose condition may now hold."""
@@ -82,10 +89,12 @@ class Notifier:
         publish_with: Callable[[str, list[str]], Awaitable[Any]],
         *,
         sweep_seconds: float = 30.0,
+        ping_seconds: float = 10.0,
     ) -> None:
         self._connect = connect
         self._publish_with = publish_with
         self.sweep_seconds = sweep_seconds
+        self.ping_seconds = ping_seconds
         self._waiters: dict[tuple[str, str], set[WakeUp]] = {}
         self._handlers: dict[str, Callable[[str], None]] = {}
         self._checkers: dict[str, Checker] = {}
@@ -98,11 +107,19 @@ class Notifier:
         self.connections_made = 0
 
     async def start(self) -> None:
-        """Open the LISTEN connection and start watching it."""
-        await self._listen()
+        """Open the LISTEN connection and start watching it.
+
+        If the server is away right now, the watcher keeps trying in the background; until it
+        succeeds, waiters are woken by the sweeps.
+        """
+        try:
+            await self._listen()
+        except Exception as error:
+            logger.warning("Cannot LISTEN yet (%r); retrying in the background", error)
+            self._lost.set()
         self._tasks = [
-            asyncio.create_task(self._supervise(), name="dbos-notify-reconnect"),
-            asyncio.create_task(self._sweep_forever(), name="dbos-notify-sweep"),
+            supervise("dbos-notify-watch", self._watch),
+            supervise("dbos-notify-sweep", self._sweep_forever),
         ]
 
     async def close(self) -> None:
@@ -175,9 +192,9 @@ class Notifier:
             checker = self._checkers.get(channel)
             try:
                 woken = await checker(keys) if checker is not None else keys
-            except (OSError, asyncpg.PostgresError) as error:
+            except Exception as error:
                 logger.warning(
-                    "Safety re-check of %s failed (%s); waking its waiters", channel, error
+                    "Safety re-check of %s failed (%r); waking its waiters", channel, error
                 )
                 woken = keys
             for key in woken:
@@ -186,8 +203,8 @@ class Notifier:
         for hook in self._sweep_hooks:
             try:
                 await hook()
-            except (OSError, asyncpg.PostgresError) as error:
-                logger.warning("Safety re-check failed: %s", error)
+            except Exception as error:
+                logger.warning("Safety re-check failed: %r", error)
 
     # Publishing --------------------------------------------------------------------------------
 
@@ -211,44 +228,73 @@ class Notifier:
                     chunk = batch[start : start + _MAX_PAYLOADS_PER_FLUSH]
                     try:
                         await self._publish_with(channel, chunk)
-                    except (OSError, asyncpg.PostgresError) as error:
+                    except Exception as error:
                         # Waiters still find the data on their next safety re-check.
-                        logger.warning("Could not send %d notifications: %s", len(chunk), error)
+                        logger.warning("Could not send %d notifications: %r", len(chunk), error)
 
     # The LISTEN connection ---------------------------------------------------------------------
 
     def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         self.notify_local(channel, payload)
 
-    def _on_termination(self, _conn: Any) -> None:
-        self._lost.set()
+    def _on_termination(self, conn: Any) -> None:
+        if conn is self._conn:  # not an old connection this hub already replaced
+            self._lost.set()
 
     async def _listen(self) -> None:
         conn = await self._connect()
-        for channel in CHANNELS:
-            await conn.add_listener(channel, self._on_notification)
-        conn.add_termination_listener(self._on_termination)
+        try:
+            for channel in CHANNELS:
+                await conn.add_listener(channel, self._on_notification)
+            conn.add_termination_listener(self._on_termination)
+        except BaseException:
+            conn.terminate()
+            raise
         self._conn = conn
         self.connections_made += 1
 
-    async def _supervise(self) -> None:
+    async def _alive(self) -> bool:
+        """Whether the LISTEN connection answers a trivial query."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return False
+        try:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), _PING_TIMEOUT)
+        except Exception:
+            return False
+        return True
+
+    async def _watch(self) -> None:
+        """Replace the LISTEN connection whenever it is lost, then re-check what it missed."""
         while True:
-            await self._lost.wait()
+            try:
+                async with asyncio.timeout(self.ping_seconds):
+                    await self._lost.wait()
+            except TimeoutError:
+                if await self._alive():
+                    continue
             self._lost.clear()
-            self._conn = None
-            logger.warning("The LISTEN connection was lost; reconnecting")
-            attempt = 0
-            while True:
-                try:
-                    await self._listen()
-                    break
-                except (OSError, asyncpg.PostgresError) as error:
-                    delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
-                    attempt += 1
-                    logger.warning("LISTEN reconnection failed (%s); retrying in %ss", error, delay)
-                    await asyncio.sleep(delay)
+            await self._reconnect()
             # Anything notified while we were away is only in the database: re-check it.
             await self.sweep()
+
+    async def _reconnect(self) -> None:
+        old, self._conn = self._conn, None
+        if old is not None and not old.is_closed():
+            old.terminate()
+        logger.warning("The LISTEN connection was lost; reconnecting")
+        backoff = Backoff()
+        while True:
+            try:
+                await self._listen()
+            except Exception as error:
+                delay = backoff.next_delay()
+                if backoff.attempt == 1:
+                    logger.warning("LISTEN reconnection failed (%r); retrying", error)
+                await asyncio.sleep(delay)
+            else:
+                logger.warning("The LISTEN connection is back")
+                return
 
     async def _sweep_forever(self) -> None:
         while True:

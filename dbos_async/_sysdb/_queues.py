@@ -137,20 +137,22 @@ async def claim(
         partition_key,
         limits.rate_limit,
     )
-    async with db.pool.acquire() as conn:
+    lock = f"BEGIN; SELECT pg_advisory_xact_lock({_lock_key(queue_name, partition_key)})"
+
+    async def claim_under_lock(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         # Simple-query protocol: BEGIN and the lock in one round trip (the key is an int).
-        db.statements += 3
+        db.statements += 2
         try:
-            await conn.execute(
-                f"BEGIN; SELECT pg_advisory_xact_lock({_lock_key(queue_name, partition_key)})"
-            )
+            await conn.execute(lock)
             rows = await conn.fetch(_CLAIM_SHARED, *args)
+            await conn.execute("COMMIT")
         except BaseException:
-            if conn.is_in_transaction():
+            if not conn.is_closed() and conn.is_in_transaction():
                 await conn.execute("ROLLBACK")
             raise
-        await conn.execute("COMMIT")
-    return list(rows)
+        return list(rows)
+
+    return await db.run(claim_under_lock)
 
 
 async def partitions_with_work(db: Database, queue_name: str) -> list[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -22,6 +22,7 @@ __all__ = [
     "insert_step_output",
     "insert_workflow",
     "load_step_outputs",
+    "owned_by",
     "mark_awaited",
     "mark_recovery_exhausted",
     "pending_workflow_ids",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 ACTIVE_STATUSES = ("PENDING", "ENQUEUED", "DELAYED")
+
+R = TypeVar("R")
 
 
 def now_ms() -> int:
@@ -76,7 +79,16 @@ class StepOutput:
     child_workflow_id: str | None
 
 
-_INSERT_WORKFLOW = """
+# A retried insert whose first attempt committed unseen (the connection died before the reply)
+# finds its own row: same creation time, name and inputs. That conflict counts as inserted; any
+# other conflict (the ID was started before) does not. The no-op update only runs on conflicts.
+_SAME_START = """
+ON CONFLICT (workflow_uuid) DO UPDATE SET updated_at = workflow_status.updated_at
+WHERE workflow_status.created_at = excluded.created_at AND workflow_status.name = excluded.name
+    AND workflow_status.inputs IS NOT DISTINCT FROM excluded.inputs
+"""
+
+_INSERT_WORKFLOW = f"""
 INSERT INTO workflow_status (
     workflow_uuid, status, name, class_name, config_name, inputs, serialization,
     executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
@@ -85,7 +97,7 @@ INSERT INTO workflow_status (
     priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes
 ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17,
           CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21, $22::jsonb)
-ON CONFLICT (workflow_uuid) DO NOTHING
+{_SAME_START}
 RETURNING true
 """
 
@@ -118,7 +130,7 @@ def _start_columns(wf: NewWorkflow, now: int) -> tuple[object, ...]:
 
 
 # Role lists vary in length, so each travels as one JSON text (Postgres arrays are rectangular).
-_INSERT_WORKFLOWS = """
+_INSERT_WORKFLOWS = f"""
 INSERT INTO workflow_status (
     workflow_uuid, status, name, class_name, config_name, inputs, serialization,
     executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
@@ -141,15 +153,16 @@ FROM unnest(
 ) AS u(id, status, name, class_name, config_name, inputs, serialization, executor_id,
        version, user_name, assumed_role, roles, parent, timeout_ms, deadline, queue_name,
        priority, partition_key, delay_until, attributes)
-ON CONFLICT (workflow_uuid) DO NOTHING
+{_SAME_START}
 RETURNING workflow_uuid
 """
 
 
-async def _insert_workflows(db: Database, rows: Sequence[NewWorkflow]) -> list[bool]:
+async def _insert_workflows(db: Database, batch: Sequence[NewWorkflow]) -> list[bool]:
     """Insert a batch of workflow rows (none with a deduplication ID) in one statement."""
     now = now_ms()
-    if len(rows) == 1:
+    rows = first_of_each(batch, lambda wf: wf.workflow_id)
+    if len(batch) == 1:
         return [bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(rows[0], now)))]
     columns = list(zip(*(_start_columns(wf, now) for wf in rows), strict=True))
     roles = [None if value is None else json.dumps(value) for value in columns[11]]
@@ -167,7 +180,7 @@ async def _insert_workflows(db: Database, rows: Sequence[NewWorkflow]) -> list[b
             list(columns[21]),
         )
     }
-    return written_once([wf.workflow_id for wf in rows], inserted)
+    return written_once([wf.workflow_id for wf in batch], inserted)
 
 
 async def insert_workflow(db: Database, wf: NewWorkflow) -> bool:
@@ -197,7 +210,7 @@ WITH done AS (
     UPDATE workflow_status
     SET status = $2, output = $3, error = $4, updated_at = $5, completed_at = $5,
         deduplication_id = NULL
-    WHERE workflow_uuid = $1 AND status = 'PENDING'
+    WHERE workflow_uuid = $1 AND status = 'PENDING' AND executor_id = $6
     RETURNING workflow_uuid, awaited
 ), notified AS (
     SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done WHERE awaited
@@ -208,14 +221,14 @@ SELECT (SELECT count(*) FROM done) AS completed, (SELECT count(*) FROM notified)
 
 _COMPLETE_WORKFLOWS = f"""
 WITH outcome AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[])
-        AS o(workflow_uuid, status, output, error)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $6::text[])
+        AS o(workflow_uuid, status, output, error, owner)
 ), done AS (
     UPDATE workflow_status AS w
     SET status = o.status, output = o.output, error = o.error, updated_at = $5,
         completed_at = $5, deduplication_id = NULL
     FROM outcome AS o
-    WHERE w.workflow_uuid = o.workflow_uuid AND w.status = 'PENDING'
+    WHERE w.workflow_uuid = o.workflow_uuid AND w.status = 'PENDING' AND w.executor_id = o.owner
     RETURNING w.workflow_uuid, w.awaited
 ), notified AS (
     SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done WHERE awaited
@@ -226,12 +239,13 @@ SELECT workflow_uuid, (SELECT count(*) FROM notified) AS notified FROM done
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A workflow's final status and its serialized output or error."""
+    """A workflow's final status and its serialized output or error, recorded by ``owner``."""
 
     workflow_id: str
     status: str
     output: bytes | None
     error: bytes | None
+    owner: str
 
 
 async def _complete_workflows(db: Database, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -239,7 +253,7 @@ async def _complete_workflows(db: Database, outcomes: Sequence[Outcome]) -> list
     if len(outcomes) == 1:
         o = outcomes[0]
         row = await db.fetchrow(
-            _COMPLETE_WORKFLOW, o.workflow_id, o.status, o.output, o.error, now_ms()
+            _COMPLETE_WORKFLOW, o.workflow_id, o.status, o.output, o.error, now_ms(), o.owner
         )
         return [row is not None and row["completed"] == 1]
     rows = await db.fetch(
@@ -249,20 +263,29 @@ async def _complete_workflows(db: Database, outcomes: Sequence[Outcome]) -> list
         [o.output for o in outcomes],
         [o.error for o in outcomes],
         now_ms(),
+        [o.owner for o in outcomes],
     )
     return written_once([o.workflow_id for o in outcomes], {row["workflow_uuid"] for row in rows})
 
 
 async def complete_workflow(
-    db: Database, workflow_id: str, status: str, output: bytes | None, error: bytes | None
+    db: Database,
+    workflow_id: str,
+    status: str,
+    output: bytes | None,
+    error: bytes | None,
+    *,
+    owner: str,
 ) -> bool:
-    """Record a workflow's outcome if it is still PENDING, and notify remote waiters.
+    """Record a workflow's outcome if it is still PENDING and ``owner``'s, and notify remote waiters.
 
     Group-committed with other workflows' outcomes. Returns False when the row was no longer
-    PENDING (cancelled, finished elsewhere, deleted): the first outcome recorded is the only one.
+    PENDING (cancelled, finished elsewhere, deleted) or another executor adopted it: the first
+    outcome recorded is the only one. (A retry whose first attempt committed unseen also
+    returns False; the caller then reads the outcome it recorded.)
     """
     writer = db.group("outcomes", lambda outcomes: _complete_workflows(db, outcomes))
-    recorded: bool = await writer.submit(Outcome(workflow_id, status, output, error))
+    recorded: bool = await writer.submit(Outcome(workflow_id, status, output, error, owner))
     return recorded
 
 
@@ -291,6 +314,7 @@ class StepRecord:
     child_workflow_id: str | None
     started_at_ms: int | None
     completed_at_ms: int
+    owner: str
 
     def columns(self) -> tuple[object, ...]:
         """The values in the order of the INSERT's columns."""
@@ -304,7 +328,24 @@ class StepRecord:
             self.child_workflow_id,
             self.started_at_ms,
             self.completed_at_ms,
+            self.owner,
         )
+
+
+def first_of_each(rows: Sequence[R], key: Callable[[R], Hashable]) -> list[R]:
+    """The rows whose key has not appeared before in ``rows``, in order.
+
+    An ``ON CONFLICT DO UPDATE`` statement may not meet the same key twice; the later
+    occurrences are reported as not written (:func:`written_once`), as a conflict would.
+    """
+    seen: set[Hashable] = set()
+    unique = []
+    for row in rows:
+        k = key(row)
+        if k not in seen:
+            seen.add(k)
+            unique.append(row)
+    return unique
 
 
 def written_once(keys: Sequence[Hashable], written: set[Any]) -> list[bool]:
@@ -317,46 +358,70 @@ def written_once(keys: Sequence[Hashable], written: set[Any]) -> list[bool]:
     return results
 
 
-# Written only while the workflow is PENDING: a cancelled workflow stops at its next step
-# even if the cancellation's notification never reached this process.
-_INSERT_STEP = """
+def owned_by(workflow: str, owner: str) -> str:
+    """SQL: the workflow ``workflow`` (a parameter or column) is PENDING and run by ``owner``.
+
+    Every checkpoint write carries this guard. A cancelled workflow stops at its next step
+    even if the cancellation's notification never reached its process, and an execution whose
+    workflow another executor adopted (its heartbeat had lapsed) can no longer record anything.
+    """
+    return (
+        "EXISTS (SELECT 1 FROM workflow_status AS owned WHERE owned.workflow_uuid = "
+        f"{workflow} AND owned.status = 'PENDING' AND owned.executor_id = {owner})"
+    )
+
+
+SAME_STEP = """
+ON CONFLICT (workflow_uuid, function_id) DO UPDATE
+SET completed_at_epoch_ms = excluded.completed_at_epoch_ms
+WHERE operation_outputs.function_name = excluded.function_name
+    AND operation_outputs.completed_at_epoch_ms IS NOT DISTINCT FROM excluded.completed_at_epoch_ms
+    AND operation_outputs.output IS NOT DISTINCT FROM excluded.output
+    AND operation_outputs.error IS NOT DISTINCT FROM excluded.error
+    AND operation_outputs.child_workflow_id IS NOT DISTINCT FROM excluded.child_workflow_id
+"""
+"""The conflict clause of a step write: a retry whose first attempt committed unseen finds the
+very record it wrote (same completion time and outcome) and counts it as written; a record of
+another execution is left alone and counts as a conflict."""
+
+_INSERT_STEP = f"""
 INSERT INTO operation_outputs (
     workflow_uuid, function_id, function_name, output, error, serialization,
     child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
 )
 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
-WHERE EXISTS (SELECT 1 FROM workflow_status WHERE workflow_uuid = $1 AND status = 'PENDING')
-ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+WHERE {owned_by("$1", "$10")}
+{SAME_STEP}
 RETURNING true
 """
 
-_INSERT_STEPS = """
+_INSERT_STEPS = f"""
 INSERT INTO operation_outputs (
     workflow_uuid, function_id, function_name, output, error, serialization,
     child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
 )
-SELECT u.* FROM unnest(
+SELECT u.workflow_uuid, u.function_id, u.function_name, u.output, u.error, u.serialization,
+    u.child_workflow_id, u.started_at_epoch_ms, u.completed_at_epoch_ms
+FROM unnest(
     $1::text[], $2::int[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::text[],
-    $8::bigint[], $9::bigint[]
+    $8::bigint[], $9::bigint[], $10::text[]
 ) AS u(workflow_uuid, function_id, function_name, output, error, serialization,
-       child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
-WHERE EXISTS (
-    SELECT 1 FROM workflow_status AS w
-    WHERE w.workflow_uuid = u.workflow_uuid AND w.status = 'PENDING'
-)
-ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+       child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms, owner)
+WHERE {owned_by("u.workflow_uuid", "u.owner")}
+{SAME_STEP}
 RETURNING workflow_uuid, function_id
 """
 
 
-async def _insert_steps(db: Database, records: Sequence[StepRecord]) -> list[bool]:
+async def _insert_steps(db: Database, batch: Sequence[StepRecord]) -> list[bool]:
     """Write a batch of step records in one statement; whether each one was written."""
-    if len(records) == 1:
+    records = first_of_each(batch, lambda r: (r.workflow_id, r.function_id))
+    if len(batch) == 1:
         return [bool(await db.fetchval(_INSERT_STEP, *records[0].columns()))]
     columns = zip(*(r.columns() for r in records), strict=True)
     rows = await db.fetch(_INSERT_STEPS, *(list(column) for column in columns))
     return written_once(
-        [(r.workflow_id, r.function_id) for r in records],
+        [(r.workflow_id, r.function_id) for r in batch],
         {(row["workflow_uuid"], row["function_id"]) for row in rows},
     )
 
@@ -367,6 +432,7 @@ async def insert_step_output(
     function_id: int,
     function_name: str,
     *,
+    owner: str,
     output: bytes | None,
     error: bytes | None,
     serialization: str | None,
@@ -375,8 +441,8 @@ async def insert_step_output(
 ) -> bool:
     """Record a step's outcome once (group-committed with concurrent steps of other workflows).
 
-    Returns False when another execution recorded it first or the workflow is no longer
-    PENDING; :func:`workflow_status_of` tells which.
+    Returns False when another execution recorded it first, the workflow is no longer
+    PENDING, or executor ``owner`` no longer runs it; :func:`workflow_status_of` tells which.
     """
     writer = db.group("steps", lambda records: _insert_steps(db, records))
     written: bool = await writer.submit(
@@ -390,17 +456,18 @@ async def insert_step_output(
             child_workflow_id,
             started_at_ms,
             now_ms(),
+            owner,
         )
     )
     return written
 
 
-async def workflow_status_of(db: Database, workflow_id: str) -> str | None:
-    """A workflow's status, or None when it does not exist."""
-    status: str | None = await db.fetchval(
-        "SELECT status FROM workflow_status WHERE workflow_uuid = $1", workflow_id
+async def workflow_status_of(db: Database, workflow_id: str) -> tuple[str | None, str | None]:
+    """A workflow's status and the executor running it; ``(None, None)`` when it does not exist."""
+    row = await db.fetchrow(
+        "SELECT status, executor_id FROM workflow_status WHERE workflow_uuid = $1", workflow_id
     )
-    return status
+    return (row["status"], row["executor_id"]) if row is not None else (None, None)
 
 
 async def load_step_outputs(db: Database, workflow_id: str) -> dict[int, StepOutput]:
@@ -428,11 +495,13 @@ async def pending_workflow_ids(db: Database, executor_id: str, app_version: str)
 async def claim_for_recovery(
     db: Database, workflow_id: str, executor_id: str
 ) -> asyncpg.Record | None:
-    """Count a recovery attempt on a PENDING workflow and return its row (None if not PENDING)."""
+    """Count a recovery attempt on one of ``executor_id``'s PENDING workflows and return its row.
+
+    None when it is no longer PENDING, or another executor adopted it meanwhile.
+    """
     return await db.fetchrow(
-        "UPDATE workflow_status SET recovery_attempts = recovery_attempts + 1, "
-        "executor_id = $2, updated_at = $3 "
-        "WHERE workflow_uuid = $1 AND status = 'PENDING' RETURNING *",
+        "UPDATE workflow_status SET recovery_attempts = recovery_attempts + 1, updated_at = $3 "
+        "WHERE workflow_uuid = $1 AND status = 'PENDING' AND executor_id = $2 RETURNING *",
         workflow_id,
         executor_id,
         now_ms(),

@@ -38,7 +38,9 @@ async def _workflows(db: Database, *ids: str, status: str = "PENDING") -> None:
 
 
 def _step(workflow_id: str, function_id: int, output: bytes = b"x") -> StepRecord:
-    return StepRecord(workflow_id, function_id, "step", output, None, "msgpack", None, 0, 0)
+    return StepRecord(
+        workflow_id, function_id, "step", output, None, "msgpack", None, 0, 0, "local"
+    )
 
 
 async def test_batched_steps_report_each_rows_fate(db: Database) -> None:
@@ -69,7 +71,14 @@ async def test_concurrent_step_writes_are_grouped_into_few_statements(db: Databa
     results = await asyncio.gather(
         *(
             insert_step_output(
-                db, workflow_id, 1, "step", output=b"o", error=None, serialization="msgpack"
+                db,
+                workflow_id,
+                1,
+                "step",
+                owner="local",
+                output=b"o",
+                error=None,
+                serialization="msgpack",
             )
             for workflow_id in ids
         )
@@ -92,16 +101,16 @@ async def test_batched_outcomes_notify_only_awaited_workflows(
         results = await _complete_workflows(
             db,
             [
-                Outcome("w1", "SUCCESS", b"1", None),
-                Outcome("w2", "ERROR", None, b"e"),
-                Outcome("w2", "SUCCESS", b"late", None),  # a second outcome: not recorded
-                Outcome("finished", "SUCCESS", b"x", None),  # already final
-                Outcome("w3", "SUCCESS", b"3", None),
+                Outcome("w1", "SUCCESS", b"1", None, "local"),
+                Outcome("w2", "ERROR", None, b"e", "local"),
+                Outcome("w2", "SUCCESS", b"late", None, "local"),  # a second outcome: not recorded
+                Outcome("finished", "SUCCESS", b"x", None, "local"),  # already final
+                Outcome("w3", "SUCCESS", b"3", None, "local"),
             ],
         )
         assert results == [True, True, False, False, True]
         assert await asyncio.wait_for(heard.get(), 5) == "w2"
-        assert await complete_workflow(db, "w1", "SUCCESS", b"again", None) is False
+        assert await complete_workflow(db, "w1", "SUCCESS", b"again", None, owner="local") is False
     finally:
         await listener.close()
     assert heard.empty()
@@ -205,7 +214,15 @@ async def test_batched_receives_take_distinct_messages_in_order(db: Database) ->
     await _message(db, "a1", "a", b"first")
     await _message(db, "a2", "a", b"second")
     await _message(db, "b1", "b", b"for b")
-    results = await _consume_many(db, [("a", 1, "t"), ("a", 2, "t"), ("b", 1, "t"), ("c", 1, "t")])
+    results = await _consume_many(
+        db,
+        [
+            ("a", 1, "t", "local"),
+            ("a", 2, "t", "local"),
+            ("b", 1, "t", "local"),
+            ("c", 1, "t", "local"),
+        ],
+    )
     # Two receives on one (workflow, topic) in a batch must not take the same message.
     assert results == [(b"first", "msgpack"), (b"second", "msgpack"), (b"for b", "msgpack"), None]
     assert await db.fetchval("SELECT count(*) FROM notifications WHERE NOT consumed") == 0
@@ -218,7 +235,7 @@ async def test_a_conflicting_receive_fails_alone_and_consumes_nothing(db: Databa
     await _message(db, "a1", "a", b"for a")
     await _message(db, "b1", "b", b"for b")
     await _insert_steps(db, [_step("a", 3)])  # another execution already recorded a's recv
-    results = await _consume_many(db, [("a", 3, "t"), ("b", 2, "t")])
+    results = await _consume_many(db, [("a", 3, "t", "local"), ("b", 2, "t", "local")])
     assert isinstance(results[0], asyncpg.UniqueViolationError)
     assert results[1] == (b"for b", "msgpack")
     consumed = await db.fetch("SELECT message_uuid FROM notifications WHERE consumed")

@@ -80,8 +80,13 @@ async def test_configuring_twice_while_launched_is_refused(
 
 
 async def test_unreachable_database_is_an_initialization_error() -> None:
-    DBOS(config=make_config("postgresql://postgres@127.0.0.1:1/nowhere"))
-    with pytest.raises(DBOSInitializationError):
+    """Launch waits for an unreachable database up to the retry limit, then gives up."""
+    DBOS(
+        config=make_config(
+            "postgresql://postgres@127.0.0.1:1/nowhere", system_database_retry_limit_sec=0.3
+        )
+    )
+    with pytest.raises(DBOSInitializationError, match="kept trying|Cannot open"):
         await DBOS.launch_async()
     assert DBOS._runtime is None
 

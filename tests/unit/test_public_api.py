@@ -14,6 +14,7 @@ EXPECTED = {
     "DBOSConfiguredInstance",
     "DBOSConflictingRegistrationError",
     "DBOSConflictingWorkflowError",
+    "DBOSDatabaseUnavailableError",
     "DBOSContextEnsure",
     "DBOSContextSetAuth",
     "DBOSException",
