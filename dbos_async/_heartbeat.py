@@ -117,9 +117,7 @@ class Heartbeat:
             except Exception:
                 logger.exception("Could not resume adopted workflow %s", row["workflow_uuid"])
             self.adopted += 1
-        await forget_dead_executors(
-            runtime.db, lapsed_after_ms=int(self.adoption_timeout * 1000)
-        )
+        await forget_dead_executors(runtime.db, lapsed_after_ms=int(self.adoption_timeout * 1000))
 
     async def _reclaim_unattended(self) -> None:
         runtime = self._runtime

@@ -380,7 +380,9 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     except DBOSDatabaseUnavailableError:
         # Only when the engine is stopping (a workflow otherwise waits for the database): the
         # workflow stays PENDING, to be recovered.
-        logger.warning("Workflow %s stopped with the system database; it stays PENDING", ctx.workflow_id)
+        logger.warning(
+            "Workflow %s stopped with the system database; it stays PENDING", ctx.workflow_id
+        )
         raise
     except asyncio.CancelledError:
         if not ctx.cancelled:

@@ -39,6 +39,7 @@ NULL_TOPIC = "__null__topic__"
 CLOSED_STREAM = "dbos_async.stream_closed"
 """The ``serialization`` of the row that closes a stream (its value is NULL)."""
 
+
 def _recorded_as(operation: str, at: str, owner: str) -> str:
     """The statement tail that records the workflow's ``operation`` step ($1, $2) at ``at``.
 
