@@ -10,7 +10,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -20,9 +19,10 @@ from .._errors import (
     DBOSInvalidArgumentError,
 )
 from ._group_commit import GroupCommit
-from ._retry import Backoff, is_transient, retrying_forever
+from ._retry import Backoff, is_connection_lost, is_transient, retrying_forever
+from ._urls import database_name, normalize_url, redact, with_database
 
-__all__ = ["Database", "connect_database", "drop_database", "normalize_url"]
+__all__ = ["Database", "connect_database", "drop_database"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 # Any constant works; it only has to be the same in every process that migrates.
@@ -121,6 +121,8 @@ class Database:
             except BaseException as error:
                 usable = conn is not None and _usable(conn)
                 if conn is not None:
+                    if usable and is_connection_lost(error):
+                        conn.terminate()  # e.g. a standby since a failover: reconnect
                     await self._release(conn)
                 if self._closed or not isinstance(error, Exception):
                     raise
@@ -200,29 +202,6 @@ def _usable(conn: Any) -> bool:
         return False
 
 
-def normalize_url(url: str) -> str:
-    """Accept SQLAlchemy-style URLs (``postgresql+psycopg://``) and return a plain libpq one."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.split("+", 1)[0]
-    if scheme not in ("postgresql", "postgres"):
-        raise DBOSInvalidArgumentError(
-            f"system_database_url must be a postgresql:// URL, got scheme {parts.scheme!r}"
-        )
-    return urlunsplit(parts._replace(scheme="postgresql"))
-
-
-def _database_name(url: str) -> str:
-    name = urlsplit(url).path.lstrip("/")
-    if not name:
-        raise DBOSInvalidArgumentError(f"The database URL names no database: {url}")
-    return name
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -235,7 +214,7 @@ def validate_schema(schema: str) -> str:
 
 
 async def _create_database_if_missing(url: str) -> None:
-    name = _database_name(url)
+    name = database_name(url)
     try:
         conn = await asyncpg.connect(url, timeout=_CONNECT_SECONDS)
     except asyncpg.InvalidCatalogNameError:
@@ -243,7 +222,7 @@ async def _create_database_if_missing(url: str) -> None:
     else:
         await conn.close()
         return
-    admin = await asyncpg.connect(_with_database(url, "postgres"), timeout=_CONNECT_SECONDS)
+    admin = await asyncpg.connect(with_database(url, "postgres"), timeout=_CONNECT_SECONDS)
     try:
         await admin.execute(f"CREATE DATABASE {_quote_identifier(name)}")
     except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
@@ -309,12 +288,12 @@ async def connect_database(
             delay = backoff.next_delay()
             if not is_transient(error, connection_usable=False) or waited + delay > retry_limit:
                 raise DBOSInitializationError(
-                    f"Cannot open the system database at {_redact(url)}"
+                    f"Cannot open the system database at {redact(url)}"
                     + (f" (kept trying for {waited:.1f}s)" if waited >= 1 else "")
                     + f": {error}"
                 ) from error
             if backoff.attempt == 1:
-                logger.warning("Waiting for the system database at %s: %r", _redact(url), error)
+                logger.warning("Waiting for the system database at %s: %r", redact(url), error)
             await asyncio.sleep(delay)
         else:
             return Database(pool, url, schema, retry_limit=retry_limit)
@@ -341,17 +320,9 @@ async def _open_pool(url: str, schema: str, pool_size: int) -> asyncpg.Pool:
 async def drop_database(url: str) -> None:
     """Drop the system database named by ``url`` (``DROP DATABASE ... WITH (FORCE)``)."""
     url = normalize_url(url)
-    name = _database_name(url)
-    admin = await asyncpg.connect(_with_database(url, "postgres"))
+    name = database_name(url)
+    admin = await asyncpg.connect(with_database(url, "postgres"))
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {_quote_identifier(name)} WITH (FORCE)")
     finally:
         await admin.close()
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url

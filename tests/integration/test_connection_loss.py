@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -19,6 +20,7 @@ from dbos_async._registry import default_registry
 from dbos_async._runtime import current_runtime
 from dbos_async._sysdb import Notifier
 from dbos_async._sysdb._notify import EVENTS
+from tests.conftest import make_config
 from tests.waypoints import Waypoints
 
 waypoints = Waypoints()
@@ -138,3 +140,17 @@ async def test_repeated_connection_kills_under_load(dbos: type[DBOS], database_u
     assert results == [40] * 20
     steps = await DBOS.list_workflow_steps_async(handles[0].workflow_id)
     assert [step.function_id for step in steps] == list(range(1, 21))
+
+
+async def test_a_url_naming_several_hosts_reaches_the_one_that_answers(database_url: str) -> None:
+    parts = urlsplit(database_url)
+    if not parts.hostname:
+        pytest.skip("the test server is reached through a Unix socket")
+    # Port 1 refuses connections: the engine tries the next host.
+    several = f"postgresql://{parts.netloc.replace('@', '@127.0.0.1:1,', 1)}{parts.path}"
+    DBOS(config=make_config(several))
+    await DBOS.launch_async()
+    try:
+        assert await counts(2) == len("c0") + len("c1")
+    finally:
+        await DBOS.destroy_async()

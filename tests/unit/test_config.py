@@ -14,7 +14,6 @@ from dbos_async import (
     SetWorkflowTimeout,
 )
 from dbos_async._config import resolve_config
-from dbos_async._sysdb._database import normalize_url
 
 
 def test_unknown_key_is_an_error_naming_it() -> None:
@@ -56,10 +55,30 @@ def test_no_url_means_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_config({"name": "app"}).system_database_url is None
 
 
-def test_sqlalchemy_style_urls_are_accepted() -> None:
-    assert normalize_url("postgresql+psycopg://u@h:5432/db") == "postgresql://u@h:5432/db"
-    with pytest.raises(DBOSInvalidArgumentError):
-        normalize_url("sqlite:///x.db")
+def test_resilience_knobs_have_defaults_and_are_checked() -> None:
+    config = resolve_config({"name": "app"})
+    assert (config.retry_limit, config.heartbeat_interval, config.adoption_timeout) == (
+        300.0,
+        5.0,
+        30.0,
+    )
+    config = resolve_config(
+        {
+            "system_database_retry_limit_sec": 10,
+            "executor_heartbeat_interval_sec": 0.5,
+            "executor_adoption_timeout_sec": 2,
+        }
+    )
+    assert (config.retry_limit, config.heartbeat_interval, config.adoption_timeout) == (
+        10.0,
+        0.5,
+        2.0,
+    )
+    for bad in (0, -1, float("nan"), "5", True):
+        with pytest.raises(DBOSConfigurationError):
+            resolve_config({"system_database_retry_limit_sec": bad})
+    with pytest.raises(DBOSConfigurationError, match="at least twice"):
+        resolve_config({"executor_heartbeat_interval_sec": 5, "executor_adoption_timeout_sec": 6})
 
 
 @pytest.mark.parametrize("bad", ["", "   ", None, 5])
