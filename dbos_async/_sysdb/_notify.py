@@ -51,6 +51,7 @@ CHANNELS = (WORKFLOW_DONE, MESSAGES, EVENTS, STREAMS, CANCEL, QUEUES)
 
 _MAX_PAYLOADS_PER_FLUSH = 1000
 _PING_TIMEOUT = 5.0
+_CLOSE_FLUSH_SECONDS = 2.0
 
 Checker = Callable[[list[str]], Awaitable[Iterable[str]]]
 """Given the keys waited on in a channel, return those whose condition may now hold."""
@@ -123,9 +124,11 @@ class Notifier:
         ]
 
     async def close(self) -> None:
-        """Flush what is pending, stop listening, and wake every waiter."""
+        """Flush what is pending (for a moment at most), stop listening, and wake every waiter."""
         with contextlib.suppress(Exception):
-            await self.flush()
+            await asyncio.wait_for(self.flush(), _CLOSE_FLUSH_SECONDS)
+        if self._flusher is not None:
+            self._flusher.cancel()  # the database is away: waiters elsewhere re-check later
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
