@@ -163,7 +163,7 @@ class Database:
         now = time.monotonic()
         if self._unreachable_since is None:
             self._unreachable_since = now
-            logger.warning("The system database is unreachable (%r); retrying", error)
+            logger.warning("The system database is unavailable (%r); retrying", error)
         delay = backoff.next_delay()
         waited = now - started
         if not retrying_forever() and waited + delay > self.retry_limit:
@@ -175,7 +175,7 @@ class Database:
     def _reachable_again(self) -> None:
         assert self._unreachable_since is not None
         logger.warning(
-            "The system database is reachable again after %.1fs",
+            "The system database is available again after %.1fs",
             time.monotonic() - self._unreachable_since,
         )
         self._unreachable_since = None
