@@ -308,7 +308,7 @@ async def _open_pool(url: str, schema: str, pool_size: int) -> asyncpg.Pool:
         await conn.close()
     pool: asyncpg.Pool = await asyncpg.create_pool(
         url,
-        min_size=1,
+        min_size=0,  # asyncpg would log a traceback each time it cannot keep a floor
         max_size=pool_size,
         reset=_keep_session,
         timeout=_CONNECT_SECONDS,
