@@ -86,9 +86,14 @@ def _free_port() -> int:
 class ThrowawayPostgres:
     """A Postgres server in a temporary directory, started and stopped with ``pg_ctl``."""
 
-    def __init__(self, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, *, timeout: float = 60.0, standby_of: ThrowawayPostgres | None = None
+    ) -> None:
         self.timeout = timeout
         """The longest any single server command (initdb, start, stop) may take."""
+        self.standby_of = standby_of
+        """With a running server here, this one is its hot standby (streaming replication),
+        cloned with ``pg_basebackup`` instead of ``initdb``; :meth:`promote` makes it a primary."""
         self.bindir: Path | None = None
         """The server binaries (found on entering ``async with`` unless set before)."""
         self.port = _free_port()
@@ -144,8 +149,12 @@ class ThrowawayPostgres:
             entry = pwd.getpwnam("postgres")  # created by find_postgres_bindir
             os.chown(self._root, entry.pw_uid, entry.pw_gid)
         data = str(self.data_dir)
-        options = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]
-        await self._run("initdb", "-D", data, *options)
+        if self.standby_of is None:
+            options = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]
+            await self._run("initdb", "-D", data, *options)
+        else:
+            source = ["-h", "127.0.0.1", "-p", str(self.standby_of.port), "-U", "postgres"]
+            await self._run("pg_basebackup", *source, "-D", data, "-R", "-X", "stream")
         settings = {**_SETTINGS, "port": str(self.port), "unix_socket_directories": f"'{data}'"}
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
@@ -160,6 +169,10 @@ class ThrowawayPostgres:
         """Stop the server (``immediate``: like a crash, recovery runs on the next start)."""
         data, wait = str(self.data_dir), str(int(self.timeout))
         await self._run("pg_ctl", "stop", "-D", data, "-m", mode, "-w", "-t", wait)
+
+    async def promote(self) -> None:
+        """Make this standby a primary (as a failover does) and wait until it accepts writes."""
+        await self._run("pg_ctl", "promote", "-D", str(self.data_dir), "-w")
 
     async def restart(self, mode: StopMode = "fast") -> None:
         """Stop the server with ``mode`` and start it again on the same port."""

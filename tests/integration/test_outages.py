@@ -166,3 +166,24 @@ async def test_a_call_outside_a_workflow_gives_up_after_the_retry_limit(
         assert await DBOS.list_workflows_async() == []
     finally:
         await DBOS.destroy_async()
+
+
+async def test_failover_to_a_promoted_standby(server: ThrowawayPostgres) -> None:
+    """The URL names the primary and its standby; the primary stops for good and the standby
+    is promoted: the engine reconnects to the new primary and every workflow completes."""
+    async with ThrowawayPostgres(standby_of=server) as standby:
+        url = f"postgresql://postgres@127.0.0.1:{server.port},127.0.0.1:{standby.port}/postgres"
+        DBOS(config=make_config(url))
+        await DBOS.launch_async()
+        try:
+            handles = [await DBOS.start_workflow_async(count_to, 200) for _ in range(5)]
+            await waypoints.reached("stepped", 5)
+            await server.stop()
+            await standby.promote()
+            async with asyncio.timeout(60):
+                assert [await h.get_result() for h in handles] == [200] * 5
+            assert await count_to(2) == 2
+            statuses = {w.status for w in await DBOS.list_workflows_async()}
+            assert statuses == {"SUCCESS"}
+        finally:
+            await DBOS.destroy_async()
