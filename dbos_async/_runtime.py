@@ -86,6 +86,11 @@ class Runtime:
         return self._loop
 
     @property
+    def stopping(self) -> bool:
+        """Whether the runtime is stopping (workflows then stay PENDING for recovery)."""
+        return self._stopping
+
+    @property
     def db(self) -> Database:
         """The system database."""
         if self._db is None:

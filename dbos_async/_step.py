@@ -32,6 +32,7 @@ from ._errors import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
+from ._sysdb._retry import from_system_database
 from ._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
 from ._tracing import context_attributes, record_step_retry, traced
 
@@ -138,6 +139,8 @@ async def run_step(
         with traced(options.name, lambda: context_attributes(ctx, "step")):
             value = await _attempt(function_id, options, invoke)
     except Exception as error:
+        if from_system_database(error):
+            raise  # the engine's fault: the workflow runs again, the step is not recorded
         await _record(ctx, function_id, options.name, None, codec.dumps_exception(error), started)
         raise
     await _record(ctx, function_id, options.name, codec.dumps(value), None, started)

@@ -9,6 +9,8 @@ cancellation never abandons a workflow halfway.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import json
 import logging
 import uuid
@@ -30,7 +32,6 @@ from ._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
     DBOSConflictingWorkflowError,
-    DBOSDatabaseUnavailableError,
     DBOSException,
     DBOSNonExistentWorkflowError,
     DBOSNotAuthorizedError,
@@ -43,7 +44,7 @@ from ._registry import WorkflowInfo
 from ._request import Request, current_request
 from ._roles import authorize
 from ._sysdb._notify import WORKFLOW_DONE
-from ._sysdb._retry import retry_until_available
+from ._sysdb._retry import from_system_database, retry_until_available
 from ._sysdb._workflows import (
     NewWorkflow,
     StepOutput,
@@ -366,9 +367,52 @@ def _forget(
 
 
 async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> Any:
-    enter_workflow(ctx)
-    # An outage of the system database pauses the workflow; it never becomes its outcome.
+    """Run a workflow to its recorded outcome.
+
+    An outage of the system database pauses the workflow (every statement waits for the
+    database); any other error of the system database is the engine's fault, never the
+    workflow's outcome: the workflow stays PENDING and runs again from its recorded steps, after
+    a growing delay, as a recovery would.
+    """
     retry_until_available()
+    faults = 0
+    while True:
+        try:
+            return await _execute_once(runtime, ctx, invocation)
+        except Exception as error:
+            if not from_system_database(error) or runtime.stopping:
+                raise
+            faults += 1
+            delay = min(2.0 ** (faults - 1), _MAX_FAULT_DELAY)
+            logger.error(
+                "Workflow %s met an error of the system database; it stays PENDING and runs "
+                "again from its last recorded step in %.0fs",
+                ctx.workflow_id,
+                delay,
+                exc_info=error,
+            )
+            await asyncio.sleep(delay)
+            ctx = await _restarted(runtime, ctx)
+
+
+_MAX_FAULT_DELAY = 60.0
+
+
+async def _restarted(runtime: Runtime, ctx: WorkflowContext) -> WorkflowContext:
+    """A fresh context to run ``ctx``'s workflow again, from the steps recorded so far."""
+    fresh = dataclasses.replace(
+        ctx,
+        recorded=await load_step_outputs(runtime.db, ctx.workflow_id),
+        blocking_calls=set(),
+        _ids=itertools.count(1),
+    )
+    if runtime.contexts.get(ctx.workflow_id) is ctx:
+        runtime.contexts[ctx.workflow_id] = fresh
+    return fresh
+
+
+async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> Any:
+    enter_workflow(ctx)
     codec = runtime.codec
     try:
         with traced(ctx.name, lambda: context_attributes(ctx, "workflow"), ctx.trace_parent):
@@ -377,13 +421,6 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
         # Another execution (or a cancellation) owns the outcome; report what it records.
         return await _wait_recorded(runtime, ctx.workflow_id)
-    except DBOSDatabaseUnavailableError:
-        # Only when the engine is stopping (a workflow otherwise waits for the database): the
-        # workflow stays PENDING, to be recovered.
-        logger.warning(
-            "Workflow %s stopped with the system database; it stays PENDING", ctx.workflow_id
-        )
-        raise
     except asyncio.CancelledError:
         if not ctx.cancelled:
             raise  # the runtime is stopping: leave the workflow PENDING for recovery
@@ -392,6 +429,8 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
             current.uncancel()
         return await _wait_recorded(runtime, ctx.workflow_id)
     except Exception as error:
+        if from_system_database(error):
+            raise  # the engine's fault, not the workflow's outcome
         if isinstance(error, DBOSSerializationError):
             logger.error("Workflow %s returned a value that cannot be recorded", ctx.workflow_id)
         error_bytes = codec.dumps_exception(error)

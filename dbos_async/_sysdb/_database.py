@@ -19,7 +19,13 @@ from .._errors import (
     DBOSInvalidArgumentError,
 )
 from ._group_commit import GroupCommit
-from ._retry import Backoff, is_connection_lost, is_transient, retrying_forever
+from ._retry import (
+    Backoff,
+    is_connection_lost,
+    is_transient,
+    mark_from_system_database,
+    retrying_forever,
+)
 from ._urls import database_name, normalize_url, redact, with_database
 
 __all__ = ["Database", "connect_database", "drop_database"]
@@ -127,6 +133,7 @@ class Database:
                 if self._closed or not isinstance(error, Exception):
                     raise
                 if not is_transient(error, connection_usable=usable):
+                    mark_from_system_database(error)
                     raise
                 if backoff is None:
                     backoff, started = Backoff(), time.monotonic()

@@ -19,10 +19,14 @@ from contextvars import ContextVar
 
 import asyncpg
 
+from .._errors import DBOSDatabaseUnavailableError
+
 __all__ = [
     "Backoff",
+    "from_system_database",
     "is_connection_lost",
     "is_transient",
+    "mark_from_system_database",
     "retry_until_available",
     "retrying_forever",
 ]
@@ -60,6 +64,23 @@ def retry_until_available() -> None:
 def retrying_forever() -> bool:
     """Whether the current context waits for the database without a limit."""
     return _forever.get()
+
+
+_MARK = "dbos_async_system_database"
+
+
+def mark_from_system_database(error: BaseException) -> None:
+    """Tag an error the system database raised (and that is not transient) as the engine's.
+
+    Such an error is never a workflow's or a step's outcome: it says the engine failed, not the
+    user's code (see :func:`from_system_database`).
+    """
+    setattr(error, _MARK, True)
+
+
+def from_system_database(error: BaseException) -> bool:
+    """Whether ``error`` came from the system database (not from the user's code)."""
+    return isinstance(error, DBOSDatabaseUnavailableError) or getattr(error, _MARK, False) is True
 
 
 def is_transient(error: BaseException, *, connection_usable: bool = True) -> bool:

@@ -28,15 +28,17 @@ default_registry.queues.pop(lossy_queue.name, None)  # registered only for this 
 
 
 class LostReplies:
-    """Makes the first run of statements containing ``marker`` lose their reply (after commit)."""
+    """Makes the first run of statements containing ``marker`` lose their reply (after commit),
+    or, with ``error``, fail with it without running."""
 
     def __init__(self) -> None:
         self.marker: str | None = None
         self.remaining = 0
+        self.error: Exception | None = None
         self.lost: list[str] = []
 
-    def arm(self, marker: str, times: int = 1) -> None:
-        self.marker, self.remaining = marker, times
+    def arm(self, marker: str, times: int = 1, error: Exception | None = None) -> None:
+        self.marker, self.remaining, self.error = marker, times, error
 
     def wrap(self, run: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         faults = self
@@ -49,6 +51,10 @@ class LostReplies:
 
             async def body(conn: asyncpg.Connection) -> Any:
                 nonlocal first
+                if first and faults.error is not None:
+                    first = False
+                    faults.lost.append(sql)
+                    raise faults.error
                 result = await getattr(conn, method)(sql, *args)
                 if first:
                     first = False
@@ -165,3 +171,19 @@ async def test_a_claim_whose_reply_was_lost_is_given_back_to_its_queue(
     async with asyncio.timeout(20):
         assert await handle.get_result() == 4
     assert len(lost.lost) == 1
+
+
+async def test_an_unexpected_error_of_the_system_database_is_not_an_outcome(
+    lost: LostReplies,
+) -> None:
+    """Not a lost connection but an error the engine did not expect (a bug, a broken
+    statement): the workflow is not failed with it; it stays PENDING and runs again."""
+    lost.arm(
+        "INSERT INTO operation_outputs (\n    workflow_uuid",
+        error=asyncpg.PostgresSyntaxError("an engine bug"),
+    )
+    handle = await DBOS.start_workflow_async(doubled_twice, 3)
+    async with asyncio.timeout(20):
+        assert await handle.get_result() == 12
+    assert len(lost.lost) == 1
+    assert await _operations(handle.workflow_id) == ["lossy_double", "lossy_double"]
