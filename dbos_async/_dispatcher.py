@@ -9,7 +9,6 @@ cause one more round, so a burst of enqueues costs a few claims, not one each.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import uuid
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import DBOSException
 from ._sysdb._notify import QUEUES
 from ._sysdb._queues import ClaimLimits, claim, partitions_with_work, promote_due_delayed
-from ._sysdb._supervisor import supervise
+from ._sysdb._supervisor import cancel_and_wait, supervise
 from ._sysdb._workflows import now_ms
 from ._workflow import resume_claimed
 
@@ -59,10 +58,7 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Stop dispatching (running workflows are the runtime's to stop)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
         """Claim from ``queue_name`` soon (or, for delayed work, once it is due)."""

@@ -20,7 +20,6 @@ two consecutive checks, queued ones go back to their queues and the others are r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -34,7 +33,7 @@ from ._sysdb._executors import (
     requeue_workflows,
     unattended_workflows,
 )
-from ._sysdb._supervisor import supervise
+from ._sysdb._supervisor import cancel_and_wait, supervise
 from ._workflow import recover_workflow, resume_claimed
 
 if TYPE_CHECKING:
@@ -82,10 +81,7 @@ class Heartbeat:
 
     async def stop(self) -> None:
         """Stop beating (the heartbeat then lapses, and the fleet adopts what is left here)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -9,7 +9,6 @@ not replayed (as in DBOS). The workflow is called with ``(scheduled_time, actual
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from ._context import Auth
 from ._decorators import workflow_info
 from ._errors import DBOSException, DBOSInvalidArgumentError
 from ._registry import WorkflowInfo, default_registry
-from ._sysdb._supervisor import supervise
+from ._sysdb._supervisor import cancel_and_wait, supervise
 from ._workflow import Invocation, QueuePlacement, WorkflowCall
 
 if TYPE_CHECKING:
@@ -93,10 +92,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Stop enqueueing ticks."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

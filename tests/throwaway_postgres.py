@@ -25,8 +25,9 @@ from types import TracebackType
 from typing import Literal
 
 import asyncpg
+import pytest
 
-__all__ = ["ThrowawayPostgres", "find_postgres_bindir"]
+__all__ = ["ThrowawayPostgres", "find_postgres_bindir", "skip_without_postgres_binaries"]
 
 StopMode = Literal["smart", "fast", "immediate"]
 _SETTINGS = {
@@ -75,6 +76,14 @@ def find_postgres_bindir() -> Path:
         "No usable Postgres server binaries (initdb, pg_ctl, postgres): install Postgres "
         "(pg_config --bindir or /usr/lib/postgresql/<v>/bin) or the pgserver package"
     )
+
+
+def skip_without_postgres_binaries() -> None:
+    """Skip the calling test (or module) when no throwaway server can run here."""
+    try:
+        find_postgres_bindir()
+    except RuntimeError as missing:
+        pytest.skip(str(missing), allow_module_level=True)
 
 
 def _free_port() -> int:
@@ -236,4 +245,6 @@ def _ensure_postgres_user() -> None:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        subprocess.run(["useradd", "--system", "postgres"], check=True, timeout=30)
+        # Two test processes may race here: whoever loses finds the user the other created.
+        subprocess.run(["useradd", "--system", "postgres"], check=False, timeout=30)
+        pwd.getpwnam("postgres")

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from ._retry import Backoff
-from ._supervisor import supervise
+from ._supervisor import cancel_and_wait, supervise
 
 __all__ = [
     "CANCEL",
@@ -130,10 +130,7 @@ class Notifier:
         if self._flusher is not None:
             self._flusher.cancel()  # the database is away: waiters elsewhere re-check later
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._conn.close(), 2)

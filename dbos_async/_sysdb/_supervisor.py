@@ -9,13 +9,14 @@ each consecutive failure) and starts it again, until the task is cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from ._retry import retry_until_available
 
-__all__ = ["supervise"]
+__all__ = ["cancel_and_wait", "supervise"]
 
 logger = logging.getLogger("dbos_async")
 
@@ -49,3 +50,11 @@ async def _run_supervised(name: str, body: Callable[[], Awaitable[None]]) -> Non
             failures = 0
         await asyncio.sleep(min(_FIRST_RESTART_DELAY * 2**failures, _MAX_RESTART_DELAY))
         failures += 1
+
+
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task (if there is one) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

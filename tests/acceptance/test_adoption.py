@@ -29,8 +29,12 @@ ADOPTED_WITHIN = ADOPTION_TIMEOUT + 8.0
 """How long after an executor goes silent its workflows may take to be adopted and finished."""
 
 
-def _env(database_url: str, executor: str, log: Path, **extra: str) -> dict[str, str]:
-    return child_env(database_url, APP_EXECUTOR_ID=executor, APP_SIDE_EFFECT_LOG=str(log), **extra)
+async def _member(
+    children: Children, mode: str, database_url: str, executor: str, log: Path, **extra: str
+) -> Child:
+    """A fleet member running ``fleet_app.py <mode>`` as executor ``executor``."""
+    env = child_env(database_url, APP_EXECUTOR_ID=executor, APP_SIDE_EFFECT_LOG=str(log), **extra)
+    return await children.spawn(APP, mode, env=env)
 
 
 def _ids(prefix: str, count: int) -> list[str]:
@@ -87,20 +91,18 @@ async def test_a_dead_executors_workflows_are_adopted(
     log = tmp_path / "effects.log"
     ids = _ids("dead", 3)
     async with Children(tmp_path) as children:
-        doomed = await children.spawn(
-            APP,
+        doomed = await _member(
+            children,
             "start",
-            env=_env(
-                database_url,
-                "fleet-a",
-                log,
-                APP_PREFIX="dead",
-                APP_COUNT="3",
-                APP_STEP_SECONDS="60",
-            ),
+            database_url,
+            "fleet-a",
+            log,
+            APP_PREFIX="dead",
+            APP_COUNT="3",
+            APP_STEP_SECONDS="60",
         )
         assert await _lines(doomed, "IN_STEP", len(ids), 20) == set(ids)
-        survivor = await children.spawn(APP, "worker", env=_env(database_url, "fleet-b", log))
+        survivor = await _member(children, "worker", database_url, "fleet-b", log)
         await survivor.read_until("READY")
         await doomed.sigkill()
 
@@ -133,21 +135,19 @@ async def test_a_stalled_executor_finds_its_workflows_taken(
     async with Children(tmp_path) as children:
         # The adopter's slow step outlasts the stalled one's: the stalled process resumes and
         # tries to record its step before the adopter has recorded anything.
-        adopter = await children.spawn(
-            APP, "worker", env=_env(database_url, "fleet-b", log, APP_STEP_SECONDS="3")
+        adopter = await _member(
+            children, "worker", database_url, "fleet-b", log, APP_STEP_SECONDS="3"
         )
         await adopter.read_until("READY")
-        stalled = await children.spawn(
-            APP,
+        stalled = await _member(
+            children,
             "start",
-            env=_env(
-                database_url,
-                "fleet-a",
-                log,
-                APP_PREFIX="stalled",
-                APP_COUNT="2",
-                APP_STEP_SECONDS="1",
-            ),
+            database_url,
+            "fleet-a",
+            log,
+            APP_PREFIX="stalled",
+            APP_COUNT="2",
+            APP_STEP_SECONDS="1",
         )
         # The adopter may claim some of the queued ones itself; that's fine.
         started_in_stalled = await _lines(stalled, "IN_STEP", 2, 20)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ..throwaway_postgres import find_postgres_bindir
+from ..throwaway_postgres import skip_without_postgres_binaries
 from .harness import ChaosParams, print_report, run_chaos
 
 pytestmark = pytest.mark.chaos
+skip_without_postgres_binaries()
 
 PARAMS = ChaosParams(
     workers=3,
@@ -32,16 +33,6 @@ PARAMS = ChaosParams(
 )
 
 
-@pytest.fixture
-def postgres_binaries() -> None:
-    """Skip when no Postgres server binaries can run a throwaway cluster here."""
-    try:
-        find_postgres_bindir()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.mark.usefixtures("postgres_binaries")
 async def test_chaos_reduced(tmp_path: Path) -> None:
     params = dataclasses.replace(PARAMS, workdir=tmp_path)
     report = await run_chaos(params)

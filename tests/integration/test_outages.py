@@ -16,13 +16,10 @@ import pytest
 
 from dbos_async import DBOS, DBOSDatabaseUnavailableError
 from tests.conftest import make_config
-from tests.throwaway_postgres import ThrowawayPostgres, find_postgres_bindir
+from tests.throwaway_postgres import ThrowawayPostgres, skip_without_postgres_binaries
 from tests.waypoints import Waypoints
 
-try:
-    find_postgres_bindir()
-except RuntimeError as missing:
-    pytest.skip(str(missing), allow_module_level=True)
+skip_without_postgres_binaries()
 
 
 class LogEvent(logging.Handler):

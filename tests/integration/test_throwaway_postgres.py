@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import asyncpg
-import pytest
 
-from ..throwaway_postgres import ThrowawayPostgres, find_postgres_bindir
+from ..throwaway_postgres import ThrowawayPostgres, skip_without_postgres_binaries
 
-
-@pytest.fixture
-def postgres_binaries() -> None:
-    try:
-        find_postgres_bindir()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+skip_without_postgres_binaries()
 
 
 async def _rows(url: str) -> list[int]:
@@ -24,7 +17,6 @@ async def _rows(url: str) -> list[int]:
         await conn.close()
 
 
-@pytest.mark.usefixtures("postgres_binaries")
 async def test_data_survives_fast_and_immediate_restarts() -> None:
     async with ThrowawayPostgres() as pg:
         assert pg.url.startswith("postgresql://postgres@127.0.0.1:")

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
+
+from _lifetime import serve_until_sigterm
 
 from dbos_async import DBOS, Queue, SetWorkflowID
 
@@ -74,15 +75,6 @@ async def fleet_job(i: int) -> int:
     return i
 
 
-async def serve_until_sigterm() -> None:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), LIFETIME_SECONDS)
-    except TimeoutError:
-        raise SystemExit(f"no SIGTERM within {LIFETIME_SECONDS}s") from None
-
-
 async def main(mode: str) -> None:
     DBOS(
         config={
@@ -107,7 +99,7 @@ async def main(mode: str) -> None:
             say("READY")
         else:
             raise SystemExit(f"unknown mode {mode!r}")
-        await serve_until_sigterm()
+        await serve_until_sigterm(LIFETIME_SECONDS)
     finally:
         await DBOS.destroy_async()
 

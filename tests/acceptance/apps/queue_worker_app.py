@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 import time
 
 import asyncpg
+from _lifetime import serve_until_sigterm
 
 from dbos_async import DBOS, Queue, SetWorkflowID
 
@@ -104,19 +104,10 @@ async def blocking_task(task: int) -> int:
     return task
 
 
-async def serve_until_sigterm() -> None:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), LIFETIME_SECONDS)
-    except TimeoutError:
-        raise SystemExit(f"no SIGTERM within {LIFETIME_SECONDS}s") from None
-
-
 async def run(mode: str) -> None:
     if mode == "worker":
         say(f"READY {os.getpid()}")
-        await serve_until_sigterm()
+        await serve_until_sigterm(LIFETIME_SECONDS)
     elif mode == "enqueue-shared":
         handles = [await shared_queue.enqueue_async(shared_task, i) for i in range(COUNT)]
         say("ENQUEUED")
@@ -128,7 +119,7 @@ async def run(mode: str) -> None:
             with SetWorkflowID(f"{WORKFLOW_ID}-{i}"):
                 await crash_queue.enqueue_async(blocking_task, i)
         say("ENQUEUED")
-        await serve_until_sigterm()
+        await serve_until_sigterm(LIFETIME_SECONDS)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
