@@ -12,14 +12,16 @@ A process adopts only after its own heartbeats have run without a gap for the wh
 after a database outage every process's heartbeat is late, and none may mistake the others for
 dead before they had the chance to beat again.
 
-The same loop also takes back this executor's own workflows that nothing in this process runs
-any more (say, a dequeue whose commit reply was lost with the connection): seen unattended on
-two consecutive checks, queued ones go back to their queues and the others are recovered.
+About once per adoption timeout the same loop also takes back this executor's own workflows
+that nothing in this process runs any more (say, a dequeue whose commit reply was lost with the
+connection): seen unattended on two consecutive checks, queued ones go back to their queues and
+the others are recovered. It also forgets executors long gone that own no work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import socket
@@ -56,7 +58,6 @@ class Heartbeat:
         self._last_beat = -float("inf")
         self._steady_since = 0.0  # when the current run of heartbeats without a gap began
         self._suspects: set[str] = set()  # unattended at the previous check
-        self.adopted = 0
 
     async def beat(self) -> list[str]:
         """Record a heartbeat now; the executors whose heartbeat lapsed."""
@@ -84,12 +85,19 @@ class Heartbeat:
         await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
-        while True:
+        # The housekeeping (this executor's unattended work, long-gone executors) reads more
+        # than a heartbeat does: it runs about once per adoption timeout.
+        housekeeping_every = max(1, round(self.adoption_timeout / self.interval))
+        for beats in itertools.count(1):
             await asyncio.sleep(self.interval)
             dead = await self.beat()
             if dead and time.monotonic() - self._steady_since >= self.adoption_timeout:
                 await self.adopt(dead)
-            await self._reclaim_unattended()
+            if beats % housekeeping_every == 0:
+                await self._reclaim_unattended()
+                await forget_dead_executors(
+                    self._runtime.db, lapsed_after_ms=int(self.adoption_timeout * 1000)
+                )
 
     async def adopt(self, dead: list[str]) -> None:
         """Take over the PENDING work of the executors in ``dead``."""
@@ -112,7 +120,6 @@ class Heartbeat:
                 await resume_claimed(runtime, row, has_steps=True)
             except Exception:
                 logger.exception("Could not resume adopted workflow %s", row["workflow_uuid"])
-            self.adopted += 1
         await forget_dead_executors(runtime.db, lapsed_after_ms=int(self.adoption_timeout * 1000))
 
     async def _reclaim_unattended(self) -> None:

@@ -102,7 +102,9 @@ def database_url(module_database_url: str) -> str:
     async def truncate() -> None:
         conn = await asyncpg.connect(module_database_url)
         try:
-            await conn.execute("TRUNCATE dbos.workflow_status, dbos.operation_outputs CASCADE")
+            await conn.execute(
+                "TRUNCATE dbos.workflow_status, dbos.operation_outputs, dbos.executors CASCADE"
+            )
         finally:
             await conn.close()
 
