@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from dbos_async import DBOS, DBOSDatabaseUnavailableError
@@ -184,3 +185,25 @@ async def test_failover_to_a_promoted_standby(server: ThrowawayPostgres) -> None
             assert statuses == {"SUCCESS"}
         finally:
             await DBOS.destroy_async()
+
+
+async def test_destroy_during_an_outage_returns_and_leaves_work_pending(
+    server: ThrowawayPostgres, unreachable: LogEvent
+) -> None:
+    DBOS(config=make_config(server.url))
+    await DBOS.launch_async()
+    handle = await DBOS.start_workflow_async(count_to, 100_000)
+    await waypoints.reached("stepped")
+    await server.stop()
+    await unreachable.wait()
+    async with asyncio.timeout(20):
+        await DBOS.destroy_async()  # workflows and background tasks wait for the database
+    await server.start()
+    conn = await asyncpg.connect(server.url)
+    try:
+        status = await conn.fetchval(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1", handle.workflow_id
+        )
+    finally:
+        await conn.close()
+    assert status == "PENDING"  # recovered by the next launch, or adopted by another executor
