@@ -29,7 +29,8 @@ def child_env(database_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     for key in ("DBOS__VMID", "DBOS__APPVERSION", "DBOS_SYSTEM_DATABASE_URL"):
         env.pop(key, None)
-    env.update(APP_DB_URL=database_url, PYTHONUNBUFFERED="1", **extra)
+    # The project root on the path: apps import their shared helpers as ``tests.acceptance...``.
+    env.update(APP_DB_URL=database_url, PYTHONUNBUFFERED="1", PYTHONPATH=str(PROJECT_ROOT), **extra)
     return env
 
 

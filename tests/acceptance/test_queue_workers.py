@@ -233,8 +233,8 @@ async def test_sigkilled_worker_restarts_and_every_task_finishes_once_within_the
 
     finished = {row["task"]: row for row in done}
     intervals = []
-    for task, rows in by_task.items():
-        *killed, last = rows
+    for task, executions in by_task.items():
+        *killed, last = executions
         assert last["pid"] == finished[task]["pid"]  # the side effect is the last execution's
         intervals.append((last["started"], finished[task]["finished"]))
         # A killed execution holds its slot (its row stays PENDING) until the restart.

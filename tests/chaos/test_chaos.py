@@ -15,7 +15,7 @@ import pytest
 from ..throwaway_postgres import skip_without_postgres_binaries
 from .harness import ChaosParams, print_report, run_chaos
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 skip_without_postgres_binaries()
 
 PARAMS = ChaosParams(

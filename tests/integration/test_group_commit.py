@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -23,9 +24,9 @@ from dbos_async._sysdb._workflows import (
 
 
 @pytest.fixture
-async def db(database_url: str) -> Database:
+async def db(database_url: str) -> AsyncIterator[Database]:
     database = await connect_database(database_url, pool_size=4)
-    yield database  # type: ignore[misc]
+    yield database
     await database.close()
 
 

@@ -119,7 +119,7 @@ async def test_calls_and_workflows_wait_out_a_restart(
         await server.stop()
         # From outside a workflow, while the server is down: the calls wait for it.
         listing = asyncio.create_task(DBOS.list_workflows_async())
-        starting = asyncio.create_task(DBOS.start_workflow_async(count_to, 5))
+        starting = asyncio.ensure_future(DBOS.start_workflow_async(count_to, 5))
         await unreachable.wait()
         assert not listing.done() and not starting.done()
         await server.start()

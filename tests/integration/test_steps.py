@@ -122,8 +122,8 @@ async def plain_async_triple(x: int) -> int:
 
 @DBOS.workflow()
 async def uses_run_step(x: int) -> int:
-    a = await DBOS.run_step_async(None, plain_double, x)
-    b = await DBOS.run_step_async({"name": "triple"}, plain_async_triple, x)
+    a: int = await DBOS.run_step_async(None, plain_double, x)
+    b: int = await DBOS.run_step_async({"name": "triple"}, plain_async_triple, x)
     return a + b
 
 

@@ -90,7 +90,7 @@ async def test_workflow_and_step_spans_nest_under_the_caller(
     assert attributes["executorID"] == DBOS.executor_id
     assert attributes["applicationVersion"] == DBOS.application_version
     assert attributes["authenticatedUser"] == "alice"
-    assert tuple(attributes["authenticatedUserRoles"]) == ("admin",)
+    assert attributes["authenticatedUserRoles"] == ("admin",)
     assert attributes["custom"] == "yes"  # DBOS.span inside the workflow
     assert workflow.status.status_code is StatusCode.OK
     steps = _named(spans, "fetch")

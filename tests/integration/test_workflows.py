@@ -127,7 +127,7 @@ async def test_second_caller_with_running_id_joins_it(dbos: type[DBOS]) -> None:
     with SetWorkflowID("join-1"):
         second = asyncio.ensure_future(blocks_then_returns(4))
     waypoints.gate("join").set()
-    assert await asyncio.gather(first, second) == [8, 8]
+    assert list(await asyncio.gather(first, second)) == [8, 8]
     assert calls["join"] == 1
 
 

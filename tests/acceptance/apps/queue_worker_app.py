@@ -30,9 +30,9 @@ import sys
 import time
 
 import asyncpg
-from _lifetime import serve_until_sigterm
 
 from dbos_async import DBOS, Queue, SetWorkflowID
+from tests.acceptance.apps._lifetime import serve_until_sigterm
 
 DB_URL = os.environ["APP_DB_URL"]
 EXECUTOR_ID = os.environ["APP_EXECUTOR_ID"]
