@@ -8,7 +8,6 @@ is resolved (at ``DBOS(...)``), never at import.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from typing import Any, TypedDict
 
 from ._errors import DBOSConfigurationError
 from ._serialization import Serializer
+from ._validation import check_number, check_positive_int
 
 __all__ = ["DBOSConfig", "ResolvedConfig", "resolve_config"]
 
@@ -124,25 +124,16 @@ class ResolvedConfig:
 
 def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
     value = config.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise DBOSConfigurationError(f"{key} must be a positive integer, got {value!r}")
-    return value
+    return (
+        default if value is None else check_positive_int(key, value, error=DBOSConfigurationError)
+    )
 
 
 def _positive_seconds(config: Mapping[str, Any], key: str, default: float) -> float:
     value = config.get(key)
     if value is None:
         return default
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise DBOSConfigurationError(f"{key} must be a positive number of seconds, got {value!r}")
-    return float(value)
+    return check_number(key, value, strict=True, error=DBOSConfigurationError)
 
 
 def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._errors import DBOSInvalidArgumentError
+from ._validation import check_id, check_number
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as TraceContext
@@ -168,11 +168,7 @@ class SetWorkflowID(_ContextSetter["_IdSlot | None"]):
     _var = _next_workflow_id
 
     def __init__(self, workflow_id: str) -> None:
-        if not isinstance(workflow_id, str) or not workflow_id.strip():
-            raise DBOSInvalidArgumentError(
-                f"A workflow ID must be a non-empty string, got {workflow_id!r}"
-            )
-        super().__init__(_IdSlot(workflow_id))
+        super().__init__(_IdSlot(check_id("A workflow ID", workflow_id)))
 
 
 def take_next_workflow_id() -> str | None:
@@ -201,12 +197,8 @@ class SetWorkflowTimeout(_ContextSetter["float | None | _Unset"]):
     _var = _timeout
 
     def __init__(self, seconds: float | None) -> None:
-        if seconds is not None and (
-            not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0
-        ):
-            raise DBOSInvalidArgumentError(
-                f"A workflow timeout must be a positive number of seconds or None, got {seconds!r}"
-            )
+        if seconds is not None:
+            check_number("A workflow timeout", seconds, strict=True)
         super().__init__(seconds)
 
 

@@ -40,14 +40,15 @@ from ._messaging import get_all_events, get_event, recv, send, set_event_value, 
 from ._registry import default_registry
 from ._request import Request, current_request
 from ._roles import default_required_roles, required_roles
-from ._runtime import Runtime, current_runtime, set_current_runtime
+from ._runtime import Runtime, current_runtime, runtime_here, set_current_runtime
 from ._scheduler import scheduled
 from ._status import StepInfo, WorkflowStatus
 from ._step import checkpointed
 from ._streams import close_stream, read_stream_async, read_stream_sync, write_stream_value
-from ._sync import LoopThread, before_threads_join, ensure_not_in_loop
+from ._sync import LoopThread, awaited, before_threads_join, ensure_not_in_loop
 from ._sysdb import drop_database
 from ._tracing import current_span
+from ._validation import check_id
 from ._workflow import prepare_call, start_workflow, wait_result
 
 if TYPE_CHECKING:
@@ -296,16 +297,11 @@ class DBOS:
     # Workflows -------------------------------------------------------------------------------
 
     @classmethod
-    def _runtime_here(cls) -> Runtime:
-        ctx = current_workflow()
-        return ctx.runtime if ctx is not None else current_runtime()
-
-    @classmethod
     def start_workflow_async(
         cls, func: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Awaitable[WorkflowHandleAsync[Any]]:
         """Start ``func`` as a workflow in the background; return a handle on it."""
-        runtime = cls._runtime_here()
+        runtime = runtime_here()
         call = prepare_call(workflow_info(func), bound_arguments(func, args), kwargs)
 
         async def run() -> WorkflowHandleAsync[Any]:
@@ -322,14 +318,14 @@ class DBOS:
         handle = cls._block(
             lambda: cls.start_workflow_async(func, *args, **kwargs), "start_workflow"
         )
-        return WorkflowHandle(cls._runtime_here(), handle.workflow_id)
+        return WorkflowHandle(runtime_here(), handle.workflow_id)
 
     @classmethod
     def retrieve_workflow_async(
         cls, workflow_id: str, existing_workflow: bool = True
     ) -> Awaitable[WorkflowHandleAsync[Any]]:
         """A handle on an existing workflow (``DBOSNonExistentWorkflowError`` if unknown)."""
-        runtime = cls._runtime_here()
+        runtime = runtime_here()
         status = cls.get_workflow_status_async(workflow_id) if existing_workflow else None
 
         async def run() -> WorkflowHandleAsync[Any]:
@@ -344,7 +340,7 @@ class DBOS:
         cls, workflow_id: str, existing_workflow: bool = True
     ) -> WorkflowHandle[Any]:
         """A handle on an existing workflow (``DBOSNonExistentWorkflowError`` if unknown)."""
-        runtime = cls._runtime_here()
+        runtime = runtime_here()
         cls._block(
             lambda: cls.retrieve_workflow_async(workflow_id, existing_workflow), "retrieve_workflow"
         )
@@ -353,8 +349,8 @@ class DBOS:
     @classmethod
     def get_result_async(cls, workflow_id: str) -> Awaitable[Any]:
         """Wait for a workflow to finish; return its result or raise its error."""
-        runtime = cls._runtime_here()
-        _check_id(workflow_id)
+        runtime = runtime_here()
+        check_id("A workflow ID", workflow_id)
         return checkpointed(
             "DBOS.getResult", lambda: runtime.forward(wait_result(runtime, workflow_id))
         )
@@ -367,8 +363,8 @@ class DBOS:
     @classmethod
     def get_workflow_status_async(cls, workflow_id: str) -> Awaitable[WorkflowStatus | None]:
         """The recorded status of a workflow, or None if no workflow has this ID."""
-        runtime = cls._runtime_here()
-        _check_id(workflow_id)
+        runtime = runtime_here()
+        check_id("A workflow ID", workflow_id)
         return checkpointed(
             "DBOS.getStatus", lambda: runtime.forward(read_status(runtime, workflow_id))
         )
@@ -462,8 +458,8 @@ class DBOS:
     @classmethod
     def cancel_workflow_async(cls, workflow_id: str) -> Awaitable[None]:
         """Cancel a workflow wherever it runs; awaiting it then raises a cancellation error."""
-        _check_id(workflow_id)
-        runtime = cls._runtime_here()
+        check_id("A workflow ID", workflow_id)
+        runtime = runtime_here()
         return checkpointed(
             "DBOS.cancelWorkflow", lambda: runtime.forward(cancel_workflow(runtime, workflow_id))
         )
@@ -501,7 +497,7 @@ class DBOS:
     def resume_workflow(cls, workflow_id: str, **options: Any) -> WorkflowHandle[Any]:
         """Continue a cancelled or stuck workflow from its last completed step."""
         handle = cls._block(lambda: resume_workflow(workflow_id, **options), "resume_workflow")
-        return WorkflowHandle(cls._runtime_here(), handle.workflow_id)
+        return WorkflowHandle(runtime_here(), handle.workflow_id)
 
     @classmethod
     def fork_workflow(
@@ -511,7 +507,7 @@ class DBOS:
         handle = cls._block(
             lambda: fork_workflow(workflow_id, start_step, **options), "fork_workflow"
         )
-        return WorkflowHandle(cls._runtime_here(), handle.workflow_id)
+        return WorkflowHandle(runtime_here(), handle.workflow_id)
 
     @classmethod
     def delete_workflow(cls, workflow_id: str, *, delete_children: bool = False) -> None:
@@ -523,10 +519,10 @@ class DBOS:
     @classmethod
     def _block(cls, start: Callable[[], Awaitable[T]], name: str) -> T:
         """Run the async form of ``name`` to completion from sync code."""
-        runtime = cls._runtime_here()
+        runtime = runtime_here()
         operation, alternative = f"DBOS.{name}()", f"await DBOS.{name}_async()"
         ensure_not_in_loop(operation, alternative)
-        return runtime.call(_awaited(start()), operation=operation, alternative=alternative)
+        return runtime.call(awaited(start()), operation=operation, alternative=alternative)
 
     # Context ---------------------------------------------------------------------------------
 
@@ -592,17 +588,6 @@ class DBOS:
     def span(cls) -> Span:
         """The current OpenTelemetry span (the step's, workflow's or request's), to annotate."""
         return current_span()
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-def _check_id(workflow_id: object) -> None:
-    if not isinstance(workflow_id, str) or not workflow_id.strip():
-        raise DBOSInvalidArgumentError(
-            f"A workflow ID must be a non-empty string, got {workflow_id!r}"
-        )
 
 
 async def _reset(config: ResolvedConfig) -> None:

@@ -16,7 +16,7 @@ from ._context import current_auth, current_step, current_workflow
 from ._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumentError
 from ._registry import MethodKind, WorkflowInfo, default_registry
 from ._roles import RoleRequirement, authorize, role_requirement_of
-from ._runtime import Runtime, current_runtime
+from ._runtime import Runtime, current_runtime, runtime_here
 from ._step import RetryPolicy, StepOptions, run_step
 from ._sync import ensure_not_in_loop
 from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
@@ -55,11 +55,6 @@ def is_async_callable(func: Callable[..., Any]) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(inspect.unwrap(func))
-
-
-def _runtime_here() -> Runtime:
-    ctx = current_workflow()
-    return ctx.runtime if ctx is not None else current_runtime()
 
 
 def workflow_info(func: Callable[..., Any]) -> WorkflowInfo:
@@ -117,7 +112,7 @@ def workflow(
 
             @functools.wraps(func)
             def async_wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-                runtime = _runtime_here()
+                runtime = runtime_here()
                 return _start_and_wait(runtime, prepare_call(info, args, kwargs))
 
             wrapper: Callable[..., Any] = mark_coroutine_function(async_wrapper)
@@ -125,7 +120,7 @@ def workflow(
 
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                runtime = _runtime_here()
+                runtime = runtime_here()
                 ensure_not_in_loop(
                     f"The sync workflow {info.name}",
                     f"await DBOS.start_workflow_async({info.name}, ...)",

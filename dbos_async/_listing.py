@@ -12,31 +12,23 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DBOSInvalidArgumentError
-from ._messaging import awaited, runtime_here
+from ._runtime import runtime_here
 from ._status import StepInfo, WorkflowStatus, WorkflowStatusString, _safe_loads, status_from_row
 from ._step import checkpointed
+from ._sync import awaited
 from ._sysdb._management import WorkflowFilter, list_workflow_rows, step_rows
+from ._validation import check_id
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["check_id", "list_queued_workflows", "list_workflow_steps", "list_workflows"]
+__all__ = ["list_queued_workflows", "list_workflow_steps", "list_workflows"]
 
 StrOrList = str | list[str] | None
 TimeArg = str | datetime | None
 
 _QUEUED_STATUSES = ["ENQUEUED", "PENDING", "DELAYED"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-# Argument checks ---------------------------------------------------------------------------
-
-
-def check_id(name: str, value: object) -> str:
-    """``value`` if it is a non-empty string, else :class:`DBOSInvalidArgumentError`."""
-    if not isinstance(value, str) or not value.strip():
-        raise DBOSInvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
-    return value
 
 
 def _str_list(name: str, value: object) -> list[str] | None:

@@ -23,10 +23,11 @@ from ._errors import (
     DBOSNonExistentWorkflowError,
 )
 from ._handles import WorkflowHandleAsync
-from ._listing import check_id, list_queued_workflows, list_workflow_steps, list_workflows
-from ._messaging import awaited, runtime_here
+from ._listing import list_queued_workflows, list_workflow_steps, list_workflows
 from ._queue import INTERNAL_QUEUE
+from ._runtime import runtime_here
 from ._step import checkpointed
+from ._sync import awaited
 from ._sysdb._management import (
     ForkRequest,
     delete_workflow_rows,
@@ -36,6 +37,7 @@ from ._sysdb._management import (
 from ._sysdb._messages import cancel_workflow_row
 from ._sysdb._notify import WORKFLOW_DONE
 from ._sysdb._workflows import get_workflow
+from ._validation import check_id
 
 if TYPE_CHECKING:
     from ._runtime import Runtime

@@ -9,10 +9,9 @@ the database, and reads again after every wake-up.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import uuid
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import asyncpg
@@ -24,8 +23,9 @@ from ._errors import (
     DBOSNotInWorkflowError,
     DBOSWorkflowConflictIDError,
 )
-from ._runtime import Runtime, current_runtime
+from ._runtime import Runtime, runtime_here
 from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
+from ._sync import awaited
 from ._sysdb._messages import (
     NULL_TOPIC,
     consume_message,
@@ -38,35 +38,22 @@ from ._sysdb._messages import (
 from ._sysdb._notify import EVENTS, MESSAGES
 from ._sysdb._workflows import insert_step_output
 from ._tracing import traced_operation
+from ._validation import check_id, check_number
 
 T = TypeVar("T")
 
 __all__ = [
-    "awaited",
     "durable_deadline",
     "record_value",
     "get_all_events",
     "get_event",
     "recv",
     "require_workflow",
-    "runtime_here",
     "send",
     "set_event_value",
     "sleep",
-    "validate_seconds",
     "wake",
 ]
-
-
-async def awaited(awaitable: Awaitable[T]) -> T:
-    """A coroutine that awaits ``awaitable`` (to hand out a coroutine where one is expected)."""
-    return await awaitable
-
-
-def runtime_here() -> Runtime:
-    """The runtime of the workflow running here, else the process's launched runtime."""
-    ctx = current_workflow()
-    return ctx.runtime if ctx is not None else current_runtime()
 
 
 def require_workflow(operation: str) -> WorkflowContext:
@@ -75,24 +62,6 @@ def require_workflow(operation: str) -> WorkflowContext:
     if ctx is None or current_step() is not None:
         raise DBOSNotInWorkflowError(operation)
     return ctx
-
-
-def validate_seconds(name: str, value: object) -> float:
-    """A finite, non-negative number of seconds, or :class:`DBOSInvalidArgumentError`."""
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise DBOSInvalidArgumentError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
-
-
-def _validate_id(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DBOSInvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
-    return value
 
 
 def _validate_topic(topic: object) -> str:
@@ -158,10 +127,10 @@ def send(
     destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
 ) -> Coroutine[Any, Any, None]:
     """Send ``message`` to a workflow; inside a workflow the send is a checkpointed step."""
-    _validate_id("destination_id", destination_id)
+    check_id("destination_id", destination_id)
     topic_key = _validate_topic(topic)
     if idempotency_key is not None:
-        _validate_id("idempotency_key", idempotency_key)
+        check_id("idempotency_key", idempotency_key)
     runtime = runtime_here()
     payload = runtime.codec.dumps(message)  # an unserializable message fails before any write
     ctx = current_workflow() if current_step() is None else None
@@ -207,7 +176,7 @@ def send(
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
     """Receive the oldest message of ``topic`` sent to this workflow, or None after the timeout."""
     topic_key = _validate_topic(topic)
-    seconds = validate_seconds("timeout_seconds", timeout_seconds)
+    seconds = check_number("timeout_seconds", timeout_seconds)
     ctx = require_workflow("DBOS.recv")
     function_id, timer_id = ctx.reserve_function_id(), ctx.reserve_function_id()
 
@@ -272,7 +241,7 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
 
 def set_event_value(key: str, value: Any) -> Coroutine[Any, Any, None]:
     """Set this workflow's event ``key`` to ``value`` (last value wins)."""
-    _validate_id("key", key)
+    check_id("key", key)
     ctx = current_workflow()
     if ctx is None:
         raise DBOSNotInWorkflowError("DBOS.set_event")
@@ -304,9 +273,9 @@ def set_event_value(key: str, value: Any) -> Coroutine[Any, Any, None]:
 
 def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
     """The value of another workflow's event ``key``, waiting for it up to the timeout (then None)."""
-    _validate_id("workflow_id", workflow_id)
-    _validate_id("key", key)
-    seconds = validate_seconds("timeout_seconds", timeout_seconds)
+    check_id("workflow_id", workflow_id)
+    check_id("key", key)
+    seconds = check_number("timeout_seconds", timeout_seconds)
     runtime = runtime_here()
     ctx = current_workflow() if current_step() is None else None
     ids = (ctx.reserve_function_id(), ctx.reserve_function_id()) if ctx is not None else None
@@ -344,7 +313,7 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Corout
 
 def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
     """Every event of a workflow, as ``{key: value}``."""
-    _validate_id("workflow_id", workflow_id)
+    check_id("workflow_id", workflow_id)
     runtime = runtime_here()
 
     async def read() -> dict[str, Any]:
@@ -359,7 +328,7 @@ def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
 
 def sleep(seconds: float) -> Coroutine[Any, Any, None]:
     """Sleep durably: the wake-up time is recorded first, so recovery sleeps only what is left."""
-    duration = validate_seconds("seconds", seconds)
+    duration = check_number("seconds", seconds)
     ctx = require_workflow("DBOS.sleep")
     function_id = ctx.reserve_function_id()
 

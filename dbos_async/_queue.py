@@ -7,7 +7,6 @@ the dispatcher's business (``_dispatcher.py``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,10 +18,11 @@ from ._context import _ContextSetter
 from ._decorators import bound_arguments, workflow_info
 from ._errors import DBOSInvalidArgumentError, DBOSQueueDeduplicatedError
 from ._handles import WorkflowHandle, WorkflowHandleAsync
-from ._messaging import awaited, runtime_here
 from ._registry import default_registry
-from ._runtime import Runtime
+from ._runtime import Runtime, runtime_here
+from ._sync import awaited
 from ._sysdb._workflows import now_ms
+from ._validation import check_id, check_number, check_positive_int
 from ._workflow import QueuePlacement, WorkflowCall, prepare_call, record_child, record_start
 
 __all__ = ["INTERNAL_QUEUE", "Limiter", "Queue", "SetEnqueueOptions", "enqueue"]
@@ -35,14 +35,6 @@ class Limiter(TypedDict):
 
     limit: int
     period: float
-
-
-def _positive_int_or_none(name: str, value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise DBOSInvalidArgumentError(f"{name} must be a positive integer or None, got {value!r}")
-    return value
 
 
 class Queue:
@@ -64,11 +56,9 @@ class Queue:
         priority_enabled: bool = False,
         partition_queue: bool = False,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise DBOSInvalidArgumentError(f"A queue name must be a non-empty string, got {name!r}")
-        self.name = name
-        self.concurrency = _positive_int_or_none("concurrency", concurrency)
-        self.worker_concurrency = _positive_int_or_none("worker_concurrency", worker_concurrency)
+        self.name = check_id("A queue name", name)
+        self.concurrency = _optional_positive_int("concurrency", concurrency)
+        self.worker_concurrency = _optional_positive_int("worker_concurrency", worker_concurrency)
         if (
             self.concurrency is not None
             and self.worker_concurrency is not None
@@ -105,6 +95,10 @@ class Queue:
         return WorkflowHandle(runtime, handle.workflow_id)
 
 
+def _optional_positive_int(name: str, value: object) -> int | None:
+    return None if value is None else check_positive_int(name, value)
+
+
 def _check_limiter(limiter: object) -> Limiter | None:
     if limiter is None:
         return None
@@ -112,12 +106,9 @@ def _check_limiter(limiter: object) -> Limiter | None:
         raise DBOSInvalidArgumentError(
             f'limiter must be {{"limit": int, "period": seconds}}, got {limiter!r}'
         )
-    limit, period = limiter["limit"], limiter["period"]
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise DBOSInvalidArgumentError(f"limiter limit must be a positive integer, got {limit!r}")
-    if not isinstance(period, (int, float)) or not math.isfinite(period) or period <= 0:
-        raise DBOSInvalidArgumentError(f"limiter period must be positive seconds, got {period!r}")
-    return Limiter(limit=limit, period=float(period))
+    limit = check_positive_int("limiter limit", limiter["limit"])
+    period = check_number("limiter period", limiter["period"], strict=True)
+    return Limiter(limit=limit, period=period)
 
 
 DuplicationPolicy = Literal["reject", "return-existing"]
@@ -159,12 +150,8 @@ class SetEnqueueOptions(_ContextSetter["_EnqueueOptions | None"]):
             raise DBOSInvalidArgumentError(
                 f"priority must be an integer from 1 to 2147483647, got {priority!r}"
             )
-        if delay_seconds is not None and (
-            not isinstance(delay_seconds, (int, float))
-            or not math.isfinite(delay_seconds)
-            or delay_seconds < 0
-        ):
-            raise DBOSInvalidArgumentError(f"delay_seconds must be >= 0, got {delay_seconds!r}")
+        if delay_seconds is not None:
+            check_number("delay_seconds", delay_seconds)
         if duplication_policy not in ("reject", "return-existing"):
             raise DBOSInvalidArgumentError(f"Unknown duplication_policy {duplication_policy!r}")
         if duplication_policy == "return-existing" and deduplication_id is None:

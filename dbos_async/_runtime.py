@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ._dispatcher import Dispatcher
     from ._heartbeat import Heartbeat
     from ._scheduler import Scheduler
-__all__ = ["Runtime", "current_runtime", "set_current_runtime"]
+__all__ = ["Runtime", "current_runtime", "runtime_here", "set_current_runtime"]
 
 logger = logging.getLogger("dbos_async")
 
@@ -310,6 +310,12 @@ def current_runtime() -> Runtime:
     if _current is None:
         raise DBOSNotLaunchedError()
     return _current
+
+
+def runtime_here() -> Runtime:
+    """The runtime of the workflow running here, else the process's launched runtime."""
+    ctx = current_workflow()
+    return ctx.runtime if ctx is not None else current_runtime()
 
 
 def set_current_runtime(runtime: Runtime | None) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -35,6 +34,7 @@ from ._errors import (
 from ._sysdb._retry import from_system_database
 from ._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
 from ._tracing import context_attributes, record_step_retry, traced
+from ._validation import check_number, check_positive_int
 
 __all__ = [
     "NOT_RECORDED",
@@ -55,13 +55,6 @@ _MAX_RETRY_INTERVAL = 3600.0
 NOT_RECORDED = object()
 
 
-def _require_number(name: str, value: Any, *, minimum: float, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < minimum or (strict and value <= minimum):
-        bound = f"greater than {minimum}" if strict else f"at least {minimum}"
-        raise DBOSInvalidArgumentError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """When a failed step runs again: ``max_attempts`` tries, waits growing by ``backoff_rate``."""
@@ -73,12 +66,9 @@ class RetryPolicy:
     should_retry: Callable[[BaseException], bool | Awaitable[bool]] | None = None
 
     def __post_init__(self) -> None:
-        _require_number("interval_seconds", self.interval_seconds, minimum=0)
-        _require_number("backoff_rate", self.backoff_rate, minimum=0)
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise DBOSInvalidArgumentError(
-                f"max_attempts must be a positive integer, got {self.max_attempts!r}"
-            )
+        check_number("interval_seconds", self.interval_seconds)
+        check_number("backoff_rate", self.backoff_rate)
+        check_positive_int("max_attempts", self.max_attempts)
         if self.should_retry is not None and not callable(self.should_retry):
             raise DBOSInvalidArgumentError("should_retry must be callable")
 
@@ -102,7 +92,7 @@ class StepOptions:
 
     def __post_init__(self) -> None:
         if self.timeout_seconds is not None:
-            _require_number("timeout_seconds", self.timeout_seconds, minimum=0, strict=True)
+            check_number("timeout_seconds", self.timeout_seconds, strict=True)
 
 
 def replay_recorded(ctx: WorkflowContext, function_id: int, name: str) -> Any:

@@ -18,8 +18,8 @@ from ._errors import (
     DBOSNotInWorkflowError,
     DBOSWorkflowConflictIDError,
 )
-from ._messaging import record_value, runtime_here, wake
-from ._runtime import Runtime
+from ._messaging import record_value, wake
+from ._runtime import Runtime, runtime_here
 from ._status import TERMINAL_STATUSES
 from ._step import NOT_RECORDED, ensure_not_cancelled, refusal, replay_recorded
 from ._sysdb._messages import CLOSED_STREAM, read_stream_from, write_stream

@@ -12,13 +12,14 @@ import asyncio
 import atexit
 import concurrent.futures
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from ._errors import DBOSBlockingCallInLoopError
 
 __all__ = [
     "LoopThread",
+    "awaited",
     "before_threads_join",
     "call_blocking",
     "call_on_loop",
@@ -27,6 +28,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+async def awaited(awaitable: Awaitable[T]) -> T:
+    """A coroutine that awaits ``awaitable`` (to hand out a coroutine where one is expected)."""
+    return await awaitable
 
 
 def ensure_not_in_loop(operation: str, alternative: str) -> None:

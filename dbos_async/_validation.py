@@ -1,0 +1,51 @@
+"""Argument checks shared by every public entry point, each with one wording.
+
+Each returns the value it checked (typed), or raises :class:`DBOSInvalidArgumentError` (or the
+``error`` class given, e.g. :class:`DBOSConfigurationError` for configuration keys) naming the
+argument and the value it got.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._errors import DBOSException, DBOSInvalidArgumentError
+
+__all__ = ["check_id", "check_number", "check_positive_int"]
+
+
+def check_id(name: str, value: object) -> str:
+    """``value`` if it is a non-empty string (an ID, a name, a key)."""
+    if not isinstance(value, str) or not value.strip():
+        raise DBOSInvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float = 0.0,
+    strict: bool = False,
+    error: type[DBOSException] = DBOSInvalidArgumentError,
+) -> float:
+    """``value`` as a float if it is a finite number ``>= minimum`` (``> minimum`` if strict)."""
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < minimum
+        or (strict and value == minimum)
+    ):
+        bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
+        raise error(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(
+    name: str, value: object, *, error: type[DBOSException] = DBOSInvalidArgumentError
+) -> int:
+    """``value`` if it is an integer of at least 1 (``bool`` is not an integer here)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise error(f"{name} must be a positive integer, got {value!r}")
+    return value
