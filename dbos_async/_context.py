@@ -10,29 +10,37 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._errors import DBOSWorkflowCancelledError
+from ._request import IDEMPOTENCY_KEY_HEADER, Request
+from ._roles import Auth
+from ._runtime import Runtime, current_runtime
+from ._sync import submit
 from ._validation import check_id, check_number
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as TraceContext
 
-    from ._request import Request
-    from ._runtime import Runtime
     from ._sysdb._workflows import StepOutput
 
 __all__ = [
-    "Auth",
     "DBOSContextEnsure",
     "DBOSContextSetAuth",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepStatus",
     "WorkflowContext",
+    "block_on",
     "current_auth",
+    "current_request",
+    "request_scope",
+    "runtime_here",
     "current_step",
     "current_workflow",
     "take_next_workflow_id",
@@ -40,15 +48,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Auth:
-    """The authenticated user and roles a workflow runs for."""
-
-    user: str | None = None
-    roles: tuple[str, ...] = ()
-    assumed_role: str | None = None
 
 
 @dataclass(slots=True)
@@ -59,7 +58,7 @@ class WorkflowContext:
     workflow_id: str
     name: str
     recorded: dict[int, StepOutput] = field(default_factory=dict)
-    auth: Auth = Auth()
+    auth: Auth = field(default_factory=Auth)
     deadline_epoch_ms: int | None = None
     cancelled: bool = False
     queue_name: str | None = None
@@ -246,3 +245,74 @@ def enter_workflow(ctx: WorkflowContext) -> None:
     _timeout.set(_UNSET)
     _auth.set(None)
     _workflow.set(ctx)
+
+
+# The HTTP request being served ------------------------------------------------------------
+
+_request: ContextVar[Request | None] = ContextVar("dbos_request", default=None)
+
+
+def current_request() -> Request | None:
+    """The request being served here: the running workflow's, else the handler's, else None."""
+    workflow = current_workflow()
+    if workflow is not None:
+        return workflow.request
+    return _request.get()
+
+
+@contextmanager
+def request_scope(request: Request) -> Iterator[Request]:
+    """Serve ``request`` in the block: ``DBOS.request`` and the idempotency key apply in it."""
+    token = _request.set(request)
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    try:
+        if key and key.strip():
+            with SetWorkflowID(key):
+                yield request
+        else:
+            yield request
+    finally:
+        _request.reset(token)
+
+
+# The runtime serving the code running here -------------------------------------------------
+
+
+def runtime_here() -> Runtime:
+    """The runtime of the workflow running here, else the process's launched runtime."""
+    ctx = current_workflow()
+    return ctx.runtime if ctx is not None else current_runtime()
+
+
+def block_on(
+    runtime: Runtime, coro: Coroutine[Any, Any, T], *, operation: str, alternative: str
+) -> T:
+    """Block this (non-loop) thread on ``coro`` run by the engine's loop: every sync API's bridge.
+
+    ``operation`` names the sync call and ``alternative`` its async form, for the error raised
+    when it is called from a running event loop. From a sync workflow's thread the call is
+    cancelled with its workflow, or when the runtime stops, and the thread sees
+    ``DBOSWorkflowCancelledError``.
+    """
+    if runtime.stopping:
+        coro.close()
+        raise DBOSWorkflowCancelledError(f"{operation}: dbos_async is stopping")
+    future = submit(runtime.loop, coro, operation=operation, alternative=alternative)
+    ctx = current_workflow()
+    if ctx is None:
+        return future.result()
+    ctx.blocking_calls.add(future)
+    try:
+        if ctx.cancelled:
+            future.cancel()
+        return future.result()
+    except concurrent.futures.CancelledError:
+        if ctx.cancelled:
+            raise DBOSWorkflowCancelledError(f"Workflow {ctx.workflow_id} was cancelled") from None
+        if runtime.stopping:
+            raise DBOSWorkflowCancelledError(
+                f"dbos_async stopped; workflow {ctx.workflow_id} stays PENDING for recovery"
+            ) from None
+        raise
+    finally:
+        ctx.blocking_calls.discard(future)

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._config import DBOSConfig, ResolvedConfig, resolve_config
 from ._context import StepStatus as _StepStatus
-from ._context import current_auth, current_step, current_workflow
+from ._context import (
+    block_on,
+    current_auth,
+    current_request,
+    current_step,
+    current_workflow,
+    runtime_here,
+)
 from ._decorators import (
     bound_arguments,
     dbos_class,
@@ -25,6 +32,7 @@ from ._decorators import (
     workflow,
     workflow_info,
 )
+from ._engine import Engine
 from ._errors import DBOSInitializationError, DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from ._handles import WorkflowHandle, WorkflowHandleAsync, read_status, wait_first
 from ._management import (
@@ -38,9 +46,9 @@ from ._management import (
 )
 from ._messaging import get_all_events, get_event, recv, send, set_event_value, sleep
 from ._registry import default_registry
-from ._request import Request, current_request
+from ._request import Request
 from ._roles import default_required_roles, required_roles
-from ._runtime import Runtime, current_runtime, runtime_here, set_current_runtime
+from ._runtime import Runtime, current_runtime, set_current_runtime
 from ._scheduler import scheduled
 from ._status import StepInfo, WorkflowStatus
 from ._step import checkpointed
@@ -117,6 +125,14 @@ async def _system_database_url(config: ResolvedConfig) -> str:
     return f"{base}/dbos_async_sys" + (f"?{query}" if query else "")
 
 
+def _on_a_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _configure_logging(level: str) -> None:
     package_logger = logging.getLogger("dbos_async")
     package_logger.setLevel(level)
@@ -137,7 +153,8 @@ class DBOS:
     """
 
     _config: ClassVar[ResolvedConfig | None] = None
-    _runtime: ClassVar[Runtime | None] = None
+    _engine: ClassVar[Engine | None] = None
+    _runtime: ClassVar[Runtime | None] = None  # the engine's runtime, while launched
     _loop_thread: ClassVar[LoopThread | None] = None
 
     def __init__(
@@ -151,7 +168,7 @@ class DBOS:
     ) -> None:
         if conductor_key is not None:
             raise DBOSInvalidArgumentError("DBOS Conductor is not supported by dbos_async")
-        if DBOS._runtime is not None:
+        if DBOS._engine is not None:
             raise DBOSInitializationError(
                 "DBOS is already launched in this process; call DBOS.destroy() first"
             )
@@ -171,31 +188,30 @@ class DBOS:
     # Lifecycle -------------------------------------------------------------------------------
 
     @classmethod
-    async def _start(cls) -> Runtime:
+    async def _start(cls) -> Engine:
         config = cls._config
         if config is None:
             config = resolve_config(None)
             _configure_logging(config.log_level)
             cls._config = config
-        runtime = Runtime(config, default_registry)
-        await runtime.start(await _system_database_url(config))
-        return runtime
+        engine = Engine(config, default_registry)
+        await engine.start(await _system_database_url(config))
+        return engine
 
     @classmethod
     def launch(cls) -> None:
         """Start the engine on a background event-loop thread and recover pending workflows."""
-        if cls._runtime is not None:
+        if cls._engine is not None:
             logger.warning("DBOS.launch() called twice; the engine is already running")
             return
         thread = LoopThread()
         try:
-            runtime = asyncio.run_coroutine_threadsafe(cls._start(), thread.loop).result()
+            engine = asyncio.run_coroutine_threadsafe(cls._start(), thread.loop).result()
         except BaseException:
             thread.stop()
             raise
         cls._loop_thread = thread
-        cls._runtime = runtime
-        set_current_runtime(runtime)
+        cls._attach(engine)
         global _exit_hook_registered
         if not _exit_hook_registered:
             before_threads_join(_stop_at_exit)
@@ -204,12 +220,10 @@ class DBOS:
     @classmethod
     async def launch_async(cls) -> None:
         """Start the engine on the running event loop and recover pending workflows."""
-        if cls._runtime is not None:
+        if cls._engine is not None:
             logger.warning("DBOS.launch_async() called twice; the engine is already running")
             return
-        runtime = await cls._start()
-        cls._runtime = runtime
-        set_current_runtime(runtime)
+        cls._attach(await cls._start())
 
     @classmethod
     @asynccontextmanager
@@ -220,7 +234,7 @@ class DBOS:
         for you). It launches at entry unless DBOS already runs; at exit it stops what it
         launched, leaving workflows still in flight PENDING, to be recovered at next launch.
         """
-        launched_here = cls._runtime is None
+        launched_here = cls._engine is None
         if launched_here:
             await cls.launch_async()
         try:
@@ -232,55 +246,59 @@ class DBOS:
     @classmethod
     def _launch_once(cls) -> None:
         """Launch (on a background loop) unless launched: WSGI apps do it on their first request."""
-        if cls._runtime is not None:
+        if cls._engine is not None:
             return
         with _launch_lock:
-            if cls._runtime is None:
+            if cls._engine is None:
                 cls.launch()
 
     @classmethod
-    def _detach(cls, destroy_registry: bool) -> tuple[Runtime | None, LoopThread | None]:
-        runtime, thread = cls._runtime, cls._loop_thread
+    def _attach(cls, engine: Engine) -> None:
+        cls._engine = engine
+        cls._runtime = engine.runtime
+        set_current_runtime(engine.runtime)
+
+    @classmethod
+    def _detach(cls, destroy_registry: bool) -> tuple[Engine | None, LoopThread | None]:
+        engine, thread = cls._engine, cls._loop_thread
+        cls._engine = None
         cls._runtime = None
         cls._loop_thread = None
         cls._config = None
         set_current_runtime(None)
         if destroy_registry:
             default_registry.clear()
-        return runtime, thread
+        return engine, thread
 
     @classmethod
     def destroy(cls, *, destroy_registry: bool = False) -> None:
         """Stop the engine; workflows still running stay PENDING and are recovered later."""
-        runtime, thread = cls._detach(destroy_registry)
-        if runtime is None:
+        engine, thread = cls._detach(destroy_registry)
+        if engine is None:
             return
+        loop = engine.runtime.loop
+        if thread is None and _on_a_running_loop():
+            # On an event loop (maybe the engine's own) we cannot block: stop in the background.
+            asyncio.run_coroutine_threadsafe(engine.stop(), loop)
+            return
+        asyncio.run_coroutine_threadsafe(engine.stop(), loop).result()
         if thread is not None:
-            asyncio.run_coroutine_threadsafe(runtime.stop(), thread.loop).result()
             thread.stop()
-            return
-        try:
-            ensure_not_in_loop("DBOS.destroy()", "await DBOS.destroy_async()")
-        except Exception:
-            # On the engine's own loop we cannot block: stop in the background.
-            runtime.loop.create_task(runtime.stop())
-            return
-        asyncio.run_coroutine_threadsafe(runtime.stop(), runtime.loop).result()
 
     @classmethod
     async def destroy_async(cls, *, destroy_registry: bool = False) -> None:
         """Stop the engine from async code; see :meth:`destroy`."""
-        runtime, thread = cls._detach(destroy_registry)
-        if runtime is None:
+        engine, thread = cls._detach(destroy_registry)
+        if engine is None:
             return
-        await runtime.forward(runtime.stop())
+        await engine.runtime.forward(engine.stop())
         if thread is not None:
             await asyncio.to_thread(thread.stop)
 
     @classmethod
     def reset_system_database(cls) -> None:
         """Drop the system database (before launch only); the next launch recreates it."""
-        if cls._runtime is not None:
+        if cls._engine is not None:
             raise DBOSInitializationError("reset_system_database() must be called before launch")
         config = cls._config or resolve_config(None)
         _run_detached(_reset(config))
@@ -458,11 +476,7 @@ class DBOS:
     @classmethod
     def cancel_workflow_async(cls, workflow_id: str) -> Awaitable[None]:
         """Cancel a workflow wherever it runs; awaiting it then raises a cancellation error."""
-        check_id("A workflow ID", workflow_id)
-        runtime = runtime_here()
-        return checkpointed(
-            "DBOS.cancelWorkflow", lambda: runtime.forward(cancel_workflow(runtime, workflow_id))
-        )
+        return cancel_workflow(workflow_id)
 
     @classmethod
     def cancel_workflow(cls, workflow_id: str) -> None:
@@ -522,7 +536,7 @@ class DBOS:
         runtime = runtime_here()
         operation, alternative = f"DBOS.{name}()", f"await DBOS.{name}_async()"
         ensure_not_in_loop(operation, alternative)
-        return runtime.call(awaited(start()), operation=operation, alternative=alternative)
+        return block_on(runtime, awaited(start()), operation=operation, alternative=alternative)
 
     # Context ---------------------------------------------------------------------------------
 

@@ -12,11 +12,11 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
-from ._context import current_auth, current_step, current_workflow
+from ._context import block_on, current_auth, current_step, current_workflow, runtime_here
 from ._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumentError
 from ._registry import MethodKind, WorkflowInfo, default_registry
 from ._roles import RoleRequirement, authorize, role_requirement_of
-from ._runtime import Runtime, current_runtime, runtime_here
+from ._runtime import Runtime, current_runtime
 from ._step import RetryPolicy, StepOptions, run_step
 from ._sync import ensure_not_in_loop
 from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
@@ -126,7 +126,8 @@ def workflow(
                     f"await DBOS.start_workflow_async({info.name}, ...)",
                 )
                 call = prepare_call(info, args, kwargs)
-                return runtime.call(
+                return block_on(
+                    runtime,
                     _start_and_wait(runtime, call),
                     operation=f"The sync workflow {info.name}",
                     alternative=f"await DBOS.start_workflow_async({info.name}, ...)",
@@ -166,7 +167,8 @@ def _run_blocking_step(
     assert ctx is not None
     alternative = f"await DBOS.run_step_async(None, {options.name}, ...)"
     ensure_not_in_loop(f"The sync step {options.name}", alternative)
-    return ctx.runtime.call(
+    return block_on(
+        ctx.runtime,
         _checkpointed_step(options, func, args, kwargs),
         operation=f"The sync step {options.name}",
         alternative=alternative,
@@ -306,7 +308,8 @@ def run_step_sync(
     if _in_workflow_outside_step():
         return _run_blocking_step(step_options, func, args, kwargs)
     if is_async_callable(func):
-        return current_runtime().call(
+        return block_on(
+            current_runtime(),
             func(*args, **kwargs),
             operation="DBOS.run_step",
             alternative="await DBOS.run_step_async(...)",

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from ._context import block_on
 from ._errors import DBOSInvalidArgumentError
 from ._runtime import Runtime
 from ._status import WorkflowStatus, status_from_row
@@ -87,7 +88,7 @@ class WorkflowHandle(_Handle, Generic[R]):
         async def run() -> T:
             return await start()
 
-        return self._runtime.call(run(), operation=operation, alternative=alternative)
+        return block_on(self._runtime, run(), operation=operation, alternative=alternative)
 
 
 async def _settled(runtime: Runtime, workflow_id: str) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ._context import runtime_here
 from ._errors import DBOSInvalidArgumentError
-from ._runtime import runtime_here
 from ._status import StepInfo, WorkflowStatus, WorkflowStatusString, _safe_loads, status_from_row
 from ._step import checkpointed
 from ._sync import awaited

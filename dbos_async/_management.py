@@ -1,6 +1,6 @@
 """Managing workflows from anywhere: list, cancel, resume, fork and delete them.
 
-Each public function (except the engine-internal :func:`cancel_workflow`) is a plain function
+Each public function is a plain function
 that validates its arguments at once and returns a coroutine doing the work on the engine's
 loop. Called inside a workflow, the operation is a checkpointed step, so a replay sees what the
 first execution saw (a resume or fork is not repeated). The listings live in ``_listing.py``
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ._context import take_next_workflow_id
+from ._context import runtime_here, take_next_workflow_id
 from ._errors import (
     DBOSConflictingWorkflowError,
     DBOSInvalidArgumentError,
@@ -25,7 +25,6 @@ from ._errors import (
 from ._handles import WorkflowHandleAsync
 from ._listing import list_queued_workflows, list_workflow_steps, list_workflows
 from ._queue import INTERNAL_QUEUE
-from ._runtime import runtime_here
 from ._step import checkpointed
 from ._sync import awaited
 from ._sysdb._management import (
@@ -34,7 +33,6 @@ from ._sysdb._management import (
     fork_workflow_row,
     resume_workflow_row,
 )
-from ._sysdb._messages import cancel_workflow_row
 from ._sysdb._notify import WORKFLOW_DONE
 from ._sysdb._workflows import get_workflow
 from ._validation import check_id
@@ -55,20 +53,15 @@ __all__ = [
 logger = logging.getLogger("dbos_async")
 
 
-async def cancel_workflow(runtime: Runtime, workflow_id: str) -> None:
-    """Mark a workflow CANCELLED (unless it finished) and stop it wherever it runs.
-
-    The process running it is told by a notification and cancels its task at once; a workflow
-    running here is cancelled directly. Its waiters get ``DBOSAwaitedWorkflowCancelledError``.
-    """
-    before = await cancel_workflow_row(runtime.db, workflow_id)
-    if before is None:
-        raise DBOSNonExistentWorkflowError(workflow_id)
-    if before in ("SUCCESS", "ERROR"):
-        logger.info("Workflow %s already finished (%s); not cancelled", workflow_id, before)
-        return
-    runtime.cancel_local(workflow_id)
-    runtime.notifier.notify_local(WORKFLOW_DONE, workflow_id)
+def cancel_workflow(workflow_id: str) -> Coroutine[Any, Any, None]:
+    """Cancel a workflow wherever it runs (unless it finished); its waiters then get
+    ``DBOSAwaitedWorkflowCancelledError``. An unknown ID raises
+    :class:`DBOSNonExistentWorkflowError`."""
+    check_id("workflow_id", workflow_id)
+    runtime = runtime_here()
+    return awaited(
+        checkpointed("DBOS.cancelWorkflow", lambda: runtime.forward(runtime.cancel(workflow_id)))
+    )
 
 
 # Resume, fork, delete ----------------------------------------------------------------------

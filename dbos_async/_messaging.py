@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ._context import WorkflowContext, current_step, current_workflow
+from ._context import WorkflowContext, current_step, current_workflow, runtime_here
 from ._errors import (
     DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotInWorkflowError,
     DBOSWorkflowConflictIDError,
 )
-from ._runtime import Runtime, runtime_here
+from ._runtime import Runtime
 from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
 from ._sync import awaited
 from ._sysdb._messages import (

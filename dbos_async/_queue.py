@@ -14,12 +14,12 @@ from typing import Any, Literal, TypedDict
 
 import asyncpg
 
-from ._context import _ContextSetter
+from ._context import _ContextSetter, block_on, runtime_here
 from ._decorators import bound_arguments, workflow_info
 from ._errors import DBOSInvalidArgumentError, DBOSQueueDeduplicatedError
 from ._handles import WorkflowHandle, WorkflowHandleAsync
 from ._registry import default_registry
-from ._runtime import Runtime, runtime_here
+from ._runtime import Runtime
 from ._sync import awaited
 from ._sysdb._workflows import now_ms
 from ._validation import check_id, check_number, check_positive_int
@@ -87,7 +87,8 @@ class Queue:
     def enqueue(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Enqueue ``func`` (a workflow) with these arguments; return a handle on it."""
         runtime = runtime_here()
-        handle = runtime.call(
+        handle = block_on(
+            runtime,
             awaited(self.enqueue_async(func, *args, **kwargs)),
             operation="Queue.enqueue()",
             alternative="await Queue.enqueue_async()",

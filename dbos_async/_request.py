@@ -1,29 +1,23 @@
-"""The HTTP request being served: what ``DBOS.request`` returns, and the scope that sets it.
+"""The HTTP request being served: what ``DBOS.request`` returns.
 
-Web integrations (ASGI and WSGI middleware) open a :func:`request_scope` around each request.
-Inside it, ``DBOS.request`` describes the request, the ``dbos-idempotency-key`` header becomes
-the ID of the first workflow the request starts, and workflows started from it keep the request
-(``WorkflowContext.request``) for ``DBOS.request`` inside their code.
+Web integrations (ASGI and WSGI middleware) open a ``request_scope`` (in ``_context``) around
+each request. Inside it, ``DBOS.request`` describes the request, the ``dbos-idempotency-key``
+header becomes the ID of the first workflow the request starts, and workflows started from it
+keep the request (``WorkflowContext.request``) for ``DBOS.request`` inside their code.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from ._context import SetWorkflowID, current_workflow
 
 __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
     "REQUEST_ID_HEADER",
     "Address",
     "Request",
-    "current_request",
     "request_id_from",
-    "request_scope",
 ]
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -61,17 +55,6 @@ class Request:
     request_id: str = ""
 
 
-_request: ContextVar[Request | None] = ContextVar("dbos_request", default=None)
-
-
-def current_request() -> Request | None:
-    """The request being served here: the running workflow's, else the handler's, else None."""
-    workflow = current_workflow()
-    if workflow is not None:
-        return workflow.request
-    return _request.get()
-
-
 def request_id_from(headers: Mapping[str, str]) -> str:
     """The request ID a client sent (lower-case header names), or a new one."""
     return (
@@ -79,18 +62,3 @@ def request_id_from(headers: Mapping[str, str]) -> str:
         or headers.get(_ALTERNATE_REQUEST_ID_HEADER)
         or str(uuid.uuid4())
     )
-
-
-@contextmanager
-def request_scope(request: Request) -> Iterator[Request]:
-    """Serve ``request`` in the block: ``DBOS.request`` and the idempotency key apply in it."""
-    token = _request.set(request)
-    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
-    try:
-        if key and key.strip():
-            with SetWorkflowID(key):
-                yield request
-        else:
-            yield request
-    finally:
-        _request.reset(token)

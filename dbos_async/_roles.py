@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from ._context import Auth
 from ._errors import DBOSInvalidArgumentError, DBOSNotAuthorizedError
 
 __all__ = [
+    "Auth",
     "RoleRequirement",
     "authorize",
     "default_required_roles",
@@ -28,6 +28,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
 
 _ROLES_ATTR = "__dbos_required_roles__"
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """The authenticated user and roles a workflow runs for."""
+
+    user: str | None = None
+    roles: tuple[str, ...] = ()
+    assumed_role: str | None = None
 
 
 @dataclass(slots=True)

@@ -1,5 +1,9 @@
-"""The runtime: one per launched process; it owns the loop, the database, the pools and the
-workflows running here.
+"""The runtime: the state of one launched engine on one event loop.
+
+It holds the configuration, the codec, the system database and notify hub the engine opened,
+the workflows running here and the worker threads for sync code. It knows nothing of the parts
+that serve it (the dispatcher, scheduler and heartbeat are started by ``_engine``), so every
+feature can depend on it.
 
 Internals receive the runtime explicitly. Only the decorator wrappers and the ``DBOS`` facade
 look it up through :func:`current_runtime`, because decorators run before any runtime exists.
@@ -14,43 +18,48 @@ import functools
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import asyncpg
+from typing import Any, Protocol, TypeVar
 
 from ._config import ResolvedConfig
-from ._context import WorkflowContext, current_workflow
-from ._errors import DBOSNotLaunchedError, DBOSWorkflowCancelledError
+from ._errors import DBOSNonExistentWorkflowError, DBOSNotLaunchedError
 from ._registry import Registry
 from ._serialization import Codec
-from ._sync import call_on_loop, submit
-from ._sysdb import Database, Notifier, connect_database
-from ._sysdb._messages import (
-    cancelled_among,
-    keys_with_events,
-    keys_with_messages,
-    publish_notifications,
-    terminal_among,
-)
-from ._sysdb._notify import CANCEL, EVENTS, MESSAGES, QUEUES, WORKFLOW_DONE
+from ._sync import call_on_loop
+from ._sysdb import Database, Notifier
+from ._sysdb._messages import cancel_workflow_row, cancelled_among
+from ._sysdb._notify import WORKFLOW_DONE
 from ._sysdb._retry import retry_until_available
 
-if TYPE_CHECKING:
-    from ._dispatcher import Dispatcher
-    from ._heartbeat import Heartbeat
-    from ._scheduler import Scheduler
-__all__ = ["Runtime", "current_runtime", "runtime_here", "set_current_runtime"]
+__all__ = [
+    "QueueWaker",
+    "RunningWorkflow",
+    "Runtime",
+    "current_runtime",
+    "set_current_runtime",
+]
 
 logger = logging.getLogger("dbos_async")
 
 T = TypeVar("T")
 
 
-class Runtime:
-    """A launched dbos_async engine on one event loop."""
+class RunningWorkflow(Protocol):
+    """What the runtime needs of a workflow running here (a ``WorkflowContext``)."""
 
-    safety_poll_seconds: float = 30.0
-    """How often a waiter re-reads the database even without a notification."""
+    workflow_id: str
+    cancelled: bool
+    blocking_calls: set[concurrent.futures.Future[Any]]
+
+
+class QueueWaker(Protocol):
+    """Who claims queued work (the dispatcher): told when a queue may have work."""
+
+    def announce(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
+        """Claim from ``queue_name`` soon, here and in every other process."""
+
+
+class Runtime:
+    """The state of a launched dbos_async engine on one event loop."""
 
     def __init__(self, config: ResolvedConfig, registry: Registry) -> None:
         self.config = config
@@ -61,15 +70,13 @@ class Runtime:
             config.name
         )
         self.active: dict[str, asyncio.Task[Any]] = {}
-        self.contexts: dict[str, WorkflowContext] = {}
+        self.contexts: dict[str, RunningWorkflow] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db: Database | None = None
         self._notifier: Notifier | None = None
-        self._dispatcher: Dispatcher | None = None
-        self._scheduler: Scheduler | None = None
-        self._heartbeat: Heartbeat | None = None
+        self._dispatcher: QueueWaker | None = None
         # Two pools, so a sync workflow body waiting for its sync step never starves it.
         self._workflow_threads = ThreadPoolExecutor(
             config.max_executor_threads, thread_name_prefix="dbos-workflow"
@@ -98,11 +105,15 @@ class Runtime:
         return self._db
 
     @property
-    def dispatcher(self) -> Dispatcher:
+    def dispatcher(self) -> QueueWaker:
         """The queue dispatcher."""
         if self._dispatcher is None:
             raise DBOSNotLaunchedError()
         return self._dispatcher
+
+    @dispatcher.setter
+    def dispatcher(self, dispatcher: QueueWaker) -> None:
+        self._dispatcher = dispatcher
 
     @property
     def notifier(self) -> Notifier:
@@ -111,58 +122,11 @@ class Runtime:
             raise DBOSNotLaunchedError()
         return self._notifier
 
-    async def start(self, url: str) -> None:
-        """Open the database and the LISTEN connection, then recover pending workflows.
-
-        Waits (with backoff, up to the configured retry limit) for a database that is away.
-        """
-        from ._heartbeat import Heartbeat
-        from ._workflow import recover_pending
-
+    def open(self, db: Database, notifier: Notifier) -> None:
+        """Take the database and notify hub the engine opened, on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._db = await connect_database(
-            url,
-            schema=self.config.schema,
-            pool_size=self.config.pool_size,
-            retry_limit=self.config.retry_limit,
-        )
-        db = self._db
-        notifier = Notifier(
-            lambda: asyncpg.connect(
-                db.url, timeout=10, server_settings={"application_name": "dbos_async"}
-            ),
-            lambda channel, payloads: publish_notifications(db, channel, payloads),
-            sweep_seconds=self.safety_poll_seconds,
-        )
-        notifier.add_checker(WORKFLOW_DONE, lambda ids: terminal_among(db, ids))
-        notifier.add_checker(MESSAGES, lambda keys: keys_with_messages(db, keys))
-        notifier.add_checker(EVENTS, lambda keys: keys_with_events(db, keys))
-        notifier.on(CANCEL, self._cancel_notified)
-        notifier.on_sweep(self._cancel_lost_cancellations)
+        self._db = db
         self._notifier = notifier
-        await notifier.start()
-        from ._dispatcher import Dispatcher
-        from ._queue import INTERNAL_QUEUE, Queue
-
-        if INTERNAL_QUEUE not in self.registry.queues:
-            Queue(INTERNAL_QUEUE)
-        self._dispatcher = Dispatcher(self)
-        notifier.on(QUEUES, self._dispatcher.on_notification)
-        logger.info(
-            "dbos_async launched: executor %s, application version %s",
-            self.executor_id,
-            self.application_version,
-        )
-        # Alive before recovering, so that no other process adopts what this one recovers.
-        self._heartbeat = Heartbeat(self)
-        await self._heartbeat.beat()
-        await recover_pending(self)
-        self._dispatcher.start()
-        from ._scheduler import Scheduler
-
-        self._scheduler = Scheduler(self)
-        self._scheduler.start()
-        self._heartbeat.start()
 
     def background(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the engine's loop without waiting for it; failures are logged.
@@ -199,7 +163,23 @@ class Runtime:
         for call in list(ctx.blocking_calls):
             call.cancel()
 
-    def _cancel_notified(self, workflow_id: str) -> None:
+    async def cancel(self, workflow_id: str) -> None:
+        """Mark a workflow CANCELLED (unless it finished) and stop it wherever it runs.
+
+        The process running it is told by a notification and cancels its task at once; a
+        workflow running here is cancelled directly. Its waiters get
+        ``DBOSAwaitedWorkflowCancelledError``.
+        """
+        before = await cancel_workflow_row(self.db, workflow_id)
+        if before is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        if before in ("SUCCESS", "ERROR"):
+            logger.info("Workflow %s already finished (%s); not cancelled", workflow_id, before)
+            return
+        self.cancel_local(workflow_id)
+        self.notifier.notify_local(WORKFLOW_DONE, workflow_id)
+
+    def cancel_notified(self, workflow_id: str) -> None:
         """A CANCEL notification arrived: stop the execution here if the row is still CANCELLED.
 
         The notification can arrive after the workflow was resumed and started again here, so
@@ -209,24 +189,20 @@ class Runtime:
         if ctx is not None and not ctx.cancelled:
             self.background(self._cancel_if_still_cancelled(workflow_id, ctx))
 
-    async def _cancel_if_still_cancelled(self, workflow_id: str, ctx: WorkflowContext) -> None:
+    async def _cancel_if_still_cancelled(self, workflow_id: str, ctx: RunningWorkflow) -> None:
         if await cancelled_among(self.db, [workflow_id]) and self.contexts.get(workflow_id) is ctx:
             self.cancel_local(workflow_id)
 
-    async def _cancel_lost_cancellations(self) -> None:
+    async def cancel_lost_cancellations(self) -> None:
+        """Stop the workflows running here that the database says were cancelled."""
         if self.active:
             for workflow_id in await cancelled_among(self.db, list(self.active)):
                 self.cancel_local(workflow_id)
 
-    async def stop(self) -> None:
-        """Stop the workflows running here (they stay PENDING, to be recovered) and close."""
+    async def stop_workflows(self) -> None:
+        """Stop the workflows running here and background operations (workflows stay PENDING,
+        to be recovered); sync code blocked on the loop is released."""
         self._stopping = True
-        if self._heartbeat is not None:
-            await self._heartbeat.stop()
-        if self._scheduler is not None:
-            await self._scheduler.stop()
-        if self._dispatcher is not None:
-            await self._dispatcher.stop()
         tasks = list(self.active.values()) + list(self._background)
         for task in tasks:
             task.cancel()
@@ -236,6 +212,10 @@ class Runtime:
                 blocking.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+
+    async def close(self) -> None:
+        """Close the notify hub and the database, and let the worker threads go."""
+        self._stopping = True
         if self._notifier is not None:
             await self._notifier.close()
         if self._db is not None:
@@ -262,36 +242,6 @@ class Runtime:
         call = functools.partial(context.run, func, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
-    def call(self, coro: Coroutine[Any, Any, T], *, operation: str, alternative: str) -> T:
-        """Block this (non-loop) thread on ``coro`` run by the engine's loop.
-
-        From a sync workflow's thread the call is cancelled with its workflow, or when the
-        runtime stops, and the thread sees ``DBOSWorkflowCancelledError``.
-        """
-        if self._stopping:
-            raise DBOSWorkflowCancelledError(f"{operation}: dbos_async is stopping")
-        future = submit(self.loop, coro, operation=operation, alternative=alternative)
-        ctx = current_workflow()
-        if ctx is None:
-            return future.result()
-        ctx.blocking_calls.add(future)
-        try:
-            if ctx.cancelled:
-                future.cancel()
-            return future.result()
-        except concurrent.futures.CancelledError:
-            if ctx.cancelled:
-                raise DBOSWorkflowCancelledError(
-                    f"Workflow {ctx.workflow_id} was cancelled"
-                ) from None
-            if self._stopping:
-                raise DBOSWorkflowCancelledError(
-                    f"dbos_async stopped; workflow {ctx.workflow_id} stays PENDING for recovery"
-                ) from None
-            raise
-        finally:
-            ctx.blocking_calls.discard(future)
-
     async def forward(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the engine's loop, from whichever loop the caller runs."""
         return await call_on_loop(self.loop, coro)
@@ -310,12 +260,6 @@ def current_runtime() -> Runtime:
     if _current is None:
         raise DBOSNotLaunchedError()
     return _current
-
-
-def runtime_here() -> Runtime:
-    """The runtime of the workflow running here, else the process's launched runtime."""
-    ctx = current_workflow()
-    return ctx.runtime if ctx is not None else current_runtime()
 
 
 def set_current_runtime(runtime: Runtime | None) -> None:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from croniter import croniter
 
-from ._context import Auth
 from ._decorators import workflow_info
 from ._errors import DBOSException, DBOSInvalidArgumentError
 from ._registry import WorkflowInfo, default_registry
+from ._roles import Auth
 from ._sysdb._supervisor import cancel_and_wait, supervise
 from ._workflow import Invocation, QueuePlacement, WorkflowCall
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import asyncpg
 
-from ._context import WorkflowContext, current_step, current_workflow
+from ._context import WorkflowContext, block_on, current_step, current_workflow, runtime_here
 from ._errors import (
     DBOSNonExistentWorkflowError,
     DBOSNotInWorkflowError,
     DBOSWorkflowConflictIDError,
 )
 from ._messaging import record_value, wake
-from ._runtime import Runtime, runtime_here
+from ._runtime import Runtime
 from ._status import TERMINAL_STATUSES
 from ._step import NOT_RECORDED, ensure_not_cancelled, refusal, replay_recorded
 from ._sysdb._messages import CLOSED_STREAM, read_stream_from, write_stream
@@ -158,7 +158,8 @@ def read_stream_sync(workflow_id: str, key: str) -> Iterator[Any]:
     runtime = runtime_here()
     offset = 0
     while True:
-        values, ended = runtime.call(
+        values, ended = block_on(
+            runtime,
             _next_values(runtime, workflow_id, key, offset),
             operation="DBOS.read_stream()",
             alternative="DBOS.read_stream_async()",

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ._context import (
-    Auth,
     WorkflowContext,
     current_auth,
+    current_request,
     current_step,
     current_workflow,
     enter_workflow,
@@ -41,8 +41,8 @@ from ._errors import (
     DBOSWorkflowConflictIDError,
 )
 from ._registry import WorkflowInfo
-from ._request import Request, current_request
-from ._roles import authorize
+from ._request import Request
+from ._roles import Auth, authorize
 from ._sysdb._notify import WORKFLOW_DONE
 from ._sysdb._retry import from_system_database, retry_until_available
 from ._sysdb._workflows import (
@@ -345,10 +345,8 @@ def launch(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> as
 
 def _time_out(runtime: Runtime, workflow_id: str) -> None:
     """A workflow's deadline passed: cancel it, as DBOS does."""
-    from ._management import cancel_workflow
-
     logger.info("Workflow %s reached its deadline; cancelling it", workflow_id)
-    runtime.background(cancel_workflow(runtime, workflow_id))
+    runtime.background(runtime.cancel(workflow_id))
 
 
 def _forget(

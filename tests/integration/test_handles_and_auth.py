@@ -15,8 +15,8 @@ from dbos_async import (
     SetWorkflowID,
 )
 from dbos_async._config import resolve_config
+from dbos_async._engine import Engine
 from dbos_async._registry import default_registry
-from dbos_async._runtime import Runtime
 from dbos_async._workflow import wait_result
 from tests.conftest import make_config
 
@@ -68,11 +68,12 @@ async def test_result_from_another_process_is_woken_by_notification(
     dbos: type[DBOS], database_url: str
 ) -> None:
     """A waiter in a second runtime (another executor) wakes on the completion NOTIFY."""
-    observer = Runtime(
+    engine = Engine(
         resolve_config(make_config(database_url, executor_id="observer")), default_registry
     )
-    observer.safety_poll_seconds = 3600  # a poll would time the test out: only NOTIFY can wake it
-    await observer.start(database_url)
+    engine.safety_poll_seconds = 3600  # a poll would time the test out: only NOTIFY can wake it
+    await engine.start(database_url)
+    observer = engine.runtime
     try:
         with SetWorkflowID("cross-1"):
             await DBOS.start_workflow_async(held, 41)
@@ -83,7 +84,7 @@ async def test_result_from_another_process_is_woken_by_notification(
         _release().set()
         assert await asyncio.wait_for(waiter, 10) == 42
     finally:
-        await observer.stop()
+        await engine.stop()
 
 
 seen_auth: list[Any] = []

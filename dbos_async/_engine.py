@@ -1,0 +1,102 @@
+"""The engine: assembles a runtime with the parts that serve it, and starts and stops them.
+
+Starting opens the system database (waiting for it, up to the retry limit) and the notify hub,
+records this executor's first heartbeat, recovers the workflows this executor left unfinished,
+then starts the dispatcher, the scheduler and the heartbeat. Stopping runs the other way round;
+workflows still running stay PENDING, to be recovered.
+
+This is the one module that knows every part; the parts know only the :class:`Runtime`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from ._config import ResolvedConfig
+from ._dispatcher import Dispatcher
+from ._heartbeat import Heartbeat
+from ._queue import INTERNAL_QUEUE, Queue
+from ._registry import Registry
+from ._runtime import Runtime
+from ._scheduler import Scheduler
+from ._sysdb import Database, Notifier, connect_database
+from ._sysdb._messages import (
+    keys_with_events,
+    keys_with_messages,
+    publish_notifications,
+    terminal_among,
+)
+from ._sysdb._notify import CANCEL, EVENTS, MESSAGES, QUEUES, WORKFLOW_DONE
+from ._workflow import recover_pending
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger("dbos_async")
+
+_LISTEN_CONNECT_SECONDS = 10.0
+
+
+class Engine:
+    """A launched dbos_async: the :class:`Runtime` and its dispatcher, scheduler and heartbeat."""
+
+    safety_poll_seconds: float = 30.0
+    """How often a waiter re-reads the database even without a notification."""
+
+    def __init__(self, config: ResolvedConfig, registry: Registry) -> None:
+        self.runtime = Runtime(config, registry)
+        self._parts: list[Dispatcher | Scheduler | Heartbeat] = []
+
+    async def start(self, url: str) -> None:
+        """Open the database and the notify hub, recover pending workflows, start serving."""
+        runtime = self.runtime
+        config = runtime.config
+        db = await connect_database(
+            url, schema=config.schema, pool_size=config.pool_size, retry_limit=config.retry_limit
+        )
+        notifier = self._notifier(db)
+        runtime.open(db, notifier)
+        await notifier.start()
+        if INTERNAL_QUEUE not in runtime.registry.queues:
+            Queue(INTERNAL_QUEUE)
+        dispatcher = Dispatcher(runtime)
+        runtime.dispatcher = dispatcher
+        notifier.on(QUEUES, dispatcher.on_notification)
+        logger.info(
+            "dbos_async launched: executor %s, application version %s",
+            runtime.executor_id,
+            runtime.application_version,
+        )
+        # Alive before recovering, so that no other process adopts what this one recovers.
+        heartbeat = Heartbeat(runtime)
+        await heartbeat.beat()
+        await recover_pending(runtime)
+        self._parts = [dispatcher, Scheduler(runtime), heartbeat]
+        for part in self._parts:
+            part.start()
+
+    def _notifier(self, db: Database) -> Notifier:
+        runtime = self.runtime
+        notifier = Notifier(
+            lambda: asyncpg.connect(
+                db.url,
+                timeout=_LISTEN_CONNECT_SECONDS,
+                server_settings={"application_name": "dbos_async"},
+            ),
+            lambda channel, payloads: publish_notifications(db, channel, payloads),
+            sweep_seconds=self.safety_poll_seconds,
+        )
+        notifier.add_checker(WORKFLOW_DONE, lambda ids: terminal_among(db, ids))
+        notifier.add_checker(MESSAGES, lambda keys: keys_with_messages(db, keys))
+        notifier.add_checker(EVENTS, lambda keys: keys_with_events(db, keys))
+        notifier.on(CANCEL, runtime.cancel_notified)
+        notifier.on_sweep(runtime.cancel_lost_cancellations)
+        return notifier
+
+    async def stop(self) -> None:
+        """Stop serving and the workflows running here (they stay PENDING), and close."""
+        for part in reversed(self._parts):
+            await part.stop()
+        await self.runtime.stop_workflows()
+        await self.runtime.close()
