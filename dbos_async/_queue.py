@@ -21,6 +21,7 @@ from ._handles import WorkflowHandle, WorkflowHandleAsync
 from ._registry import default_registry
 from ._runtime import Runtime
 from ._sync import awaited
+from ._sysdb._queues import deduplicated_workflow
 from ._sysdb._workflows import now_ms
 from ._validation import check_id, check_number, check_positive_int
 from ._workflow import QueuePlacement, WorkflowCall, prepare_call, record_child, record_start
@@ -198,11 +199,8 @@ async def enqueue(
     try:
         await record_start(runtime, call, placement)
     except asyncpg.UniqueViolationError:
-        existing = await runtime.db.fetchval(
-            "SELECT workflow_uuid FROM workflow_status WHERE queue_name = $1 "
-            "AND deduplication_id = $2",
-            placement.queue_name,
-            placement.deduplication_id,
+        existing = await deduplicated_workflow(
+            runtime.db, placement.queue_name, placement.deduplication_id or ""
         )
         if policy == "return-existing" and existing is not None:
             await record_child(runtime, call, str(existing))

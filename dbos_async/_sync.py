@@ -1,9 +1,9 @@
 """The bridge between callers and the runtime's event loop.
 
 Every operation has one async implementation. A sync API is a blocking call into the runtime's
-loop (:func:`call_blocking`); an async API called from another loop is forwarded to it
-(:func:`call_on_loop`). When the runtime is launched from sync code, :class:`LoopThread` runs
-its loop in one background thread.
+loop (``_context.block_on``, through :func:`submit`); an async API called from another loop is
+forwarded to it (:func:`call_on_loop`). When the runtime is launched from sync code,
+:class:`LoopThread` runs its loop in one background thread.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ __all__ = [
     "LoopThread",
     "awaited",
     "before_threads_join",
-    "call_blocking",
     "call_on_loop",
     "ensure_not_in_loop",
     "submit",
@@ -62,17 +61,6 @@ def submit(
         coro.close()
         raise
     return asyncio.run_coroutine_threadsafe(coro, loop)
-
-
-def call_blocking(
-    loop: asyncio.AbstractEventLoop,
-    coro: Coroutine[Any, Any, T],
-    *,
-    operation: str,
-    alternative: str,
-) -> T:
-    """Run ``coro`` on ``loop`` and block this thread until it finishes."""
-    return submit(loop, coro, operation=operation, alternative=alternative).result()
 
 
 async def call_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

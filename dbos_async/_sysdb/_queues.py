@@ -22,6 +22,7 @@ _MAX_CLAIM = 1000  # at most this many workflows started per claim
 __all__ = [
     "ClaimLimits",
     "claim",
+    "deduplicated_workflow",
     "partitions_with_work",
     "promote_due_delayed",
     "requeue_for_recovery",
@@ -206,3 +207,13 @@ async def requeue_for_recovery(db: Database, executor_id: str, app_version: str)
         now_ms(),
     )
     return sorted({row["queue_name"] for row in rows})
+
+
+async def deduplicated_workflow(db: Database, queue_name: str, deduplication_id: str) -> str | None:
+    """The active workflow holding ``deduplication_id`` on ``queue_name``, if any."""
+    workflow_id: str | None = await db.fetchval(
+        "SELECT workflow_uuid FROM workflow_status WHERE queue_name = $1 AND deduplication_id = $2",
+        queue_name,
+        deduplication_id,
+    )
+    return workflow_id
