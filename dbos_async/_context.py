@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ from ._errors import DBOSWorkflowCancelledError
 from ._request import IDEMPOTENCY_KEY_HEADER, Request
 from ._roles import Auth
 from ._runtime import Runtime, current_runtime
-from ._sync import submit
+from ._sync import awaited, ensure_not_in_loop, submit
 from ._validation import check_id, check_number
 
 if TYPE_CHECKING:
@@ -285,19 +285,25 @@ def runtime_here() -> Runtime:
 
 
 def block_on(
-    runtime: Runtime, coro: Coroutine[Any, Any, T], *, operation: str, alternative: str
+    runtime: Runtime,
+    start: Callable[[], Awaitable[T]],
+    *,
+    operation: str,
+    alternative: str | None = None,
 ) -> T:
-    """Block this (non-loop) thread on ``coro`` run by the engine's loop: every sync API's bridge.
+    """Run ``start()`` on the engine's loop and block this thread until it is done: the one
+    bridge every sync API goes through.
 
-    ``operation`` names the sync call and ``alternative`` its async form, for the error raised
-    when it is called from a running event loop. From a sync workflow's thread the call is
-    cancelled with its workflow, or when the runtime stops, and the thread sees
-    ``DBOSWorkflowCancelledError``.
+    ``operation`` names the sync API (``"DBOS.recv"``); ``alternative`` its async form, by
+    default ``await <operation>_async()``. Called from a thread running an event loop, it
+    raises :class:`DBOSBlockingCallInLoopError` naming them, before ``start`` is called (so no
+    function ID is taken). From a sync workflow's thread the call is cancelled with its
+    workflow, or when the runtime stops, and the thread sees ``DBOSWorkflowCancelledError``.
     """
+    ensure_not_in_loop(operation, alternative or f"await {operation}_async()")
     if runtime.stopping:
-        coro.close()
         raise DBOSWorkflowCancelledError(f"{operation}: dbos_async is stopping")
-    future = submit(runtime.loop, coro, operation=operation, alternative=alternative)
+    future = submit(runtime.loop, awaited(start()))
     ctx = current_workflow()
     if ctx is None:
         return future.result()

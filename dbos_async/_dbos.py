@@ -53,7 +53,7 @@ from ._scheduler import scheduled
 from ._status import StepInfo, WorkflowStatus
 from ._step import checkpointed
 from ._streams import close_stream, read_stream_async, read_stream_sync, write_stream_value
-from ._sync import LoopThread, awaited, before_threads_join, ensure_not_in_loop
+from ._sync import LoopThread, before_threads_join
 from ._sysdb import drop_database
 from ._tracing import current_span
 from ._validation import check_id
@@ -533,10 +533,7 @@ class DBOS:
     @classmethod
     def _block(cls, start: Callable[[], Awaitable[T]], name: str) -> T:
         """Run the async form of ``name`` to completion from sync code."""
-        runtime = runtime_here()
-        operation, alternative = f"DBOS.{name}()", f"await DBOS.{name}_async()"
-        ensure_not_in_loop(operation, alternative)
-        return block_on(runtime, awaited(start()), operation=operation, alternative=alternative)
+        return block_on(runtime_here(), start, operation=f"DBOS.{name}")
 
     # Context ---------------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from ._registry import MethodKind, WorkflowInfo, default_registry
 from ._roles import RoleRequirement, authorize, role_requirement_of
 from ._runtime import Runtime, current_runtime
 from ._step import RetryPolicy, StepOptions, run_step
-from ._sync import ensure_not_in_loop
 from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
 
 __all__ = [
@@ -121,14 +120,9 @@ def workflow(
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 runtime = runtime_here()
-                ensure_not_in_loop(
-                    f"The sync workflow {info.name}",
-                    f"await DBOS.start_workflow_async({info.name}, ...)",
-                )
-                call = prepare_call(info, args, kwargs)
                 return block_on(
                     runtime,
-                    _start_and_wait(runtime, call),
+                    lambda: _start_and_wait(runtime, prepare_call(info, args, kwargs)),
                     operation=f"The sync workflow {info.name}",
                     alternative=f"await DBOS.start_workflow_async({info.name}, ...)",
                 )
@@ -165,13 +159,11 @@ def _run_blocking_step(
 ) -> Any:
     ctx = current_workflow()
     assert ctx is not None
-    alternative = f"await DBOS.run_step_async(None, {options.name}, ...)"
-    ensure_not_in_loop(f"The sync step {options.name}", alternative)
     return block_on(
         ctx.runtime,
-        _checkpointed_step(options, func, args, kwargs),
+        lambda: _checkpointed_step(options, func, args, kwargs),
         operation=f"The sync step {options.name}",
-        alternative=alternative,
+        alternative=f"await DBOS.run_step_async(None, {options.name}, ...)",
     )
 
 
@@ -301,20 +293,20 @@ async def _run_plain(
 def run_step_sync(
     options: Mapping[str, Any] | None, func: Callable[..., Any], *args: Any, **kwargs: Any
 ) -> Any:
-    """Run ``func`` as a step from sync code, blocking until it is checkpointed."""
-    if not callable(func):
-        raise DBOSInvalidArgumentError(f"run_step needs a callable, got {func!r}")
-    step_options = step_options_from(options, func)
-    if _in_workflow_outside_step():
-        return _run_blocking_step(step_options, func, args, kwargs)
-    if is_async_callable(func):
-        return block_on(
-            current_runtime(),
-            func(*args, **kwargs),
-            operation="DBOS.run_step",
-            alternative="await DBOS.run_step_async(...)",
-        )
-    return func(*args, **kwargs)
+    """:func:`run_step_async` from sync code, blocking until the step is checkpointed.
+
+    Outside a workflow a sync ``func`` is just called, here, with no runtime needed.
+    """
+    if not _in_workflow_outside_step() and not is_async_callable(func):
+        if not callable(func):
+            raise DBOSInvalidArgumentError(f"run_step needs a callable, got {func!r}")
+        step_options_from(options, func)
+        return func(*args, **kwargs)
+    return block_on(
+        runtime_here(),
+        lambda: run_step_async(options, func, *args, **kwargs),
+        operation="DBOS.run_step",
+    )
 
 
 def dbos_class(class_name: str | None = None) -> Callable[[type[T]], type[T]]:

@@ -16,7 +16,6 @@ from ._errors import DBOSInvalidArgumentError
 from ._runtime import Runtime
 from ._status import WorkflowStatus, status_from_row
 from ._step import checkpointed
-from ._sync import ensure_not_in_loop
 from ._sysdb._workflows import get_workflow
 from ._workflow import wait_result
 
@@ -81,14 +80,12 @@ class WorkflowHandle(_Handle, Generic[R]):
         return self._block(self._async.get_status, "get_status")
 
     def _block(self, start: Callable[[], Awaitable[T]], method: str) -> T:
-        operation = f"WorkflowHandle.{method}()"
-        alternative = f"await WorkflowHandleAsync.{method}()"
-        ensure_not_in_loop(operation, alternative)
-
-        async def run() -> T:
-            return await start()
-
-        return block_on(self._runtime, run(), operation=operation, alternative=alternative)
+        return block_on(
+            self._runtime,
+            start,
+            operation=f"WorkflowHandle.{method}",
+            alternative=f"await WorkflowHandleAsync.{method}()",
+        )
 
 
 async def _settled(runtime: Runtime, workflow_id: str) -> None:

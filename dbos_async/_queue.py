@@ -89,10 +89,7 @@ class Queue:
         """Enqueue ``func`` (a workflow) with these arguments; return a handle on it."""
         runtime = runtime_here()
         handle = block_on(
-            runtime,
-            awaited(self.enqueue_async(func, *args, **kwargs)),
-            operation="Queue.enqueue()",
-            alternative="await Queue.enqueue_async()",
+            runtime, lambda: self.enqueue_async(func, *args, **kwargs), operation="Queue.enqueue"
         )
         return WorkflowHandle(runtime, handle.workflow_id)
 

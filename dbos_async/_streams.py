@@ -7,7 +7,7 @@ close, or when the writing workflow has finished and every value was read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator
 from typing import Any
 
 import asyncpg
@@ -110,7 +110,7 @@ async def _next_values(
             await woken.wait(None)
 
 
-async def read_stream_async(workflow_id: str, key: str) -> AsyncIterator[Any]:
+async def read_stream_async(workflow_id: str, key: str) -> AsyncGenerator[Any, None]:
     """Yield the values of a workflow's stream ``key`` in order, until it is closed.
 
     Inside a workflow each value delivered (and the end) is a checkpointed ``DBOS.readStream``
@@ -153,18 +153,18 @@ async def _read_checkpointed(
         offset += 1
 
 
-def read_stream_sync(workflow_id: str, key: str) -> Iterator[Any]:
-    """Yield the values of a workflow's stream ``key`` in order, blocking until it is closed."""
+def read_stream_sync(workflow_id: str, key: str) -> Generator[Any, None, None]:
+    """:func:`read_stream_async` for sync code: each value is awaited through the bridge, so a
+    sync workflow's read is checkpointed exactly like an async one's."""
     runtime = runtime_here()
-    offset = 0
+    values = read_stream_async(workflow_id, key)
     while True:
-        values, ended = block_on(
-            runtime,
-            _next_values(runtime, workflow_id, key, offset),
-            operation="DBOS.read_stream()",
-            alternative="DBOS.read_stream_async()",
-        )
-        yield from values
-        offset += len(values)
-        if ended:
+        try:
+            value = block_on(runtime, values.__anext__, operation="DBOS.read_stream")
+        except StopAsyncIteration:
             return
+        try:
+            yield value
+        except GeneratorExit:  # the caller stopped reading early
+            block_on(runtime, values.aclose, operation="DBOS.read_stream")
+            raise

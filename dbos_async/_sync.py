@@ -44,22 +44,13 @@ def ensure_not_in_loop(operation: str, alternative: str) -> None:
 
 
 def submit(
-    loop: asyncio.AbstractEventLoop,
-    coro: Coroutine[Any, Any, T],
-    *,
-    operation: str,
-    alternative: str,
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]
 ) -> concurrent.futures.Future[T]:
-    """Schedule ``coro`` on ``loop`` from a thread that may block on the returned future.
+    """Schedule ``coro`` on ``loop`` from a thread that may then block on the returned future.
 
     The caller's context variables travel with it: ``run_coroutine_threadsafe`` schedules the
     task through ``call_soon_threadsafe``, which copies this thread's context.
     """
-    try:
-        ensure_not_in_loop(operation, alternative)
-    except DBOSBlockingCallInLoopError:
-        coro.close()
-        raise
     return asyncio.run_coroutine_threadsafe(coro, loop)
 
 

@@ -93,9 +93,23 @@ def sync_streamer() -> None:
     DBOS.close_stream("s")
 
 
+@DBOS.workflow()
+def sync_stream_reader(source: str) -> list[Any]:
+    return list(DBOS.read_stream(source, "s"))
+
+
 def test_stream_sync_forms(dbos_sync: type[DBOS]) -> None:
     handle = DBOS.start_workflow(sync_streamer)
     assert list(DBOS.read_stream(handle.workflow_id, "s")) == [1, 2]
+    first = DBOS.read_stream(handle.workflow_id, "s")
+    assert next(first) == 1
+    first.close()  # a reader may stop early
+    # A sync workflow's read is checkpointed value by value, as an async one's is.
+    reader = DBOS.start_workflow(sync_stream_reader, handle.workflow_id)
+    assert reader.get_result() == [1, 2]
+    steps = DBOS.list_workflow_steps(reader.workflow_id)
+    reads = [s.output for s in steps if s.function_name == "DBOS.readStream"]
+    assert reads == [[True, 1], [True, 2], [False]]
 
 
 @DBOS.workflow()
