@@ -7,16 +7,15 @@ checkpointed in Postgres, and unfinished workflows resume after a crash.
 
 from __future__ import annotations
 
-from ._config import DBOSConfig
-from ._context import (
+from ._core._config import DBOSConfig
+from ._core._context import (
     DBOSContextEnsure,
     DBOSContextSetAuth,
     SetWorkflowID,
     SetWorkflowTimeout,
     StepStatus,
 )
-from ._dbos import DBOS
-from ._errors import (
+from ._core._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
     DBOSBlockingCallInLoopError,
@@ -42,11 +41,12 @@ from ._errors import (
     DBOSWorkflowFunctionNotFoundError,
     MaxRecoveryAttemptsExceededError,
 )
-from ._handles import WorkflowHandle, WorkflowHandleAsync
-from ._queue import Queue, SetEnqueueOptions
-from ._registry import DBOSConfiguredInstance
-from ._serialization import Serializer
-from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from ._core._registry import DBOSConfiguredInstance
+from ._core._serialization import Serializer
+from ._core._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from ._dbos import DBOS
+from ._features._handles import WorkflowHandle, WorkflowHandleAsync
+from ._features._queue import Queue, SetEnqueueOptions
 
 __all__ = [
     "DBOS",

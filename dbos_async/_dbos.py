@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from ._config import DBOSConfig, ResolvedConfig, resolve_config
-from ._context import StepStatus as _StepStatus
-from ._context import (
+from ._core._config import DBOSConfig, ResolvedConfig, resolve_config
+from ._core._context import StepStatus as _StepStatus
+from ._core._context import (
     block_on,
     current_auth,
     current_request,
@@ -23,7 +23,21 @@ from ._context import (
     current_workflow,
     runtime_here,
 )
-from ._decorators import (
+from ._core._errors import (
+    DBOSInitializationError,
+    DBOSInvalidArgumentError,
+    DBOSNonExistentWorkflowError,
+)
+from ._core._registry import default_registry
+from ._core._request import Request
+from ._core._roles import default_required_roles, required_roles
+from ._core._runtime import Runtime, current_runtime, set_current_runtime
+from ._core._status import StepInfo, WorkflowStatus
+from ._core._sync import LoopThread, before_threads_join
+from ._core._tracing import current_span
+from ._core._validation import check_id
+from ._engine import Engine
+from ._features._decorators import (
     bound_arguments,
     dbos_class,
     run_step_async,
@@ -32,10 +46,8 @@ from ._decorators import (
     workflow,
     workflow_info,
 )
-from ._engine import Engine
-from ._errors import DBOSInitializationError, DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
-from ._handles import WorkflowHandle, WorkflowHandleAsync, read_status, wait_first
-from ._management import (
+from ._features._handles import WorkflowHandle, WorkflowHandleAsync, read_status, wait_first
+from ._features._management import (
     cancel_workflow,
     delete_workflow,
     fork_workflow,
@@ -44,20 +56,17 @@ from ._management import (
     list_workflows,
     resume_workflow,
 )
-from ._messaging import get_all_events, get_event, recv, send, set_event_value, sleep
-from ._registry import default_registry
-from ._request import Request
-from ._roles import default_required_roles, required_roles
-from ._runtime import Runtime, current_runtime, set_current_runtime
-from ._scheduler import scheduled
-from ._status import StepInfo, WorkflowStatus
-from ._step import checkpointed
-from ._streams import close_stream, read_stream_async, read_stream_sync, write_stream_value
-from ._sync import LoopThread, before_threads_join
+from ._features._messaging import get_all_events, get_event, recv, send, set_event_value, sleep
+from ._features._scheduler import scheduled
+from ._features._step import checkpointed
+from ._features._streams import (
+    close_stream,
+    read_stream_async,
+    read_stream_sync,
+    write_stream_value,
+)
+from ._features._workflow import prepare_call, start_workflow, wait_result
 from ._sysdb import drop_database
-from ._tracing import current_span
-from ._validation import check_id
-from ._workflow import prepare_call, start_workflow, wait_result
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

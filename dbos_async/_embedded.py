@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dbos_async._errors import DBOSInitializationError
+from dbos_async._core._errors import DBOSInitializationError
 
 __all__ = ["DEFAULT_DATA_DIR", "embedded_database_url"]
 

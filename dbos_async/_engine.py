@@ -14,13 +14,14 @@ import logging
 
 import asyncpg
 
-from ._config import ResolvedConfig
-from ._dispatcher import Dispatcher
-from ._heartbeat import Heartbeat
-from ._queue import INTERNAL_QUEUE, Queue
-from ._registry import Registry
-from ._runtime import Runtime
-from ._scheduler import Scheduler
+from ._core._config import ResolvedConfig
+from ._core._registry import Registry
+from ._core._runtime import Runtime
+from ._features._dispatcher import Dispatcher
+from ._features._heartbeat import Heartbeat
+from ._features._queue import INTERNAL_QUEUE, Queue
+from ._features._scheduler import Scheduler
+from ._features._workflow import recover_pending
 from ._sysdb import Database, Notifier, connect_database
 from ._sysdb._messages import (
     keys_with_events,
@@ -29,7 +30,6 @@ from ._sysdb._messages import (
     terminal_among,
 )
 from ._sysdb._notify import CANCEL, EVENTS, MESSAGES, QUEUES, WORKFLOW_DONE
-from ._workflow import recover_pending
 
 __all__ = ["Engine"]
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from .._errors import (
+from .._core._errors import (
     DBOSDatabaseUnavailableError,
     DBOSInitializationError,
     DBOSInvalidArgumentError,

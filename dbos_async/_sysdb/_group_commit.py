@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from .._errors import DBOSDatabaseUnavailableError
+from .._core._errors import DBOSDatabaseUnavailableError
 from ._retry import retry_until_available, retrying_forever
 
 __all__ = ["GroupCommit"]

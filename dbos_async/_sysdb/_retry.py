@@ -19,7 +19,7 @@ from contextvars import ContextVar
 
 import asyncpg
 
-from .._errors import DBOSDatabaseUnavailableError
+from .._core._errors import DBOSDatabaseUnavailableError
 
 __all__ = [
     "Backoff",

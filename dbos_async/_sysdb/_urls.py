@@ -16,7 +16,7 @@ from __future__ import annotations
 import shlex
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from .._errors import DBOSInvalidArgumentError
+from .._core._errors import DBOSInvalidArgumentError
 
 __all__ = ["database_name", "normalize_url", "redact", "with_database"]
 

@@ -16,10 +16,10 @@ from starlette.requests import HTTPConnection
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
 
-from .._context import request_scope
-from .._errors import DBOSException, DBOSInvalidArgumentError
-from .._request import Address, Request, request_id_from
-from .._tracing import traced
+from .._core._context import request_scope
+from .._core._errors import DBOSException, DBOSInvalidArgumentError
+from .._core._request import Address, Request, request_id_from
+from .._core._tracing import traced
 from ._http import LazyMapping, error_body, handler_attributes, with_request_id
 
 __all__ = ["DBOSASGIMiddleware", "install_starlette", "request_from_scope"]

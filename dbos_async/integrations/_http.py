@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .._errors import DBOSException
-from .._request import REQUEST_ID_HEADER, Request
+from .._core._errors import DBOSException
+from .._core._request import REQUEST_ID_HEADER, Request
 
 __all__ = [
     "LazyMapping",

@@ -13,10 +13,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 from wsgiref.util import application_uri, request_uri
 
-from .._context import request_scope
-from .._errors import DBOSException, DBOSInvalidArgumentError
-from .._request import Address, Request, request_id_from
-from .._tracing import traced
+from .._core._context import request_scope
+from .._core._errors import DBOSException, DBOSInvalidArgumentError
+from .._core._request import Address, Request, request_id_from
+from .._core._tracing import traced
 from ._http import LazyMapping, error_body, handler_attributes, with_request_id
 
 __all__ = ["DBOSWSGIMiddleware", "install_flask", "request_from_environ"]

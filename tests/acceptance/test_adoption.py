@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from dbos_async import DBOS
-from dbos_async._serialization import Codec
+from dbos_async._core._serialization import Codec
 
 from ._processes import Child, Children, child_env
 from ._records import recorded_steps, workflow_rows

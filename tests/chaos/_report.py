@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from dbos_async._serialization import Codec
+from dbos_async._core._serialization import Codec
 
 RESULT_PREFIX = "CHAOS_RESULT "
 """Starts the report's JSON line, always the last line a run prints."""

@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from dbos_async import DBOS, Queue
-from dbos_async._registry import default_registry
-from dbos_async._runtime import current_runtime
+from dbos_async._core._registry import default_registry
+from dbos_async._core._runtime import current_runtime
 from dbos_async._sysdb import Notifier
 from dbos_async._sysdb._notify import EVENTS
 from tests.conftest import make_config

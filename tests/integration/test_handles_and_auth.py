@@ -14,10 +14,10 @@ from dbos_async import (
     DBOSNonExistentWorkflowError,
     SetWorkflowID,
 )
-from dbos_async._config import resolve_config
+from dbos_async._core._config import resolve_config
+from dbos_async._core._registry import default_registry
 from dbos_async._engine import Engine
-from dbos_async._registry import default_registry
-from dbos_async._workflow import wait_result
+from dbos_async._features._workflow import wait_result
 from tests.conftest import make_config
 
 release = {"event": None}

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from dbos_async import DBOS, Queue, SetWorkflowID
-from dbos_async._registry import default_registry
+from dbos_async._core._registry import default_registry
 from dbos_async._sysdb import Database
 from tests.conftest import make_config
 

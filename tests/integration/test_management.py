@@ -21,7 +21,8 @@ from dbos_async import (
     SetWorkflowID,
     WorkflowStatus,
 )
-from dbos_async._management import (
+from dbos_async._core._runtime import Runtime
+from dbos_async._features._management import (
     delete_workflow,
     fork_workflow,
     list_queued_workflows,
@@ -29,7 +30,6 @@ from dbos_async._management import (
     list_workflows,
     resume_workflow,
 )
-from dbos_async._runtime import Runtime
 from dbos_async._sysdb._notify import CANCEL
 from tests.waypoints import Waypoints
 

@@ -24,7 +24,7 @@ from dbos_async import (
     SetEnqueueOptions,
     SetWorkflowID,
 )
-from dbos_async._registry import default_registry
+from dbos_async._core._registry import default_registry
 from tests.conftest import make_config
 from tests.waypoints import Waypoints
 

@@ -39,7 +39,7 @@ async def test_schedule_declared_after_launch_delivers_its_ticks(dbos: type[DBOS
         # Two ticks run as two workflows, possibly finishing out of order.
         first, second = sorted([await asyncio.wait_for(ticks.get(), 5) for _ in range(2)])
     finally:
-        from dbos_async._registry import default_registry
+        from dbos_async._core._registry import default_registry
 
         default_registry.schedules.pop(tick_every_second.__qualname__, None)
     scheduled_time, actual_time = first

@@ -168,7 +168,7 @@ async def test_a_recovered_workflow_joins_the_callers_trace(
 def test_without_an_sdk_no_span_or_attribute_is_made() -> None:
     """In a fresh interpreter (no provider set): the span helpers return at once."""
     script = """
-from dbos_async._tracing import caller_trace_context, traced, tracing_enabled
+from dbos_async._core._tracing import caller_trace_context, traced, tracing_enabled
 calls = []
 assert not tracing_enabled()
 assert caller_trace_context() is None

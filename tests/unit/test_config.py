@@ -13,7 +13,7 @@ from dbos_async import (
     SetWorkflowID,
     SetWorkflowTimeout,
 )
-from dbos_async._config import resolve_config
+from dbos_async._core._config import resolve_config
 
 
 def test_unknown_key_is_an_error_naming_it() -> None:

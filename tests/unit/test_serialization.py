@@ -1,4 +1,4 @@
-"""Tests for dbos_async._serialization: round-trips, errors, pickle opt-in, custom serializers."""
+"""Tests for dbos_async._core._serialization: round-trips, errors, pickle opt-in, custom serializers."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ import msgpack
 import pydantic
 import pytest
 
-from dbos_async._errors import (
+from dbos_async._core._errors import (
     DBOSConfigurationError,
     DBOSMaxStepRetriesExceeded,
     DBOSNonExistentWorkflowError,
     DBOSSerializationError,
     DBOSWorkflowCancelledError,
 )
-from dbos_async._serialization import Codec, MsgpackSerializer, PickleSerializer, Serializer
+from dbos_async._core._serialization import Codec, MsgpackSerializer, PickleSerializer, Serializer
 
 
 class Color(enum.Enum):

@@ -37,7 +37,7 @@ import asyncpg
 from fastapi import Body, FastAPI, Header
 
 from dbos_async import DBOS, DBOSContextSetAuth
-from dbos_async._request import Request
+from dbos_async._core._request import Request
 
 DB_URL = os.environ["APP_DB_URL"]
 GATE_POLL_SECONDS = 0.02

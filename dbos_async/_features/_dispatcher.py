@@ -14,16 +14,16 @@ import math
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ._errors import DBOSException
-from ._sysdb._notify import QUEUES
-from ._sysdb._queues import ClaimLimits, claim, partitions_with_work, promote_due_delayed
-from ._sysdb._supervisor import cancel_and_wait, supervise
-from ._sysdb._workflows import now_ms
+from .._core._errors import DBOSException
+from .._sysdb._notify import QUEUES
+from .._sysdb._queues import ClaimLimits, claim, partitions_with_work, promote_due_delayed
+from .._sysdb._supervisor import cancel_and_wait, supervise
+from .._sysdb._workflows import now_ms
 from ._workflow import resume_claimed
 
 if TYPE_CHECKING:
+    from .._core._runtime import Runtime
     from ._queue import Queue
-    from ._runtime import Runtime
 
 __all__ = ["Dispatcher"]
 

@@ -12,11 +12,11 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
-from ._context import block_on, current_auth, current_step, current_workflow, runtime_here
-from ._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumentError
-from ._registry import MethodKind, WorkflowInfo, default_registry
-from ._roles import RoleRequirement, authorize, role_requirement_of
-from ._runtime import Runtime, current_runtime
+from .._core._context import block_on, current_auth, current_step, current_workflow, runtime_here
+from .._core._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumentError
+from .._core._registry import MethodKind, WorkflowInfo, default_registry
+from .._core._roles import RoleRequirement, authorize, role_requirement_of
+from .._core._runtime import Runtime, current_runtime
 from ._step import RetryPolicy, StepOptions, run_step
 from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
 

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from croniter import croniter
 
+from .._core._errors import DBOSException, DBOSInvalidArgumentError
+from .._core._registry import WorkflowInfo, default_registry
+from .._core._roles import Auth
+from .._sysdb._supervisor import cancel_and_wait, supervise
 from ._decorators import workflow_info
-from ._errors import DBOSException, DBOSInvalidArgumentError
-from ._registry import WorkflowInfo, default_registry
-from ._roles import Auth
-from ._sysdb._supervisor import cancel_and_wait, supervise
 from ._workflow import Invocation, QueuePlacement, WorkflowCall
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from .._core._runtime import Runtime
 
 __all__ = ["Schedule", "Scheduler", "scheduled"]
 

@@ -11,12 +11,12 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from ._context import block_on
-from ._errors import DBOSInvalidArgumentError
-from ._runtime import Runtime
-from ._status import WorkflowStatus, status_from_row
+from .._core._context import block_on
+from .._core._errors import DBOSInvalidArgumentError
+from .._core._runtime import Runtime
+from .._core._status import WorkflowStatus, status_from_row
+from .._sysdb._workflows import get_workflow
 from ._step import checkpointed
-from ._sysdb._workflows import get_workflow
 from ._workflow import wait_result
 
 __all__ = ["WorkflowHandle", "WorkflowHandleAsync", "first_finished", "read_status", "wait_first"]

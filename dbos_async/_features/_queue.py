@@ -14,16 +14,16 @@ from typing import Any, Literal, TypedDict
 
 import asyncpg
 
-from ._context import _ContextSetter, block_on, runtime_here
+from .._core._context import _ContextSetter, block_on, runtime_here
+from .._core._errors import DBOSInvalidArgumentError, DBOSQueueDeduplicatedError
+from .._core._registry import default_registry
+from .._core._runtime import Runtime
+from .._core._sync import awaited
+from .._core._validation import check_id, check_number, check_positive_int
+from .._sysdb._queues import deduplicated_workflow
+from .._sysdb._workflows import now_ms
 from ._decorators import bound_arguments, workflow_info
-from ._errors import DBOSInvalidArgumentError, DBOSQueueDeduplicatedError
 from ._handles import WorkflowHandle, WorkflowHandleAsync
-from ._registry import default_registry
-from ._runtime import Runtime
-from ._sync import awaited
-from ._sysdb._queues import deduplicated_workflow
-from ._sysdb._workflows import now_ms
-from ._validation import check_id, check_number, check_positive_int
 from ._workflow import QueuePlacement, WorkflowCall, prepare_call, record_child, record_start
 
 __all__ = ["INTERNAL_QUEUE", "Limiter", "Queue", "SetEnqueueOptions", "enqueue"]

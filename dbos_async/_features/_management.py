@@ -16,29 +16,29 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ._context import runtime_here, take_next_workflow_id
-from ._errors import (
+from .._core._context import runtime_here, take_next_workflow_id
+from .._core._errors import (
     DBOSConflictingWorkflowError,
     DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
 )
-from ._handles import WorkflowHandleAsync
-from ._listing import list_queued_workflows, list_workflow_steps, list_workflows
-from ._queue import INTERNAL_QUEUE
-from ._step import checkpointed
-from ._sync import awaited
-from ._sysdb._management import (
+from .._core._sync import awaited
+from .._core._validation import check_id
+from .._sysdb._management import (
     ForkRequest,
     delete_workflow_rows,
     fork_workflow_row,
     resume_workflow_row,
 )
-from ._sysdb._notify import WORKFLOW_DONE
-from ._sysdb._workflows import get_workflow
-from ._validation import check_id
+from .._sysdb._notify import WORKFLOW_DONE
+from .._sysdb._workflows import get_workflow
+from ._handles import WorkflowHandleAsync
+from ._listing import list_queued_workflows, list_workflow_steps, list_workflows
+from ._queue import INTERNAL_QUEUE
+from ._step import checkpointed
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from .._core._runtime import Runtime
 
 __all__ = [
     "cancel_workflow",

@@ -16,17 +16,18 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ._context import WorkflowContext, current_step, current_workflow, runtime_here
-from ._errors import (
+from .._core._context import WorkflowContext, current_step, current_workflow, runtime_here
+from .._core._errors import (
     DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotInWorkflowError,
     DBOSWorkflowConflictIDError,
 )
-from ._runtime import Runtime
-from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
-from ._sync import awaited
-from ._sysdb._messages import (
+from .._core._runtime import Runtime
+from .._core._sync import awaited
+from .._core._tracing import traced_operation
+from .._core._validation import check_id, check_number
+from .._sysdb._messages import (
     NULL_TOPIC,
     consume_message,
     events_of,
@@ -35,10 +36,9 @@ from ._sysdb._messages import (
     set_event,
     take_message,
 )
-from ._sysdb._notify import EVENTS, MESSAGES
-from ._sysdb._workflows import insert_step_output
-from ._tracing import traced_operation
-from ._validation import check_id, check_number
+from .._sysdb._notify import EVENTS, MESSAGES
+from .._sysdb._workflows import insert_step_output
+from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
 
 T = TypeVar("T")
 

@@ -11,16 +11,22 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._context import runtime_here
-from ._errors import DBOSInvalidArgumentError
-from ._status import StepInfo, WorkflowStatus, WorkflowStatusString, _safe_loads, status_from_row
+from .._core._context import runtime_here
+from .._core._errors import DBOSInvalidArgumentError
+from .._core._status import (
+    StepInfo,
+    WorkflowStatus,
+    WorkflowStatusString,
+    _safe_loads,
+    status_from_row,
+)
+from .._core._sync import awaited
+from .._core._validation import check_id
+from .._sysdb._management import WorkflowFilter, list_workflow_rows, step_rows
 from ._step import checkpointed
-from ._sync import awaited
-from ._sysdb._management import WorkflowFilter, list_workflow_rows, step_rows
-from ._validation import check_id
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from .._core._runtime import Runtime
 
 __all__ = ["list_queued_workflows", "list_workflow_steps", "list_workflows"]
 

@@ -12,19 +12,19 @@ from typing import Any
 
 import asyncpg
 
-from ._context import WorkflowContext, block_on, current_step, current_workflow, runtime_here
-from ._errors import (
+from .._core._context import WorkflowContext, block_on, current_step, current_workflow, runtime_here
+from .._core._errors import (
     DBOSNonExistentWorkflowError,
     DBOSNotInWorkflowError,
     DBOSWorkflowConflictIDError,
 )
+from .._core._runtime import Runtime
+from .._core._status import TERMINAL_STATUSES
+from .._core._tracing import traced_operation
+from .._sysdb._messages import CLOSED_STREAM, read_stream_from, write_stream
+from .._sysdb._notify import STREAMS
 from ._messaging import record_value, wake
-from ._runtime import Runtime
-from ._status import TERMINAL_STATUSES
 from ._step import NOT_RECORDED, ensure_not_cancelled, refusal, replay_recorded
-from ._sysdb._messages import CLOSED_STREAM, read_stream_from, write_stream
-from ._sysdb._notify import STREAMS
-from ._tracing import traced_operation
 
 __all__ = ["close_stream", "read_stream_async", "read_stream_sync", "write_stream_value"]
 

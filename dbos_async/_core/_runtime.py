@@ -20,15 +20,15 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
+from .._sysdb import Database, Notifier
+from .._sysdb._messages import cancel_workflow_row, cancelled_among
+from .._sysdb._notify import WORKFLOW_DONE
+from .._sysdb._retry import retry_until_available
 from ._config import ResolvedConfig
 from ._errors import DBOSNonExistentWorkflowError, DBOSNotLaunchedError
 from ._registry import Registry
 from ._serialization import Codec
 from ._sync import call_on_loop
-from ._sysdb import Database, Notifier
-from ._sysdb._messages import cancel_workflow_row, cancelled_among
-from ._sysdb._notify import WORKFLOW_DONE
-from ._sysdb._retry import retry_until_available
 
 __all__ = [
     "QueueWaker",

@@ -28,18 +28,18 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from ._sysdb._executors import (
+from .._sysdb._executors import (
     adopt_workflows,
     beat,
     forget_dead_executors,
     requeue_workflows,
     unattended_workflows,
 )
-from ._sysdb._supervisor import cancel_and_wait, supervise
+from .._sysdb._supervisor import cancel_and_wait, supervise
 from ._workflow import recover_workflow, resume_claimed
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from .._core._runtime import Runtime
 
 __all__ = ["Heartbeat"]
 

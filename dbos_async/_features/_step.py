@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from ._context import (
+from .._core._context import (
     StepStatus,
     WorkflowContext,
     current_step,
@@ -23,7 +23,7 @@ from ._context import (
     enter_step,
     leave_step,
 )
-from ._errors import (
+from .._core._errors import (
     DBOSInvalidArgumentError,
     DBOSMaxStepRetriesExceeded,
     DBOSStepTimeoutError,
@@ -31,10 +31,10 @@ from ._errors import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
-from ._sysdb._retry import from_system_database
-from ._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
-from ._tracing import context_attributes, record_step_retry, traced
-from ._validation import check_number, check_positive_int
+from .._core._tracing import context_attributes, record_step_retry, traced
+from .._core._validation import check_number, check_positive_int
+from .._sysdb._retry import from_system_database
+from .._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
 
 __all__ = [
     "NOT_RECORDED",

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ._context import (
+from .._core._context import (
     WorkflowContext,
     current_auth,
     current_request,
@@ -28,7 +28,7 @@ from ._context import (
     take_next_workflow_id,
     workflow_timeout_override,
 )
-from ._errors import (
+from .._core._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
     DBOSConflictingWorkflowError,
@@ -40,12 +40,20 @@ from ._errors import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
-from ._registry import WorkflowInfo
-from ._request import Request
-from ._roles import Auth, authorize
-from ._sysdb._notify import WORKFLOW_DONE
-from ._sysdb._retry import from_system_database, retry_until_available
-from ._sysdb._workflows import (
+from .._core._registry import WorkflowInfo
+from .._core._request import Request
+from .._core._roles import Auth, authorize
+from .._core._tracing import (
+    TRACE_CONTEXT_ATTRIBUTE,
+    caller_trace_context,
+    context_attributes,
+    trace_context_from,
+    trace_context_to,
+    traced,
+)
+from .._sysdb._notify import WORKFLOW_DONE
+from .._sysdb._retry import from_system_database, retry_until_available
+from .._sysdb._workflows import (
     NewWorkflow,
     StepOutput,
     claim_for_recovery,
@@ -59,20 +67,12 @@ from ._sysdb._workflows import (
     now_ms,
     pending_workflow_ids,
 )
-from ._tracing import (
-    TRACE_CONTEXT_ATTRIBUTE,
-    caller_trace_context,
-    context_attributes,
-    trace_context_from,
-    trace_context_to,
-    traced,
-)
 
 if TYPE_CHECKING:
     import asyncpg
     from opentelemetry.context import Context as TraceContext
 
-    from ._runtime import Runtime
+    from .._core._runtime import Runtime
 
 __all__ = [
     "Invocation",
@@ -514,7 +514,7 @@ async def recover_pending(runtime: Runtime) -> list[str]:
     Queued workflows go back to their queues (so the queue's limits hold while they recover);
     the others resume here at once.
     """
-    from ._sysdb._queues import requeue_for_recovery
+    from .._sysdb._queues import requeue_for_recovery
 
     requeued = await requeue_for_recovery(
         runtime.db, runtime.executor_id, runtime.application_version

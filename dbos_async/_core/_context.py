@@ -27,7 +27,7 @@ from ._validation import check_id, check_number
 if TYPE_CHECKING:
     from opentelemetry.context import Context as TraceContext
 
-    from ._sysdb._workflows import StepOutput
+    from .._sysdb._workflows import StepOutput
 
 __all__ = [
     "DBOSContextEnsure",
