@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -66,7 +66,7 @@ from ._features._streams import (
     write_stream_value,
 )
 from ._features._workflow import prepare_call, start_workflow, wait_result
-from ._sysdb import drop_database
+from ._setup import configure_logging, reset_system_database, run_detached, system_database_url
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -104,53 +104,12 @@ class _classproperty(Generic[T]):
         return self._getter(owner)
 
 
-def _run_detached(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion on a fresh loop in its own thread (no runtime needed)."""
-    result: list[T] = []
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(coro))
-        except BaseException as error:
-            failure.append(error)
-
-    thread = threading.Thread(target=target, name="dbos-async-oneshot")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
-
-
-async def _system_database_url(config: ResolvedConfig) -> str:
-    if config.system_database_url is not None:
-        return config.system_database_url
-    from ._embedded import embedded_database_url
-
-    server_url = await asyncio.to_thread(embedded_database_url)
-    prefix, _, query = server_url.partition("?")
-    base = prefix.rsplit("/", 1)[0]
-    return f"{base}/dbos_async_sys" + (f"?{query}" if query else "")
-
-
 def _on_a_running_loop() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return False
     return True
-
-
-def _configure_logging(level: str) -> None:
-    package_logger = logging.getLogger("dbos_async")
-    package_logger.setLevel(level)
-    if not package_logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s [%(levelname)s] dbos_async: %(message)s")
-        )
-        package_logger.addHandler(handler)
 
 
 class DBOS:
@@ -191,7 +150,7 @@ class DBOS:
             from .integrations._wsgi import install_flask
 
             install_flask(flask, DBOS._launch_once)
-        _configure_logging(resolved.log_level)
+        configure_logging(resolved.log_level)
         DBOS._config = resolved
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -201,10 +160,10 @@ class DBOS:
         config = cls._config
         if config is None:
             config = resolve_config(None)
-            _configure_logging(config.log_level)
+            configure_logging(config.log_level)
             cls._config = config
         engine = Engine(config, default_registry)
-        await engine.start(await _system_database_url(config))
+        await engine.start(await system_database_url(config))
         return engine
 
     @classmethod
@@ -310,7 +269,7 @@ class DBOS:
         if cls._engine is not None:
             raise DBOSInitializationError("reset_system_database() must be called before launch")
         config = cls._config or resolve_config(None)
-        _run_detached(_reset(config))
+        run_detached(reset_system_database(config))
 
     # Decorators ------------------------------------------------------------------------------
 
@@ -608,7 +567,3 @@ class DBOS:
     def span(cls) -> Span:
         """The current OpenTelemetry span (the step's, workflow's or request's), to annotate."""
         return current_span()
-
-
-async def _reset(config: ResolvedConfig) -> None:
-    await drop_database(await _system_database_url(config))

@@ -1,0 +1,67 @@
+"""Setting up a process: where its system database is, how it logs, and one-off calls.
+
+With no URL configured, the system database lives on the embedded Postgres (started on first
+use; see ``_embedded``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from ._core._config import ResolvedConfig
+from ._embedded import embedded_database_url
+from ._sysdb import drop_database
+
+__all__ = ["configure_logging", "reset_system_database", "run_detached", "system_database_url"]
+
+T = TypeVar("T")
+
+
+def run_detached(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a fresh loop in its own thread (no runtime needed)."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=target, name="dbos-async-oneshot")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+async def system_database_url(config: ResolvedConfig) -> str:
+    """The configured system database URL, else a database on the embedded Postgres."""
+    if config.system_database_url is not None:
+        return config.system_database_url
+    server_url = await asyncio.to_thread(embedded_database_url)
+    prefix, _, query = server_url.partition("?")
+    base = prefix.rsplit("/", 1)[0]
+    return f"{base}/dbos_async_sys" + (f"?{query}" if query else "")
+
+
+def configure_logging(level: str) -> None:
+    """Log ``dbos_async`` at ``level``; to stderr unless the application configured logging."""
+    package_logger = logging.getLogger("dbos_async")
+    package_logger.setLevel(level)
+    if not package_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s [%(levelname)s] dbos_async: %(message)s")
+        )
+        package_logger.addHandler(handler)
+
+
+async def reset_system_database(config: ResolvedConfig) -> None:
+    """Drop the configured system database (the next launch recreates it)."""
+    await drop_database(await system_database_url(config))
