@@ -79,8 +79,9 @@ async def test_result_from_another_process_is_woken_by_notification(
             await DBOS.start_workflow_async(held, 41)
         waiter = asyncio.ensure_future(wait_result(observer, "cross-1"))
         # The hub exposes no event for "a waiter subscribed"; yield until it has.
-        while observer.notifier.waiter_count == 0:  # noqa: ASYNC110
-            await asyncio.sleep(0)
+        async with asyncio.timeout(10):  # a regression fails here, not hangs
+            while observer.notifier.waiter_count == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0)
         _release().set()
         assert await asyncio.wait_for(waiter, 10) == 42
     finally:

@@ -151,8 +151,9 @@ async def test_ten_thousand_waiters_are_all_woken(dbos: type[DBOS]) -> None:
                 await DBOS.start_workflow_async(wait_for_go, workflow_id)
 
     await asyncio.gather(*(start(i) for i in ids))
-    while runtime.notifier.waiter_count < len(ids):  # noqa: ASYNC110 (no event for "subscribed")
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):  # a regression fails here, not hangs
+        while runtime.notifier.waiter_count < len(ids):  # noqa: ASYNC110 (no event for "subscribed")
+            await asyncio.sleep(0.01)
     assert threading.active_count() == threads_before
     assert runtime.db.pool.get_size() <= max(connections_before, runtime.config.pool_size)
 
@@ -250,11 +251,12 @@ async def test_recovered_recv_keeps_its_original_deadline(
     runtime = DBOS._runtime
     assert runtime is not None
     # Nothing to await for "recv recorded its durable timeout": poll the database for it.
-    while not await runtime.db.fetchval(  # noqa: ASYNC110
-        "SELECT count(*) FROM operation_outputs WHERE workflow_uuid = 'deadline-kept' "
-        "AND function_name = 'DBOS.sleep'"
-    ):
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):  # a regression fails here, not hangs
+        while not await runtime.db.fetchval(  # noqa: ASYNC110
+            "SELECT count(*) FROM operation_outputs WHERE workflow_uuid = 'deadline-kept' "
+            "AND function_name = 'DBOS.sleep'"
+        ):
+            await asyncio.sleep(0.01)
     await DBOS.destroy_async()
     DBOS(config=make_config(database_url))
     await DBOS.launch_async()
@@ -288,11 +290,12 @@ async def test_safety_sweep_finds_what_no_notification_announced(dbos: type[DBOS
     await waypoints.reached("receiving")
     # recv records its durable timeout only after a first read found nothing: from then on,
     # only a wake-up makes it read again.
-    while not await runtime.db.fetchval(  # noqa: ASYNC110 (nothing to await for this)
-        "SELECT count(*) FROM operation_outputs WHERE workflow_uuid = 'unannounced' "
-        "AND function_name = 'DBOS.sleep'"
-    ):
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):  # a regression fails here, not hangs
+        while not await runtime.db.fetchval(  # noqa: ASYNC110 (nothing to await for this)
+            "SELECT count(*) FROM operation_outputs WHERE workflow_uuid = 'unannounced' "
+            "AND function_name = 'DBOS.sleep'"
+        ):
+            await asyncio.sleep(0.01)
     await runtime.db.execute(
         "INSERT INTO notifications (destination_uuid, topic, message, serialization, "
         "created_at_epoch_ms) VALUES ('unannounced', 'quiet', $1, $2, 0)",
