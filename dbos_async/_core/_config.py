@@ -16,7 +16,7 @@ from typing import Any, TypedDict
 
 from ._errors import DBOSConfigurationError
 from ._serialization import Serializer
-from ._validation import check_number, check_positive_int
+from ._validation import check_int, check_number
 
 __all__ = ["DBOSConfig", "ResolvedConfig", "resolve_config"]
 
@@ -124,9 +124,7 @@ class ResolvedConfig:
 
 def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
     value = config.get(key)
-    return (
-        default if value is None else check_positive_int(key, value, error=DBOSConfigurationError)
-    )
+    return default if value is None else check_int(key, value, error=DBOSConfigurationError)
 
 
 def _positive_seconds(config: Mapping[str, Any], key: str, default: float) -> float:

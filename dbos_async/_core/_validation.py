@@ -11,7 +11,7 @@ import math
 
 from ._errors import DBOSException, DBOSInvalidArgumentError
 
-__all__ = ["check_id", "check_number", "check_positive_int"]
+__all__ = ["check_id", "check_int", "check_number"]
 
 
 def check_id(name: str, value: object) -> str:
@@ -42,10 +42,21 @@ def check_number(
     return float(value)
 
 
-def check_positive_int(
-    name: str, value: object, *, error: type[DBOSException] = DBOSInvalidArgumentError
+def check_int(
+    name: str,
+    value: object,
+    *,
+    minimum: int = 1,
+    maximum: int | None = None,
+    error: type[DBOSException] = DBOSInvalidArgumentError,
 ) -> int:
-    """``value`` if it is an integer of at least 1 (``bool`` is not an integer here)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise error(f"{name} must be a positive integer, got {value!r}")
+    """``value`` if it is an integer within bounds (``bool`` is not an integer here)."""
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise error(f"{name} must be an integer {bounds}, got {value!r}")
     return value

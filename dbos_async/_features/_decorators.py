@@ -17,6 +17,7 @@ from .._core._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumen
 from .._core._registry import MethodKind, WorkflowInfo, default_registry
 from .._core._roles import RoleRequirement, authorize, role_requirement_of
 from .._core._runtime import Runtime, current_runtime
+from .._core._validation import check_int
 from ._step import RetryPolicy, StepOptions, run_step
 from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
 
@@ -93,13 +94,8 @@ def workflow(
 
     Calling it runs it to completion and returns its result (async functions return a coroutine).
     """
-    if max_recovery_attempts is not None and (
-        not isinstance(max_recovery_attempts, int) or max_recovery_attempts < 0
-    ):
-        raise DBOSInvalidArgumentError(
-            f"max_recovery_attempts must be a non-negative integer or None, "
-            f"got {max_recovery_attempts!r}"
-        )
+    if max_recovery_attempts is not None:
+        check_int("max_recovery_attempts", max_recovery_attempts, minimum=0)
 
     def decorate(func: F) -> F:
         is_async = inspect.iscoroutinefunction(func)

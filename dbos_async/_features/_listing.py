@@ -21,7 +21,7 @@ from .._core._status import (
     status_from_row,
 )
 from .._core._sync import awaited
-from .._core._validation import check_id
+from .._core._validation import check_id, check_int
 from .._sysdb._management import WorkflowFilter, list_workflow_rows, step_rows
 from ._step import checkpointed
 
@@ -74,11 +74,7 @@ def _epoch_ms(name: str, value: object) -> int | None:
 
 
 def _count(name: str, value: object, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise DBOSInvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return None if value is None else check_int(name, value, minimum=minimum)
 
 
 # Listing -----------------------------------------------------------------------------------

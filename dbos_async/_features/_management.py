@@ -23,7 +23,7 @@ from .._core._errors import (
     DBOSNonExistentWorkflowError,
 )
 from .._core._sync import awaited
-from .._core._validation import check_id
+from .._core._validation import check_id, check_int
 from .._sysdb._management import (
     ForkRequest,
     delete_workflow_rows,
@@ -132,8 +132,7 @@ def fork_workflow(
     on ``application_version`` (default: any). Returns a handle on the copy.
     """
     check_id("workflow_id", workflow_id)
-    if not isinstance(start_step, int) or isinstance(start_step, bool) or start_step < 1:
-        raise DBOSInvalidArgumentError(f"start_step must be an integer >= 1, got {start_step!r}")
+    check_int("start_step", start_step)
     if application_version is not None:
         check_id("application_version", application_version)
     target = INTERNAL_QUEUE if queue_name is None else check_id("queue_name", queue_name)

@@ -19,7 +19,7 @@ from .._core._errors import DBOSInvalidArgumentError, DBOSQueueDeduplicatedError
 from .._core._registry import default_registry
 from .._core._runtime import Runtime
 from .._core._sync import awaited
-from .._core._validation import check_id, check_number, check_positive_int
+from .._core._validation import check_id, check_int, check_number
 from .._sysdb._queues import deduplicated_workflow
 from .._sysdb._workflows import now_ms
 from ._decorators import bound_arguments, workflow_info
@@ -95,7 +95,7 @@ class Queue:
 
 
 def _optional_positive_int(name: str, value: object) -> int | None:
-    return None if value is None else check_positive_int(name, value)
+    return None if value is None else check_int(name, value)
 
 
 def _check_limiter(limiter: object) -> Limiter | None:
@@ -105,7 +105,7 @@ def _check_limiter(limiter: object) -> Limiter | None:
         raise DBOSInvalidArgumentError(
             f'limiter must be {{"limit": int, "period": seconds}}, got {limiter!r}'
         )
-    limit = check_positive_int("limiter limit", limiter["limit"])
+    limit = check_int("limiter limit", limiter["limit"])
     period = check_number("limiter period", limiter["period"], strict=True)
     return Limiter(limit=limit, period=period)
 
@@ -143,12 +143,8 @@ class SetEnqueueOptions(_ContextSetter["_EnqueueOptions | None"]):
         delay_seconds: float | None = None,
         duplication_policy: DuplicationPolicy = "reject",
     ) -> None:
-        if priority is not None and (
-            not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority < 2**31
-        ):
-            raise DBOSInvalidArgumentError(
-                f"priority must be an integer from 1 to 2147483647, got {priority!r}"
-            )
+        if priority is not None:
+            check_int("priority", priority, maximum=2**31 - 1)
         if delay_seconds is not None:
             check_number("delay_seconds", delay_seconds)
         if duplication_policy not in ("reject", "return-existing"):

@@ -32,7 +32,7 @@ from .._core._errors import (
     DBOSWorkflowConflictIDError,
 )
 from .._core._tracing import context_attributes, record_step_retry, traced
-from .._core._validation import check_number, check_positive_int
+from .._core._validation import check_int, check_number
 from .._sysdb._retry import from_system_database
 from .._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
 
@@ -68,7 +68,7 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         check_number("interval_seconds", self.interval_seconds)
         check_number("backoff_rate", self.backoff_rate)
-        check_positive_int("max_attempts", self.max_attempts)
+        check_int("max_attempts", self.max_attempts)
         if self.should_retry is not None and not callable(self.should_retry):
             raise DBOSInvalidArgumentError("should_retry must be callable")
 
