@@ -7,6 +7,7 @@ checkpointed in Postgres, and unfinished workflows resume after a crash.
 
 from __future__ import annotations
 
+from . import error
 from ._core._config import DBOSConfig
 from ._core._context import (
     DBOSContextEnsure,
@@ -15,9 +16,16 @@ from ._core._context import (
     SetWorkflowTimeout,
     StepStatus,
 )
-from ._core._errors import (
+from ._core._registry import DBOSConfiguredInstance
+from ._core._serialization import Serializer
+from ._core._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from ._dbos import DBOS
+from ._features._handles import WorkflowHandle, WorkflowHandleAsync
+from ._features._queue import Queue, SetEnqueueOptions
+from .error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSBaseException,
     DBOSBlockingCallInLoopError,
     DBOSConfigurationError,
     DBOSConflictingRegistrationError,
@@ -31,36 +39,37 @@ from ._core._errors import (
     DBOSNotAuthorizedError,
     DBOSNotInWorkflowError,
     DBOSNotLaunchedError,
+    DBOSPatchNondeterminismError,
+    DBOSQueryTimeoutError,
     DBOSQueueDeduplicatedError,
     DBOSRecoveryError,
     DBOSSerializationError,
+    DBOSStepNondeterminismError,
     DBOSStepTimeoutError,
+    DBOSStreamNondeterminismError,
+    DBOSStreamTimeoutError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
     DBOSWorkflowFunctionNotFoundError,
+    DBOSWorkflowIDInUseError,
     MaxRecoveryAttemptsExceededError,
 )
-from ._core._registry import DBOSConfiguredInstance
-from ._core._serialization import Serializer
-from ._core._status import StepInfo, WorkflowStatus, WorkflowStatusString
-from ._dbos import DBOS
-from ._features._handles import WorkflowHandle, WorkflowHandleAsync
-from ._features._queue import Queue, SetEnqueueOptions
 
 __all__ = [
     "DBOS",
     "DBOSAwaitedWorkflowCancelledError",
     "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+    "DBOSBaseException",
     "DBOSBlockingCallInLoopError",
     "DBOSConfig",
     "DBOSConfigurationError",
     "DBOSConfiguredInstance",
     "DBOSConflictingRegistrationError",
     "DBOSConflictingWorkflowError",
-    "DBOSDatabaseUnavailableError",
     "DBOSContextEnsure",
     "DBOSContextSetAuth",
+    "DBOSDatabaseUnavailableError",
     "DBOSException",
     "DBOSInitializationError",
     "DBOSInvalidArgumentError",
@@ -69,14 +78,20 @@ __all__ = [
     "DBOSNotAuthorizedError",
     "DBOSNotInWorkflowError",
     "DBOSNotLaunchedError",
+    "DBOSPatchNondeterminismError",
+    "DBOSQueryTimeoutError",
     "DBOSQueueDeduplicatedError",
     "DBOSRecoveryError",
     "DBOSSerializationError",
+    "DBOSStepNondeterminismError",
     "DBOSStepTimeoutError",
+    "DBOSStreamNondeterminismError",
+    "DBOSStreamTimeoutError",
     "DBOSUnexpectedStepError",
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowConflictIDError",
     "DBOSWorkflowFunctionNotFoundError",
+    "DBOSWorkflowIDInUseError",
     "MaxRecoveryAttemptsExceededError",
     "Queue",
     "Serializer",
@@ -89,4 +104,5 @@ __all__ = [
     "WorkflowHandleAsync",
     "WorkflowStatus",
     "WorkflowStatusString",
+    "error",
 ]

@@ -23,23 +23,32 @@ Names and error codes follow DBOS Transact, so code that catches DBOS's errors k
     ├── DBOSBlockingCallInLoopError     (dbos_async: a sync API called on a running event loop)
     ├── DBOSNotInWorkflowError          (dbos_async: a workflow-only API called elsewhere)
     ├── DBOSInvalidArgumentError        (dbos_async: a bad argument to a public entry point)
-    └── DBOSDatabaseUnavailableError    (dbos_async: the system database stayed away too long)
+    ├── DBOSDatabaseUnavailableError    (dbos_async: the system database stayed away too long)
+    ├── DBOSQueryTimeoutError
+    ├── DBOSStreamTimeoutError
+    ├── DBOSStreamNondeterminismError
+    ├── DBOSStepNondeterminismError
+    ├── DBOSPatchNondeterminismError
+    └── DBOSWorkflowIDInUseError
 
     BaseException
-    ├── DBOSWorkflowConflictIDError     (another execution recorded this step first)
-    └── DBOSWorkflowCancelledError      (the workflow was cancelled while running)
+    └── DBOSBaseException
+        ├── DBOSWorkflowConflictIDError (another execution recorded this step first)
+        └── DBOSWorkflowCancelledError  (the workflow was cancelled while running)
 
-The two ``BaseException`` subclasses stop a workflow's execution without being caught by
+The two ``DBOSBaseException`` subclasses stop a workflow's execution without being caught by
 user code's ``except Exception``, as in DBOS.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
 
 __all__ = [
     "DBOSAwaitedWorkflowCancelledError",
     "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+    "DBOSBaseException",
     "DBOSBlockingCallInLoopError",
     "DBOSConfigurationError",
     "DBOSConflictingRegistrationError",
@@ -54,21 +63,62 @@ __all__ = [
     "DBOSNotAuthorizedError",
     "DBOSNotInWorkflowError",
     "DBOSNotLaunchedError",
+    "DBOSPatchNondeterminismError",
+    "DBOSQueryTimeoutError",
     "DBOSQueueDeduplicatedError",
     "DBOSRecoveryError",
     "DBOSSerializationError",
+    "DBOSStepNondeterminismError",
     "DBOSStepTimeoutError",
+    "DBOSStreamNondeterminismError",
+    "DBOSStreamTimeoutError",
     "DBOSUnexpectedStepError",
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowConflictIDError",
     "DBOSWorkflowFunctionNotFoundError",
+    "DBOSWorkflowIDInUseError",
     "MaxRecoveryAttemptsExceededError",
 ]
 
 
-class DBOSErrorCode:
-    """DBOS's numeric error codes (``DBOSException.dbos_error_code``)."""
+class DBOSErrorCode(IntEnum):
+    """The numeric error codes (``DBOSException.dbos_error_code``), under DBOS's names.
 
+    Each member is an ``int``; the upper-case names are aliases kept from dbos_async's first
+    release.
+    """
+
+    ConflictingIDError = 1
+    RecoveryError = 2
+    InitializationError = 3
+    WorkflowFunctionNotFound = 4
+    NonExistentWorkflowError = 5
+    MaxRecoveryAttemptsExceeded = 6
+    MaxStepRetriesExceeded = 7
+    NotAuthorized = 8
+    ConflictingWorkflowError = 9
+    WorkflowCancelled = 10
+    UnexpectedStep = 11
+    QueueDeduplicated = 12
+    AwaitedWorkflowCancelled = 13
+    AwaitedWorkflowMaxRecoveryAttemptsExceeded = 14
+    PatchNondeterminism = 15
+    StreamTimeout = 16
+    StreamNondeterminism = 17
+    StepTimeout = 18
+    ConflictingRegistration = 25
+    QueryTimeout = 26
+    WorkflowIDInUse = 27
+    StepNondeterminism = 28
+    # dbos_async's own codes start at 100.
+    Serialization = 100
+    Configuration = 101
+    NotLaunched = 102
+    BlockingCallInLoop = 103
+    InvalidArgument = 104
+    NotInWorkflow = 105
+    DatabaseUnavailable = 106
+    # Aliases.
     CONFLICT_ID = 1
     RECOVERY_ERROR = 2
     INITIALIZATION_ERROR = 3
@@ -85,7 +135,6 @@ class DBOSErrorCode:
     AWAITED_WORKFLOW_MAX_RECOVERY_ATTEMPTS_EXCEEDED = 14
     STEP_TIMEOUT = 18
     CONFLICTING_REGISTRATION = 25
-    # dbos_async's own codes start at 100.
     SERIALIZATION = 100
     CONFIGURATION = 101
     NOT_LAUNCHED = 102
@@ -93,6 +142,10 @@ class DBOSErrorCode:
     INVALID_ARGUMENT = 104
     NOT_IN_WORKFLOW = 105
     DATABASE_UNAVAILABLE = 106
+
+
+def _describe(message: str, code: int | None) -> str:
+    return f"DBOS Error {code}: {message}" if code else f"DBOS Error: {message}"
 
 
 class DBOSException(Exception):
@@ -106,14 +159,28 @@ class DBOSException(Exception):
 
     def __init__(self, message: str, dbos_error_code: int | None = None) -> None:
         self.message = message
-        self.dbos_error_code = dbos_error_code
+        self.dbos_error_code = int(dbos_error_code) if dbos_error_code is not None else None
         super().__init__(message)
 
     def __str__(self) -> str:
-        return f"DBOS Error {self.dbos_error_code}: {self.message}"
+        return _describe(self.message, self.dbos_error_code)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_dbos_exception, (type(self), self.__dict__.copy()))
+
+
+class DBOSBaseException(BaseException):
+    """Base class of the errors user code must not catch by accident (``except Exception``):
+    they stop a workflow's execution. ``message`` and ``dbos_error_code`` as for
+    :class:`DBOSException`."""
+
+    def __init__(self, message: str, dbos_error_code: int | None = None) -> None:
+        self.message = message
+        self.dbos_error_code = int(dbos_error_code) if dbos_error_code is not None else None
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return _describe(self.message, self.dbos_error_code)
 
 
 def _rebuild_dbos_exception(cls: type[BaseException], state: dict[str, Any]) -> BaseException:
@@ -360,26 +427,97 @@ class DBOSDatabaseUnavailableError(DBOSException):
         )
 
 
-class DBOSWorkflowConflictIDError(BaseException):
+class DBOSQueryTimeoutError(DBOSException):
+    """A query of the system database ran longer than its timeout."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        super().__init__(
+            f"The query timed out after {timeout_seconds} seconds", DBOSErrorCode.QueryTimeout
+        )
+
+
+class DBOSStreamTimeoutError(DBOSException):
+    """No stream value came within the timeout, or the stream ended before the offset read."""
+
+    def __init__(self, workflow_id: str, key: str, timeout_seconds: float | None = None) -> None:
+        self.workflow_id = workflow_id
+        self.key = key
+        self.timeout_seconds = timeout_seconds
+        waited = f" within {timeout_seconds} seconds" if timeout_seconds is not None else ""
+        super().__init__(
+            f"No value of stream {key!r} of workflow {workflow_id}{waited}",
+            DBOSErrorCode.StreamTimeout,
+        )
+
+
+class DBOSStreamNondeterminismError(DBOSException):
+    """A workflow read the same stream from two places at once (replay could not repeat it)."""
+
+    def __init__(self, workflow_id: str, key: str) -> None:
+        self.workflow_id = workflow_id
+        self.key = key
+        super().__init__(
+            f"Workflow {workflow_id} read stream {key!r} concurrently",
+            DBOSErrorCode.StreamNondeterminism,
+        )
+
+
+class DBOSStepNondeterminismError(DBOSException):
+    """A step's function ID was used twice in one execution of a workflow."""
+
+    def __init__(self, workflow_id: str, step_id: int) -> None:
+        self.workflow_id = workflow_id
+        self.step_id = step_id
+        super().__init__(
+            f"Workflow {workflow_id} used step ID {step_id} twice",
+            DBOSErrorCode.StepNondeterminism,
+        )
+
+
+class DBOSPatchNondeterminismError(DBOSException):
+    """A workflow's patches were checked in a different order than when it first ran."""
+
+    def __init__(self, workflow_id: str, patch_name: str, details: str) -> None:
+        self.workflow_id = workflow_id
+        self.patch_name = patch_name
+        super().__init__(
+            f"Patch {patch_name!r} of workflow {workflow_id}: {details}",
+            DBOSErrorCode.PatchNondeterminism,
+        )
+
+
+class DBOSWorkflowIDInUseError(DBOSException):
+    """A start with ``workflow_id_reuse_policy="reject"`` found its workflow ID taken."""
+
+    status_code = 409
+
+    def __init__(self, workflow_id: str, workflow_status: str, workflow_name: str) -> None:
+        self.workflow_id = workflow_id
+        self.workflow_status = workflow_status
+        self.workflow_name = workflow_name
+        super().__init__(
+            f"Workflow ID {workflow_id} is in use by {workflow_name} ({workflow_status})",
+            DBOSErrorCode.WorkflowIDInUse,
+        )
+
+
+class DBOSWorkflowConflictIDError(DBOSBaseException):
     """Another execution of this workflow recorded the step first; this execution stops."""
 
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
-        self.message = f"Conflicting workflow ID {workflow_id}"
-        self.dbos_error_code = DBOSErrorCode.CONFLICT_ID
-        super().__init__(self.message)
+        super().__init__(f"Conflicting workflow ID {workflow_id}", DBOSErrorCode.CONFLICT_ID)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.workflow_id,))
 
 
-class DBOSWorkflowCancelledError(BaseException):
+class DBOSWorkflowCancelledError(DBOSBaseException):
     """The workflow was cancelled; its execution stops at once."""
 
     def __init__(self, message: str) -> None:
-        self.message = message
-        self.dbos_error_code = DBOSErrorCode.WORKFLOW_CANCELLED
-        super().__init__(message)
+        super().__init__(message, DBOSErrorCode.WORKFLOW_CANCELLED)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.message,))

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "dbos_async"
 # errors are the one part of the core that the system database layer uses too.
 LAYERS = ["facade", "integrations", "_features", "_core", "_sysdb"]
 SHARED_BY_ALL = {"dbos_async._core._errors"}
-FACADE = {"__init__", "_dbos", "_engine", "_setup", "_embedded"}
+FACADE = {"__init__", "_dbos", "_engine", "_setup", "_embedded", "error"}
 _DB_CALL = re.compile(r"\.db\.(fetch|fetchrow|fetchval|execute)\(|\.pool\.")
 
 

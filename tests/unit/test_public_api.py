@@ -8,15 +8,16 @@ EXPECTED = {
     "DBOS",
     "DBOSAwaitedWorkflowCancelledError",
     "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+    "DBOSBaseException",
     "DBOSBlockingCallInLoopError",
     "DBOSConfig",
     "DBOSConfigurationError",
     "DBOSConfiguredInstance",
     "DBOSConflictingRegistrationError",
     "DBOSConflictingWorkflowError",
-    "DBOSDatabaseUnavailableError",
     "DBOSContextEnsure",
     "DBOSContextSetAuth",
+    "DBOSDatabaseUnavailableError",
     "DBOSException",
     "DBOSInitializationError",
     "DBOSInvalidArgumentError",
@@ -25,14 +26,20 @@ EXPECTED = {
     "DBOSNotAuthorizedError",
     "DBOSNotInWorkflowError",
     "DBOSNotLaunchedError",
+    "DBOSPatchNondeterminismError",
+    "DBOSQueryTimeoutError",
     "DBOSQueueDeduplicatedError",
     "DBOSRecoveryError",
     "DBOSSerializationError",
+    "DBOSStepNondeterminismError",
     "DBOSStepTimeoutError",
+    "DBOSStreamNondeterminismError",
+    "DBOSStreamTimeoutError",
     "DBOSUnexpectedStepError",
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowConflictIDError",
     "DBOSWorkflowFunctionNotFoundError",
+    "DBOSWorkflowIDInUseError",
     "MaxRecoveryAttemptsExceededError",
     "Queue",
     "Serializer",
@@ -45,6 +52,7 @@ EXPECTED = {
     "WorkflowHandleAsync",
     "WorkflowStatus",
     "WorkflowStatusString",
+    "error",
 }
 
 DBOS_METHODS = {
@@ -119,5 +127,10 @@ def test_every_error_is_a_dbos_exception_or_stops_execution() -> None:
     for name in EXPECTED:
         obj = getattr(dbos_async, name)
         if isinstance(obj, type) and issubclass(obj, BaseException):
-            stops = name in {"DBOSWorkflowCancelledError", "DBOSWorkflowConflictIDError"}
+            stops = issubclass(obj, dbos_async.DBOSBaseException)
             assert issubclass(obj, dbos_async.DBOSException) != stops, name
+            assert not stops or name in {
+                "DBOSBaseException",
+                "DBOSWorkflowCancelledError",
+                "DBOSWorkflowConflictIDError",
+            }, name
