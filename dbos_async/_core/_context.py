@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from ._errors import DBOSWorkflowCancelledError
+from ._errors import DBOSInvalidArgumentError, DBOSWorkflowCancelledError
 from ._request import IDEMPOTENCY_KEY_HEADER, Request
 from ._roles import Auth
 from ._runtime import Runtime, current_runtime
@@ -44,6 +44,8 @@ __all__ = [
     "current_step",
     "current_workflow",
     "take_next_workflow_id",
+    "AssignedWorkflowID",
+    "WorkflowIDReusePolicy",
     "workflow_timeout_override",
 ]
 
@@ -150,33 +152,56 @@ class _ContextSetter(Generic[T]):
         self.__exit__(exc_type, exc, tb)
 
 
+WorkflowIDReusePolicy = Literal["return-existing", "reject"]
+"""What starting a workflow under an ID that exists does: join it (``"return-existing"``, the
+default) or raise :class:`DBOSWorkflowIDInUseError` (``"reject"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssignedWorkflowID:
+    """The ID an enclosing :class:`SetWorkflowID` gives the next workflow, and its policy."""
+
+    workflow_id: str
+    reuse_policy: WorkflowIDReusePolicy | None = None
+
+
 @dataclass(slots=True)
 class _IdSlot:
-    workflow_id: str | None
+    assigned: AssignedWorkflowID | None
 
 
 _next_workflow_id: ContextVar[_IdSlot | None] = ContextVar("dbos_next_workflow_id", default=None)
 
 
 class SetWorkflowID(_ContextSetter["_IdSlot | None"]):
-    """Use ``workflow_id`` as the ID of the next workflow started in the block.
+    """Use ``wfid`` as the ID of the next workflow started, enqueued or forked in the block.
 
-    Only the first workflow started in the block takes it; later ones get generated IDs.
+    Only the first workflow started in the block takes it; later ones get generated IDs. With
+    ``workflow_id_reuse_policy="reject"`` that start raises :class:`DBOSWorkflowIDInUseError`
+    if a workflow with this ID exists; by default it joins it.
     """
 
     _var = _next_workflow_id
 
-    def __init__(self, workflow_id: str) -> None:
-        super().__init__(_IdSlot(check_id("A workflow ID", workflow_id)))
+    def __init__(
+        self, wfid: str, workflow_id_reuse_policy: WorkflowIDReusePolicy | None = None
+    ) -> None:
+        if workflow_id_reuse_policy not in (None, "return-existing", "reject"):
+            raise DBOSInvalidArgumentError(
+                "workflow_id_reuse_policy must be 'return-existing' or 'reject', "
+                f"got {workflow_id_reuse_policy!r}"
+            )
+        assigned = AssignedWorkflowID(check_id("A workflow ID", wfid), workflow_id_reuse_policy)
+        super().__init__(_IdSlot(assigned))
 
 
-def take_next_workflow_id() -> str | None:
+def take_next_workflow_id() -> AssignedWorkflowID | None:
     """Consume the ID set by an enclosing :class:`SetWorkflowID`, if any is left."""
     slot = _next_workflow_id.get()
-    if slot is None or slot.workflow_id is None:
+    if slot is None or slot.assigned is None:
         return None
-    workflow_id, slot.workflow_id = slot.workflow_id, None
-    return workflow_id
+    assigned, slot.assigned = slot.assigned, None
+    return assigned
 
 
 class _Unset:
@@ -188,17 +213,18 @@ _timeout: ContextVar[float | _Unset | None] = ContextVar("dbos_timeout", default
 
 
 class SetWorkflowTimeout(_ContextSetter["float | None | _Unset"]):
-    """Give workflows started in the block a start-to-close timeout of ``seconds``.
+    """Give workflows started in the block a start-to-close timeout of
+    ``workflow_timeout_sec`` seconds.
 
     ``None`` clears a timeout inherited from an enclosing workflow.
     """
 
     _var = _timeout
 
-    def __init__(self, seconds: float | None) -> None:
-        if seconds is not None:
-            check_number("A workflow timeout", seconds, strict=True)
-        super().__init__(seconds)
+    def __init__(self, workflow_timeout_sec: float | None) -> None:
+        if workflow_timeout_sec is not None:
+            check_number("A workflow timeout", workflow_timeout_sec, strict=True)
+        super().__init__(workflow_timeout_sec)
 
 
 def workflow_timeout_override() -> tuple[bool, float | None]:

@@ -117,6 +117,11 @@ async def _fork(runtime: Runtime, fork: ForkRequest) -> str:
     return fork.forked_id
 
 
+def _next_id() -> str:
+    assigned = take_next_workflow_id()
+    return assigned.workflow_id if assigned is not None else str(uuid.uuid4())
+
+
 def fork_workflow(
     workflow_id: str,
     start_step: int,
@@ -142,7 +147,7 @@ def fork_workflow(
         raise DBOSInvalidArgumentError(f"Cannot fork onto partitioned queue {target!r}")
     fork = ForkRequest(
         original_id=workflow_id,
-        forked_id=take_next_workflow_id() or str(uuid.uuid4()),
+        forked_id=_next_id(),
         start_step=start_step,
         queue_name=target,
         application_version=application_version,

@@ -39,6 +39,7 @@ from .._core._errors import (
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
+    DBOSWorkflowIDInUseError,
 )
 from .._core._registry import WorkflowInfo
 from .._core._request import Request
@@ -125,6 +126,9 @@ class WorkflowCall:
     deadline_epoch_ms: int | None
     request: Request | None = None
     trace_parent: TraceContext | None = None
+    reject_existing: bool = False
+    """Raise :class:`DBOSWorkflowIDInUseError` if the workflow ID exists (``SetWorkflowID``'s
+    ``workflow_id_reuse_policy="reject"``)."""
 
     def context(self, runtime: Runtime) -> WorkflowContext:
         """The context of this call's workflow, run directly here."""
@@ -147,12 +151,13 @@ def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, An
     auth = authorize(info.roles, current_auth(), info.name)
     parent = current_workflow() if current_step() is None else None
     function_id = parent.reserve_function_id() if parent is not None else None
-    workflow_id = take_next_workflow_id()
-    if workflow_id is None:
-        if parent is not None:
-            workflow_id = f"{parent.workflow_id}-{function_id}"
-        else:
-            workflow_id = str(uuid.uuid4())
+    assigned = take_next_workflow_id()
+    if assigned is not None:
+        workflow_id = assigned.workflow_id
+    elif parent is not None:
+        workflow_id = f"{parent.workflow_id}-{function_id}"
+    else:
+        workflow_id = str(uuid.uuid4())
     bound: object | None = None
     if info.kind in ("instance", "class"):
         bound, args = args[0], args[1:]
@@ -172,6 +177,7 @@ def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, An
         deadline_epoch_ms=deadline,
         request=current_request(),
         trace_parent=caller_trace_context(),
+        reject_existing=assigned is not None and assigned.reuse_policy == "reject",
     )
 
 
@@ -224,6 +230,8 @@ async def record_start(
     # Serialize first: a value that cannot be recorded fails before any row is written.
     inputs = codec.dumps((list(invocation.args), invocation.kwargs))
     if call.workflow_id in runtime.active:
+        if call.reject_existing and replayed_id is None:
+            raise DBOSWorkflowIDInUseError(call.workflow_id, "PENDING", invocation.info.name)
         await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
         return False
     class_name, config_name = _identity(invocation)
@@ -320,6 +328,8 @@ async def _check_same_function(
     row = await get_workflow(runtime.db, call.workflow_id)
     if row is None:
         return
+    if call.reject_existing:
+        raise DBOSWorkflowIDInUseError(call.workflow_id, row["status"], row["name"])
     recorded = (row["name"], row["class_name"], row["config_name"])
     name = call.invocation.info.name
     if recorded != (name, class_name, config_name):

@@ -12,7 +12,9 @@ import pytest
 from dbos_async import (
     DBOS,
     DBOSConflictingWorkflowError,
+    DBOSInvalidArgumentError,
     DBOSSerializationError,
+    DBOSWorkflowIDInUseError,
     DBOSUnexpectedStepError,
     SetWorkflowID,
 )
@@ -129,6 +131,36 @@ async def test_second_caller_with_running_id_joins_it(dbos: type[DBOS]) -> None:
     waypoints.gate("join").set()
     assert list(await asyncio.gather(first, second)) == [8, 8]
     assert calls["join"] == 1
+
+
+async def test_reject_policy_refuses_an_id_in_use(dbos: type[DBOS]) -> None:
+    with SetWorkflowID(wfid="in-use"):
+        assert await three_steps(1) == 6
+    with (
+        SetWorkflowID("in-use", workflow_id_reuse_policy="reject"),
+        pytest.raises(DBOSWorkflowIDInUseError) as refused,
+    ):
+        await three_steps(1)
+    assert (refused.value.workflow_status, refused.value.workflow_name) == (
+        "SUCCESS",
+        three_steps.__qualname__,
+    )
+    with SetWorkflowID("in-use", workflow_id_reuse_policy="return-existing"):
+        assert await three_steps(1) == 6
+    with SetWorkflowID("fresh", workflow_id_reuse_policy="reject"):
+        assert await three_steps(2) == 9  # an unused ID starts as usual
+    with SetWorkflowID("join-2"):
+        running = asyncio.ensure_future(blocks_then_returns(1))
+    await waypoints.reached("join")
+    with (
+        SetWorkflowID("join-2", workflow_id_reuse_policy="reject"),
+        pytest.raises(DBOSWorkflowIDInUseError),
+    ):
+        await blocks_then_returns(1)
+    waypoints.gate("join").set()
+    assert await running == 2
+    with pytest.raises(DBOSInvalidArgumentError):
+        SetWorkflowID("x", workflow_id_reuse_policy="sometimes")  # type: ignore[arg-type]
 
 
 async def test_unserializable_argument_fails_before_any_row(
