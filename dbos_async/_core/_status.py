@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 
@@ -64,11 +64,12 @@ class WorkflowStatus:
     completed_at: int | None
     attributes: Any
     application_name: str | None
+    schedule_name: str | None = None
 
 
-@dataclass(slots=True)
-class StepInfo:
-    """One recorded operation of a workflow, ordered by ``function_id`` (1-based)."""
+class StepInfo(TypedDict):
+    """One recorded operation of a workflow, ordered by ``function_id`` (1-based): a dict,
+    as in DBOS (``step["function_name"]``)."""
 
     function_id: int
     function_name: str

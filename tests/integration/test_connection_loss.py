@@ -139,7 +139,7 @@ async def test_repeated_connection_kills_under_load(dbos: type[DBOS], database_u
         results = [await handle.get_result() for handle in handles]
     assert results == [40] * 20
     steps = await DBOS.list_workflow_steps_async(handles[0].workflow_id)
-    assert [step.function_id for step in steps] == list(range(1, 21))
+    assert [step["function_id"] for step in steps] == list(range(1, 21))
 
 
 async def test_a_url_naming_several_hosts_reaches_the_one_that_answers(database_url: str) -> None:

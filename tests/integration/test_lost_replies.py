@@ -112,7 +112,7 @@ async def lossy_listener() -> object:
 
 
 async def _operations(workflow_id: str) -> list[str]:
-    return [step.function_name for step in await DBOS.list_workflow_steps_async(workflow_id)]
+    return [step["function_name"] for step in await DBOS.list_workflow_steps_async(workflow_id)]
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,7 @@ async def test_messages_events_and_streams(lost: LostReplies, marker: str) -> No
     assert [v async for v in DBOS.read_stream_async(handle.workflow_id, "out")] == [1]
     assert await DBOS.get_all_events_async(handle.workflow_id) == {"said": "ping"}
     messages = await DBOS.list_workflow_steps_async(peer.workflow_id)
-    assert [m.output for m in messages if m.function_name == "DBOS.recv"] == ["ping"]
+    assert [m["output"] for m in messages if m["function_name"] == "DBOS.recv"] == ["ping"]
 
 
 async def test_a_claim_whose_reply_was_lost_is_given_back_to_its_queue(

@@ -257,23 +257,23 @@ async def test_list_workflow_steps_reports_each_operation_in_order(dbos: type[DB
     with SetWorkflowID("varied-1"):
         assert await mg_varied() == "done"
     steps = await list_workflow_steps("varied-1")
-    assert [(s.function_id, s.function_name) for s in steps] == [
+    assert [(s["function_id"], s["function_name"]) for s in steps] == [
         (1, mg_count.__qualname__),
         (2, mg_refuse.__qualname__),
         (3, mg_double.__qualname__),
         (4, "DBOS.getResult"),
         (5, "DBOS.setEvent"),
     ]
-    assert steps[0].output == "v" and steps[0].error is None
-    assert isinstance(steps[1].error, Declined) and steps[1].output is None
-    assert steps[2].child_workflow_id == "varied-1-3"
-    assert steps[3].output == 14
-    assert all(s.completed_at_epoch_ms is not None for s in steps)
-    assert [s.function_id for s in await list_workflow_steps("varied-1", limit=2, offset=1)] == [
+    assert steps[0]["output"] == "v" and steps[0]["error"] is None
+    assert isinstance(steps[1]["error"], Declined) and steps[1]["output"] is None
+    assert steps[2]["child_workflow_id"] == "varied-1-3"
+    assert steps[3]["output"] == 14
+    assert all(s["completed_at_epoch_ms"] is not None for s in steps)
+    assert [s["function_id"] for s in await list_workflow_steps("varied-1", limit=2, offset=1)] == [
         2,
         3,
     ]
-    assert (await list_workflow_steps("varied-1", load_output=False))[0].output is None
+    assert (await list_workflow_steps("varied-1", load_output=False))[0]["output"] is None
     assert await list_workflow_steps("no-such-workflow") == []
 
 
@@ -284,7 +284,7 @@ async def test_undecodable_step_output_comes_back_raw(dbos: type[DBOS]) -> None:
         "UPDATE operation_outputs SET output = '\\xc1'::bytea WHERE workflow_uuid = 'garbled'"
     )
     [step] = await list_workflow_steps("garbled")
-    assert step.output == b"\xc1"
+    assert step["output"] == b"\xc1"
 
 
 # Resume ------------------------------------------------------------------------------------
@@ -378,7 +378,7 @@ async def test_management_inside_a_workflow_is_checkpointed(dbos: type[DBOS]) ->
         await mg_double(1)
     with SetWorkflowID("manager-1"):
         assert await mg_manager("managed") == "SUCCESS:managed"
-    names = [s.function_name for s in await list_workflow_steps("manager-1")]
+    names = [s["function_name"] for s in await list_workflow_steps("manager-1")]
     assert names == ["DBOS.listWorkflows", "DBOS.resumeWorkflow", mg_count.__qualname__]
 
 
@@ -411,7 +411,7 @@ async def test_fork_replays_steps_before_start_step_and_runs_the_rest(dbos: type
     await waypoints.reached("f4-2")
     # Blocked at step 4: it has the original's first three steps, event and stream value.
     steps = await list_workflow_steps("forked")
-    assert [s.function_id for s in steps] == [1, 2, 3]
+    assert [s["function_id"] for s in steps] == [1, 2, 3]
     assert await DBOS.get_all_events_async("forked") == {"k": "v1"}
     status = await handle.get_status()
     assert status is not None and status.forked_from == "original"
@@ -426,7 +426,9 @@ async def test_fork_replays_steps_before_start_step_and_runs_the_rest(dbos: type
     original_steps = await list_workflow_steps("original")
     forked_steps = await list_workflow_steps("forked")
     assert forked_steps[:3] == original_steps[:3]  # copied as recorded
-    assert [s.function_name for s in forked_steps] == [s.function_name for s in original_steps]
+    assert [s["function_name"] for s in forked_steps] == [
+        s["function_name"] for s in original_steps
+    ]
 
 
 async def test_fork_from_step_one_runs_everything_again(dbos: type[DBOS]) -> None:

@@ -562,7 +562,7 @@ async def test_steps_can_be_enqueued_and_started_on_their_own(dbos: type[DBOS]) 
     status = await handles[0].get_status()
     assert status is not None and status.name == "<temp>.lone_async_step"
     steps = await DBOS.list_workflow_steps_async(handles[0].workflow_id)
-    assert [step.function_name for step in steps] == ["lone_async_step"]
+    assert [step["function_name"] for step in steps] == ["lone_async_step"]
     assert runs["lone_async_step"] == 2 and runs["lone_sync_step"] == 1
 
 

@@ -133,7 +133,7 @@ async def test_run_step_checkpoints_undecorated_functions(dbos: type[DBOS]) -> N
     with SetWorkflowID("run-step"):
         assert await uses_run_step(2) == 10
     assert attempts == {"plain": 1, "plain-async": 1}
-    steps = [s.function_name for s in await _step_names("run-step")]
+    steps = [s["function_name"] for s in await _step_names("run-step")]
     assert steps == ["plain_double", "triple"]
 
 
@@ -144,7 +144,7 @@ async def _step_names(workflow_id: str) -> list[Any]:
         "SELECT function_name FROM operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id",
         workflow_id,
     )
-    return [type("Step", (), {"function_name": r["function_name"]}) for r in rows]
+    return list(rows)
 
 
 async def test_steps_outside_a_workflow_just_run(dbos: type[DBOS]) -> None:

@@ -108,7 +108,7 @@ def test_stream_sync_forms(dbos_sync: type[DBOS]) -> None:
     reader = DBOS.start_workflow(sync_stream_reader, handle.workflow_id)
     assert reader.get_result() == [1, 2]
     steps = DBOS.list_workflow_steps(reader.workflow_id)
-    reads = [s.output for s in steps if s.function_name == "DBOS.readStream"]
+    reads = [s["output"] for s in steps if s["function_name"] == "DBOS.readStream"]
     assert reads == [[True, 1], [True, 2], [False]]
 
 
@@ -259,8 +259,8 @@ async def test_stream_reads_inside_a_workflow_are_checkpointed_and_replayed(
         await DBOS.start_workflow_async(stream_reader, "stream-src")
     await waypoints.reached("read-all")
     steps = await DBOS.list_workflow_steps_async("stream-reader")
-    reads = [s for s in steps if s.function_name == "DBOS.readStream"]
-    assert [r.output for r in reads] == [[True, "only"], [False]]
+    reads = [s for s in steps if s["function_name"] == "DBOS.readStream"]
+    assert [r["output"] for r in reads] == [[True, "only"], [False]]
     # A replay after a crash returns the recorded values, even if the stream changed since.
     runtime = DBOS._runtime
     assert runtime is not None

@@ -14,8 +14,8 @@ from dbos_async import (
     DBOSConflictingWorkflowError,
     DBOSInvalidArgumentError,
     DBOSSerializationError,
-    DBOSWorkflowIDInUseError,
     DBOSUnexpectedStepError,
+    DBOSWorkflowIDInUseError,
     SetWorkflowID,
 )
 from tests.conftest import make_config
