@@ -46,7 +46,8 @@ class Engine:
 
     def __init__(self, config: ResolvedConfig, registry: Registry) -> None:
         self.runtime = Runtime(config, registry)
-        self._parts: list[Dispatcher | Scheduler | Heartbeat] = []
+        self._starters: list[Dispatcher | Scheduler] = []  # what starts new work
+        self._heartbeat: Heartbeat | None = None
 
     async def start(self, url: str) -> None:
         """Open the database and the notify hub, recover pending workflows, start serving."""
@@ -72,8 +73,9 @@ class Engine:
         heartbeat = Heartbeat(runtime)
         await heartbeat.beat()
         await recover_pending(runtime)
-        self._parts = [dispatcher, Scheduler(runtime), heartbeat]
-        for part in self._parts:
+        self._starters = [dispatcher, Scheduler(runtime)]
+        self._heartbeat = heartbeat
+        for part in (*self._starters, heartbeat):
             part.start()
 
     def _notifier(self, db: Database) -> Notifier:
@@ -94,9 +96,17 @@ class Engine:
         notifier.on_sweep(runtime.cancel_lost_cancellations)
         return notifier
 
-    async def stop(self) -> None:
-        """Stop serving and the workflows running here (they stay PENDING), and close."""
-        for part in reversed(self._parts):
+    async def stop(self, workflow_completion_timeout_sec: float = 0) -> None:
+        """Stop serving and the workflows running here (they stay PENDING), and close.
+
+        With ``workflow_completion_timeout_sec``, stop starting work first (dispatcher and
+        scheduler) and give the workflows running here up to that long to finish.
+        """
+        for part in self._starters:
             await part.stop()
+        if workflow_completion_timeout_sec > 0:
+            await self.runtime.wait_for_workflows(workflow_completion_timeout_sec)
+        if self._heartbeat is not None:  # beating until here, or others would adopt them
+            await self._heartbeat.stop()
         await self.runtime.stop_workflows()
         await self.runtime.close()

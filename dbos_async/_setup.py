@@ -13,10 +13,17 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ._core._config import ResolvedConfig
+from ._core._errors import DBOSInvalidArgumentError
 from ._embedded import embedded_database_url
-from ._sysdb import drop_database
+from ._sysdb import drop_database, migrate_database, truncate_database
 
-__all__ = ["configure_logging", "reset_system_database", "run_detached", "system_database_url"]
+__all__ = [
+    "configure_logging",
+    "reset_system_database",
+    "run_dbos_database_migrations",
+    "run_detached",
+    "system_database_url",
+]
 
 T = TypeVar("T")
 
@@ -62,6 +69,29 @@ def configure_logging(level: str) -> None:
         package_logger.addHandler(handler)
 
 
-async def reset_system_database(config: ResolvedConfig) -> None:
-    """Drop the configured system database (the next launch recreates it)."""
-    await drop_database(await system_database_url(config))
+async def reset_system_database(
+    config: ResolvedConfig, *, url: str | None = None, schema: str | None = None, truncate: bool
+) -> None:
+    """Drop the system database (``url``, else the configured one), or with ``truncate`` empty
+    the tables of its schema (``schema``, else the configured one) and keep it migrated."""
+    url = url if url is not None else await system_database_url(config)
+    if truncate:
+        await truncate_database(url, schema if schema is not None else config.schema)
+    else:
+        await drop_database(url)
+
+
+def run_dbos_database_migrations(
+    system_database_url: str,
+    *,
+    schema: str = "dbos",
+    application_role: str | None = None,
+    sharding: bool = False,
+) -> None:
+    """Create or upgrade a system database ahead of deployment (as a privileged role); with
+    ``application_role``, grant that role what the application needs on the schema."""
+    if sharding:
+        raise DBOSInvalidArgumentError("Sharded system databases are not supported by dbos_async")
+    run_detached(
+        migrate_database(system_database_url, schema=schema, application_role=application_role)
+    )

@@ -40,6 +40,7 @@ __all__ = [
     "current_auth",
     "current_request",
     "request_scope",
+    "set_authentication",
     "runtime_here",
     "current_step",
     "current_workflow",
@@ -242,6 +243,12 @@ class DBOSContextSetAuth(_ContextSetter["Auth | None"]):
 
     def __init__(self, user: str | None, roles: list[str] | None) -> None:
         super().__init__(Auth(user=user, roles=tuple(roles or ())))
+
+
+def set_authentication(user: str | None, roles: list[str] | None) -> None:
+    """Make ``user`` with ``roles`` the caller in the current context from now on (as
+    :class:`DBOSContextSetAuth` does for a block)."""
+    _auth.set(Auth(user=user, roles=tuple(roles or ())))
 
 
 class DBOSContextEnsure:

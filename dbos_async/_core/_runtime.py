@@ -199,6 +199,11 @@ class Runtime:
             for workflow_id in await cancelled_among(self.db, list(self.active)):
                 self.cancel_local(workflow_id)
 
+    async def wait_for_workflows(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the workflows running here to finish."""
+        if self.active:
+            await asyncio.wait(list(self.active.values()), timeout=seconds)
+
     async def stop_workflows(self) -> None:
         """Stop the workflows running here and background operations (workflows stay PENDING,
         to be recovered); sync code blocked on the loop is released."""

@@ -16,11 +16,19 @@ import contextlib
 import os
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode
+from opentelemetry.trace import (
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    Status,
+    StatusCode,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
@@ -29,6 +37,7 @@ if TYPE_CHECKING:
     from ._context import WorkflowContext
 
 __all__ = [
+    "PropagateOtelContext",
     "TRACE_CONTEXT_ATTRIBUTE",
     "TRACER_NAME",
     "caller_trace_context",
@@ -39,6 +48,7 @@ __all__ = [
     "trace_context_to",
     "traced",
     "traced_operation",
+    "tracer",
     "tracing_enabled",
 ]
 
@@ -78,8 +88,48 @@ def current_span() -> Span:
     return trace.get_current_span()
 
 
+_propagated: ContextVar[Context | None] = ContextVar("dbos_propagated_trace", default=None)
+
+
+class PropagateOtelContext:
+    """Workflows started, enqueued or forked in the block join ``context``'s trace.
+
+    By default (``context=None``) the current one, which is what happens without this block
+    too: the caller's trace context is always stored with a workflow, so one that is dequeued
+    or recovered in another process continues the caller's trace.
+    """
+
+    def __init__(self, context: Context | None = None) -> None:
+        self._context = context
+        self._token: Token[Context | None] | None = None
+
+    def __enter__(self) -> PropagateOtelContext:
+        self._token = _propagated.set(self._context or otel_context.get_current())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _propagated.reset(self._token)
+            self._token = None
+
+    async def __aenter__(self) -> PropagateOtelContext:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
+
+
+def tracer() -> Tracer:
+    """The OpenTelemetry tracer dbos_async makes its spans with (``DBOS.tracer``)."""
+    return trace.get_tracer(TRACER_NAME)
+
+
 def caller_trace_context() -> Context | None:
-    """The trace context a workflow started here should join; None when tracing is off."""
+    """The trace context a workflow started here should join; None when tracing is off and
+    no :class:`PropagateOtelContext` block names one."""
+    chosen = _propagated.get()
+    if chosen is not None:
+        return chosen
     if not tracing_enabled():
         return None
     return otel_context.get_current()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypedDict, TypeVar, cast
 
 from .._core._context import block_on, current_auth, current_step, current_workflow, runtime_here
 from .._core._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumentError
@@ -18,7 +18,7 @@ from .._core._registry import MethodKind, WorkflowInfo, default_registry
 from .._core._roles import RoleRequirement, authorize, role_requirement_of
 from .._core._runtime import Runtime, current_runtime
 from .._core._validation import check_int
-from ._step import RetryPolicy, StepOptions, run_step
+from ._step import RetryPolicy, StepSettings, run_step
 from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
 
 __all__ = [
@@ -131,7 +131,7 @@ def workflow(
 
 
 def _checkpointed_step(
-    options: StepOptions, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    options: StepSettings, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, Any]:
     """The coroutine running ``func`` as the current workflow's next step (ID reserved now)."""
     ctx = current_workflow()
@@ -151,7 +151,7 @@ def _in_workflow_outside_step() -> bool:
 
 
 def _run_blocking_step(
-    options: StepOptions, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    options: StepSettings, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     ctx = current_workflow()
     assert ctx is not None
@@ -172,16 +172,19 @@ def step(
     backoff_rate: float = 2.0,
     should_retry: Callable[[BaseException], bool | Awaitable[bool]] | None = None,
     timeout_seconds: float | None = None,
+    preemptible: bool = False,
 ) -> Callable[[F], F]:
     """Make a function a step: inside a workflow its outcome is checkpointed and never re-run.
 
-    Outside a workflow (or inside another step) it is a plain call.
+    Outside a workflow (or inside another step) it is a plain call. ``preemptible`` is
+    accepted for async steps, which a cancellation always interrupts here.
     """
     retry = RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate, should_retry)
-    StepOptions(name or "step", retry, timeout_seconds)  # reject bad options at once
+    StepSettings(name or "step", retry, timeout_seconds)  # reject bad options at once
 
     def decorate(func: F) -> F:
-        options = StepOptions(name or func.__qualname__, retry, timeout_seconds)
+        _check_preemptible(preemptible, func, name)
+        options = StepSettings(name or func.__qualname__, retry, timeout_seconds)
         roles = role_requirement_of(func)  # shared with the wrapper by functools.wraps
         if inspect.iscoroutinefunction(func):
 
@@ -213,13 +216,13 @@ def step(
     return decorate
 
 
-def _check_step_roles(roles: RoleRequirement, options: StepOptions) -> None:
+def _check_step_roles(roles: RoleRequirement, options: StepSettings) -> None:
     if roles.roles:
         authorize(roles, current_auth(), options.name)
 
 
 def _runnable_as_workflow(
-    options: StepOptions, step_wrapper: F, is_async: bool, roles: RoleRequirement
+    options: StepSettings, step_wrapper: F, is_async: bool, roles: RoleRequirement
 ) -> F:
     """Register ``<temp>.<step>``: a workflow running just this step, so the step itself can
     be started or enqueued (``queue.enqueue(step)``) and recovered by name in any process."""
@@ -238,41 +241,55 @@ def _runnable_as_workflow(
     return step_wrapper
 
 
-_STEP_OPTION_KEYS = frozenset(
-    {
-        "name",
-        "retries_allowed",
-        "interval_seconds",
-        "max_attempts",
-        "backoff_rate",
-        "should_retry",
-        "timeout_seconds",
-    }
-)
+class StepOptions(TypedDict, total=False):
+    """``DBOS.run_step``'s options: the parameters of ``@DBOS.step`` and the step's ``name``."""
+
+    name: str | None
+    retries_allowed: bool
+    interval_seconds: float
+    max_attempts: int
+    backoff_rate: float
+    should_retry: Callable[[BaseException], bool | Awaitable[bool]] | None
+    preemptible: bool
+    timeout_seconds: float | None
 
 
-def step_options_from(options: Mapping[str, Any] | None, func: Callable[..., Any]) -> StepOptions:
-    """Build :class:`StepOptions` from ``DBOS.run_step``'s options dict."""
+def step_options_from(options: Mapping[str, Any] | None, func: Callable[..., Any]) -> StepSettings:
+    """Build :class:`StepSettings` from ``DBOS.run_step``'s options (a :class:`StepOptions`)."""
     options = dict(options or {})
-    unknown = set(options) - _STEP_OPTION_KEYS
+    unknown = set(options) - set(StepOptions.__annotations__)
     if unknown:
         raise DBOSInvalidArgumentError(f"Unknown step option(s): {', '.join(sorted(unknown))}")
+    _check_preemptible(options.get("preemptible", False), func, options.get("name"))
     retry_keys = ("retries_allowed", "interval_seconds", "max_attempts", "backoff_rate")
     retry = RetryPolicy(
         **{key: options[key] for key in retry_keys if key in options},
         should_retry=options.get("should_retry"),
     )
     name = str(options.get("name") or getattr(func, "__qualname__", repr(func)))
-    return StepOptions(name, retry, options.get("timeout_seconds"))
+    return StepSettings(name, retry, options.get("timeout_seconds"))
+
+
+def _check_preemptible(preemptible: object, func: Callable[..., Any], name: object) -> None:
+    """``preemptible`` is for async steps (and they always are here: a cancellation stops
+    the workflow's task, and the step with it, at once)."""
+    if preemptible and not is_async_callable(func):
+        raise DBOSInvalidArgumentError(
+            f"Step {name or getattr(func, '__qualname__', func)} is sync but preemptible=True: "
+            "only async steps can be preempted"
+        )
 
 
 def run_step_async(
-    options: Mapping[str, Any] | None, func: Callable[..., Any], *args: Any, **kwargs: Any
+    dbos_step_options: StepOptions | None,
+    func: Callable[..., Any],
+    *args: Any,
+    **kwargs: Any,
 ) -> Coroutine[Any, Any, Any]:
     """Run ``func`` (sync or async) as a step; the function ID is taken when this is called."""
     if not callable(func):
         raise DBOSInvalidArgumentError(f"run_step needs a callable, got {func!r}")
-    step_options = step_options_from(options, func)
+    step_options = step_options_from(dbos_step_options, func)
     if _in_workflow_outside_step():
         return _checkpointed_step(step_options, func, args, kwargs)
     return _run_plain(func, args, kwargs)
@@ -287,7 +304,10 @@ async def _run_plain(
 
 
 def run_step_sync(
-    options: Mapping[str, Any] | None, func: Callable[..., Any], *args: Any, **kwargs: Any
+    dbos_step_options: StepOptions | None,
+    func: Callable[..., Any],
+    *args: Any,
+    **kwargs: Any,
 ) -> Any:
     """:func:`run_step_async` from sync code, blocking until the step is checkpointed.
 
@@ -296,11 +316,11 @@ def run_step_sync(
     if not _in_workflow_outside_step() and not is_async_callable(func):
         if not callable(func):
             raise DBOSInvalidArgumentError(f"run_step needs a callable, got {func!r}")
-        step_options_from(options, func)
+        step_options_from(dbos_step_options, func)
         return func(*args, **kwargs)
     return block_on(
         runtime_here(),
-        lambda: run_step_async(options, func, *args, **kwargs),
+        lambda: run_step_async(dbos_step_options, func, *args, **kwargs),
         operation="DBOS.run_step",
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import asyncpg
@@ -43,6 +43,7 @@ from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, re
 T = TypeVar("T")
 
 __all__ = [
+    "asyncio_wait",
     "durable_deadline",
     "record_value",
     "get_all_events",
@@ -340,3 +341,48 @@ def sleep(seconds: float) -> Coroutine[Any, Any, None]:
             await asyncio.sleep(remaining)
 
     return ctx.runtime.forward(traced_operation("sleep", ctx, run()))
+
+
+# Durable asyncio.wait ----------------------------------------------------------------------
+
+_RETURN_WHEN = (asyncio.FIRST_COMPLETED, asyncio.FIRST_EXCEPTION, asyncio.ALL_COMPLETED)
+
+
+def asyncio_wait(
+    fs: Iterable[Awaitable[Any]],
+    *,
+    timeout: float | None = None,
+    return_when: str = asyncio.ALL_COMPLETED,
+) -> Coroutine[Any, Any, tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]]:
+    """``asyncio.wait`` whose outcome a replay repeats: which of ``fs`` were done is recorded
+    (the ``DBOS.asyncio_wait`` step), and a recovered workflow waits for exactly those.
+
+    Outside a workflow it is plain ``asyncio.wait``. Returns ``(done, pending)``.
+    """
+    awaitables = list(fs)
+    if not awaitables:
+        raise DBOSInvalidArgumentError("asyncio_wait needs at least one awaitable")
+    if return_when not in _RETURN_WHEN:
+        raise DBOSInvalidArgumentError(f"Unknown return_when {return_when!r}")
+    if timeout is not None:
+        check_number("timeout", timeout)
+    ctx = current_workflow() if current_step() is None else None
+    function_id = ctx.reserve_function_id() if ctx is not None else None
+
+    async def run() -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
+        futures: list[asyncio.Future[Any]] = [asyncio.ensure_future(a) for a in awaitables]
+        if ctx is None or function_id is None:
+            done, pending = await asyncio.wait(futures, timeout=timeout, return_when=return_when)
+            return done, pending
+        recorded = replay_recorded(ctx, function_id, "DBOS.asyncio_wait")
+        if recorded is NOT_RECORDED:
+            ensure_not_cancelled(ctx)
+            done, _ = await asyncio.wait(futures, timeout=timeout, return_when=return_when)
+            recorded = [index for index, future in enumerate(futures) if future in done]
+            await record_value(ctx, function_id, "DBOS.asyncio_wait", recorded)
+        done_now = {futures[index] for index in recorded}
+        if done_now:
+            await asyncio.wait(done_now)  # on replay, the ones the first run saw done
+        return done_now, set(futures) - done_now
+
+    return run()

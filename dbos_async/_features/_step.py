@@ -39,7 +39,7 @@ from .._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
 __all__ = [
     "NOT_RECORDED",
     "RetryPolicy",
-    "StepOptions",
+    "StepSettings",
     "checkpointed",
     "ensure_not_cancelled",
     "refusal",
@@ -83,7 +83,7 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class StepOptions:
+class StepSettings:
     """A step's name, retry policy and per-attempt timeout."""
 
     name: str
@@ -115,7 +115,7 @@ def replay_recorded(ctx: WorkflowContext, function_id: int, name: str) -> Any:
 async def run_step(
     ctx: WorkflowContext,
     function_id: int,
-    options: StepOptions,
+    options: StepSettings,
     invoke: Callable[[], Awaitable[T]],
 ) -> T:
     """Run one step of ``ctx``'s workflow at ``function_id`` and checkpoint its outcome."""
@@ -183,7 +183,9 @@ def ensure_not_cancelled(ctx: WorkflowContext) -> None:
         raise DBOSWorkflowCancelledError(f"Workflow {ctx.workflow_id} was cancelled")
 
 
-async def _attempt(function_id: int, options: StepOptions, invoke: Callable[[], Awaitable[T]]) -> T:
+async def _attempt(
+    function_id: int, options: StepSettings, invoke: Callable[[], Awaitable[T]]
+) -> T:
     policy = options.retry
     errors: list[BaseException] = []
     for attempt in range(policy.attempts):
@@ -236,4 +238,4 @@ def checkpointed(name: str, factory: Callable[[], Awaitable[T]]) -> Awaitable[T]
     ctx = current_workflow()
     if ctx is None or current_step() is not None:
         return factory()
-    return run_step(ctx, ctx.reserve_function_id(), StepOptions(name), factory)
+    return run_step(ctx, ctx.reserve_function_id(), StepSettings(name), factory)

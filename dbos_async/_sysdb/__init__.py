@@ -6,7 +6,21 @@ Everything else calls named coroutines (``insert_workflow``, ``insert_step_outpu
 
 from __future__ import annotations
 
-from ._database import Database, connect_database, drop_database
+from ._database import (
+    Database,
+    connect_database,
+    drop_database,
+    migrate_database,
+    truncate_database,
+)
 from ._notify import Notifier, WakeUp
 
-__all__ = ["Database", "Notifier", "WakeUp", "connect_database", "drop_database"]
+__all__ = [
+    "Database",
+    "Notifier",
+    "WakeUp",
+    "connect_database",
+    "drop_database",
+    "migrate_database",
+    "truncate_database",
+]

@@ -28,7 +28,7 @@ def _module(path: Path) -> str:
 
 def _layer(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in FACADE:
+    if len(parts) == 1 or parts[1] in FACADE or parts[1] == "_facade":
         return "facade"
     return parts[1]
 

@@ -1,0 +1,1 @@
+"""The ``DBOS`` façade, in parts by area; ``_dbos.py`` puts them together."""

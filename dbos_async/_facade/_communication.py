@@ -1,0 +1,86 @@
+"""The ``DBOS`` façade's communication: messages, events, durable sleep and waiting, streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._features._messaging import (
+    asyncio_wait,
+    get_all_events,
+    get_event,
+    recv,
+    send,
+    set_event_value,
+    sleep,
+)
+from .._features._streams import (
+    close_stream,
+    read_stream_async,
+    read_stream_sync,
+    write_stream_value,
+)
+from ._base import FacadeBase
+
+__all__ = ["CommunicationAPI"]
+
+
+class CommunicationAPI(FacadeBase):
+    """``send``/``recv``, events, durable ``sleep`` and ``asyncio_wait``, streams."""
+
+    send_async = staticmethod(send)
+    recv_async = staticmethod(recv)
+    set_event_async = staticmethod(set_event_value)
+    get_event_async = staticmethod(get_event)
+    get_all_events_async = staticmethod(get_all_events)
+    sleep_async = staticmethod(sleep)
+    asyncio_wait = staticmethod(asyncio_wait)
+    write_stream_async = staticmethod(write_stream_value)
+    close_stream_async = staticmethod(close_stream)
+    read_stream_async = staticmethod(read_stream_async)
+    read_stream = staticmethod(read_stream_sync)
+
+    @classmethod
+    def send(
+        cls,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send ``message`` to a workflow (checkpointed inside a workflow)."""
+        cls._block(lambda: send(destination_id, message, topic, idempotency_key), "send")
+
+    @classmethod
+    def recv(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        """Receive the oldest message of ``topic`` sent to this workflow, or None on timeout."""
+        return cls._block(lambda: recv(topic, timeout_seconds), "recv")
+
+    @classmethod
+    def set_event(cls, key: str, value: Any) -> None:
+        """Set this workflow's event ``key`` to ``value`` (last value wins)."""
+        cls._block(lambda: set_event_value(key, value), "set_event")
+
+    @classmethod
+    def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """The value of a workflow's event ``key``, waiting up to the timeout (then None)."""
+        return cls._block(lambda: get_event(workflow_id, key, timeout_seconds), "get_event")
+
+    @classmethod
+    def get_all_events(cls, workflow_id: str) -> dict[str, Any]:
+        """Every event of a workflow, as ``{key: value}``."""
+        return cls._block(lambda: get_all_events(workflow_id), "get_all_events")
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        """Sleep durably inside a workflow: recovery sleeps only what is left."""
+        cls._block(lambda: sleep(seconds), "sleep")
+
+    @classmethod
+    def write_stream(cls, key: str, value: Any) -> None:
+        """Append ``value`` to this workflow's stream ``key``."""
+        cls._block(lambda: write_stream_value(key, value), "write_stream")
+
+    @classmethod
+    def close_stream(cls, key: str) -> None:
+        """Close this workflow's stream ``key``."""
+        cls._block(lambda: close_stream(key), "close_stream")
