@@ -20,8 +20,8 @@ from ._core._runtime import Runtime
 from ._features._dispatcher import Dispatcher
 from ._features._heartbeat import Heartbeat
 from ._features._queue import INTERNAL_QUEUE, Queue
+from ._features._recovery import recover_pending
 from ._features._scheduler import Scheduler
-from ._features._workflow import recover_pending
 from ._sysdb import Database, Notifier, connect_database
 from ._sysdb._messages import (
     keys_with_events,

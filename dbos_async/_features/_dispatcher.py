@@ -19,7 +19,7 @@ from .._sysdb._notify import QUEUES
 from .._sysdb._queues import ClaimLimits, claim, partitions_with_work, promote_due_delayed
 from .._sysdb._supervisor import cancel_and_wait, supervise
 from .._sysdb._workflows import now_ms
-from ._workflow import resume_claimed
+from ._recovery import resume_claimed
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime

@@ -36,7 +36,7 @@ from .._sysdb._executors import (
     unattended_workflows,
 )
 from .._sysdb._supervisor import cancel_and_wait, supervise
-from ._workflow import recover_workflow, resume_claimed
+from ._recovery import recover_workflow, resume_claimed
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime

@@ -34,7 +34,6 @@ from .._core._errors import (
     DBOSConflictingWorkflowError,
     DBOSException,
     DBOSNonExistentWorkflowError,
-    DBOSNotAuthorizedError,
     DBOSSerializationError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
@@ -48,7 +47,6 @@ from .._core._tracing import (
     TRACE_CONTEXT_ATTRIBUTE,
     caller_trace_context,
     context_attributes,
-    trace_context_from,
     trace_context_to,
     traced,
 )
@@ -56,17 +54,13 @@ from .._sysdb._notify import WORKFLOW_DONE
 from .._sysdb._retry import from_system_database, retry_until_available
 from .._sysdb._workflows import (
     NewWorkflow,
-    StepOutput,
-    claim_for_recovery,
     complete_workflow,
     get_workflow,
     insert_step_output,
     insert_workflow,
     load_step_outputs,
     mark_awaited,
-    mark_recovery_exhausted,
     now_ms,
-    pending_workflow_ids,
 )
 
 if TYPE_CHECKING:
@@ -82,9 +76,8 @@ __all__ = [
     "launch",
     "prepare_call",
     "record_child",
+    "finish",
     "record_start",
-    "recover_pending",
-    "resume_claimed",
     "start_workflow",
     "wait_result",
 ]
@@ -282,14 +275,6 @@ def _stored_attributes(call: WorkflowCall) -> str | None:
     return json.dumps({TRACE_CONTEXT_ATTRIBUTE: carrier}) if carrier else None
 
 
-def _trace_parent_of(row: asyncpg.Record) -> TraceContext | None:
-    """The caller's trace context stored with the workflow (asyncpg reads jsonb as text)."""
-    stored = row["attributes"]
-    if not stored:
-        return None
-    return trace_context_from(json.loads(stored).get(TRACE_CONTEXT_ATTRIBUTE))
-
-
 async def record_child(
     runtime: Runtime, call: WorkflowCall, child_id: str, *, replayed: bool = False
 ) -> None:
@@ -442,15 +427,15 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
         if isinstance(error, DBOSSerializationError):
             logger.error("Workflow %s returned a value that cannot be recorded", ctx.workflow_id)
         error_bytes = codec.dumps_exception(error)
-        if await _finish(runtime, ctx.workflow_id, ctx.queue_name, "ERROR", None, error_bytes):
+        if await finish(runtime, ctx.workflow_id, ctx.queue_name, "ERROR", None, error_bytes):
             raise
         return await _wait_recorded(runtime, ctx.workflow_id)
-    if await _finish(runtime, ctx.workflow_id, ctx.queue_name, "SUCCESS", output, None):
+    if await finish(runtime, ctx.workflow_id, ctx.queue_name, "SUCCESS", output, None):
         return result
     return await _wait_recorded(runtime, ctx.workflow_id)
 
 
-async def _finish(
+async def finish(
     runtime: Runtime,
     workflow_id: str,
     queue_name: str | None,
@@ -516,89 +501,3 @@ async def wait_result(runtime: Runtime, workflow_id: str) -> Any:
     if task is not None:
         return await asyncio.shield(task)
     return await _wait_recorded(runtime, workflow_id)
-
-
-async def recover_pending(runtime: Runtime) -> list[str]:
-    """Resume this executor's PENDING workflows; return the IDs now running again.
-
-    Queued workflows go back to their queues (so the queue's limits hold while they recover);
-    the others resume here at once.
-    """
-    from .._sysdb._queues import requeue_for_recovery
-
-    requeued = await requeue_for_recovery(
-        runtime.db, runtime.executor_id, runtime.application_version
-    )
-    if requeued:
-        logger.info("Returned unfinished work to queues %s", ", ".join(requeued))
-        for queue_name in requeued:
-            runtime.dispatcher.announce(queue_name)
-    recovered = []
-    ids = await pending_workflow_ids(runtime.db, runtime.executor_id, runtime.application_version)
-    for workflow_id in ids:
-        try:
-            if await recover_workflow(runtime, workflow_id):
-                recovered.append(workflow_id)
-        except DBOSException as error:
-            logger.error("Could not recover workflow %s: %s", workflow_id, error)
-    if ids:
-        logger.info("Recovered %d of %d pending workflows", len(recovered), len(ids))
-    return recovered
-
-
-async def recover_workflow(runtime: Runtime, workflow_id: str) -> bool:
-    """Count a recovery attempt and resume ``workflow_id`` from its last recorded step."""
-    if workflow_id in runtime.active:
-        return True
-    row = await claim_for_recovery(runtime.db, workflow_id, runtime.executor_id)
-    if row is None:
-        return False
-    return await resume_claimed(runtime, row, has_steps=True) is not None
-
-
-async def resume_claimed(
-    runtime: Runtime, row: asyncpg.Record, *, has_steps: bool
-) -> asyncio.Task[Any] | None:
-    """Run a workflow this process just claimed (by recovery or from a queue), from its row.
-
-    Replays its recorded steps (read in one query when ``has_steps``). A workflow that crashed
-    more often than its ``max_recovery_attempts`` is dead-lettered instead, and one whose
-    stored user lacks its required roles is recorded as failed; None then.
-    """
-    workflow_id = row["workflow_uuid"]
-    info = runtime.registry.find_workflow(workflow_id, row["name"])
-    limit = info.max_recovery_attempts
-    if limit is not None and row["recovery_attempts"] > limit + 1:
-        logger.error(
-            "Workflow %s crashed more than %d times; moving it to MAX_RECOVERY_ATTEMPTS_EXCEEDED",
-            workflow_id,
-            limit,
-        )
-        await mark_recovery_exhausted(runtime.db, workflow_id)
-        return None
-    roles = row["authenticated_roles"]
-    auth = Auth(row["authenticated_user"], tuple(roles or ()), row["assumed_role"])
-    try:
-        authorize(info.roles, auth, info.name)
-    except DBOSNotAuthorizedError as denied:
-        logger.error("Workflow %s is not authorized to run: %s", workflow_id, denied)
-        error = runtime.codec.dumps_exception(denied)
-        await _finish(runtime, workflow_id, row["queue_name"], "ERROR", None, error)
-        return None
-    bound = runtime.registry.bound_target(workflow_id, info, row["class_name"], row["config_name"])
-    args, kwargs = runtime.codec.loads(row["inputs"], row["serialization"])
-    recorded: dict[int, StepOutput] = (
-        await load_step_outputs(runtime.db, workflow_id) if has_steps else {}
-    )
-    ctx = WorkflowContext(
-        runtime=runtime,
-        workflow_id=workflow_id,
-        name=info.name,
-        recorded=recorded,
-        auth=auth,
-        deadline_epoch_ms=row["workflow_deadline_epoch_ms"],
-        queue_name=row["queue_name"],
-        trace_parent=_trace_parent_of(row),
-    )
-    runtime.cancel_stale(workflow_id)
-    return launch(runtime, ctx, Invocation(info, bound, tuple(args), cast(dict[str, Any], kwargs)))

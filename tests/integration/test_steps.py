@@ -195,7 +195,8 @@ async def test_replay_reads_recorded_steps_in_one_query(
     assert runtime is not None
     with SetWorkflowID("replay-cost"):
         await n_steps(5)
-    from dbos_async._features._workflow import recover_workflow, wait_result
+    from dbos_async._features._recovery import recover_workflow
+    from dbos_async._features._workflow import wait_result
 
     async def statements_to_recover() -> int:
         # Make it look unfinished, as after a crash, and recover it.
