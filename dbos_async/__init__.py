@@ -15,13 +15,17 @@ from ._core._context import (
     SetWorkflowID,
     SetWorkflowTimeout,
     StepStatus,
+    WorkflowIDReusePolicy,
 )
 from ._core._registry import DBOSConfiguredInstance
 from ._core._serialization import Serializer
 from ._core._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from ._core._tracing import PropagateOtelContext
 from ._dbos import DBOS
+from ._features._decorators import StepOptions
 from ._features._handles import WorkflowHandle, WorkflowHandleAsync
 from ._features._queue import Queue, SetEnqueueOptions
+from ._setup import run_dbos_database_migrations
 from .error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
@@ -93,16 +97,20 @@ __all__ = [
     "DBOSWorkflowFunctionNotFoundError",
     "DBOSWorkflowIDInUseError",
     "MaxRecoveryAttemptsExceededError",
+    "PropagateOtelContext",
     "Queue",
     "Serializer",
     "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",
+    "StepOptions",
     "StepStatus",
     "WorkflowHandle",
     "WorkflowHandleAsync",
+    "WorkflowIDReusePolicy",
     "WorkflowStatus",
     "WorkflowStatusString",
     "error",
+    "run_dbos_database_migrations",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import dbos_async
 
 EXPECTED = {
@@ -41,18 +43,22 @@ EXPECTED = {
     "DBOSWorkflowFunctionNotFoundError",
     "DBOSWorkflowIDInUseError",
     "MaxRecoveryAttemptsExceededError",
+    "PropagateOtelContext",
     "Queue",
     "Serializer",
     "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",
+    "StepOptions",
     "StepStatus",
     "WorkflowHandle",
     "WorkflowHandleAsync",
+    "WorkflowIDReusePolicy",
     "WorkflowStatus",
     "WorkflowStatusString",
     "error",
+    "run_dbos_database_migrations",
 }
 
 DBOS_METHODS = {
@@ -115,7 +121,10 @@ DBOS_METHODS = {
 def test_exports_are_pinned() -> None:
     assert set(dbos_async.__all__) == EXPECTED
     for name in EXPECTED:
-        assert getattr(dbos_async, name).__doc__, f"{name} has no docstring"
+        exported = getattr(dbos_async, name)
+        if typing.get_origin(exported) is typing.Literal:
+            continue  # a type alias (its values are documented where it is defined)
+        assert exported.__doc__, f"{name} has no docstring"
 
 
 def test_dbos_facade_methods() -> None:
