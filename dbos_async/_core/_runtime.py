@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from .._sysdb import Database, Notifier
-from .._sysdb._messages import cancel_workflow_row, cancelled_among
+from .._sysdb._changes import cancel_workflow_rows
+from .._sysdb._messages import cancelled_among
 from .._sysdb._notify import WORKFLOW_DONE
 from .._sysdb._retry import retry_until_available
 from ._config import ResolvedConfig
@@ -163,21 +164,22 @@ class Runtime:
         for call in list(ctx.blocking_calls):
             call.cancel()
 
-    async def cancel(self, workflow_id: str) -> None:
-        """Mark a workflow CANCELLED (unless it finished) and stop it wherever it runs.
+    async def cancel(self, workflow_ids: list[str], *, with_children: bool = False) -> None:
+        """Mark workflows CANCELLED (unless they finished) and stop them wherever they run.
 
-        The process running it is told by a notification and cancels its task at once; a
-        workflow running here is cancelled directly. Its waiters get
-        ``DBOSAwaitedWorkflowCancelledError``.
+        The processes running them are told by a notification and cancel their tasks at once;
+        a workflow running here is cancelled directly. Their waiters get
+        ``DBOSAwaitedWorkflowCancelledError``. If one of the IDs does not exist, nothing is
+        cancelled and :class:`DBOSNonExistentWorkflowError` names it.
         """
-        before = await cancel_workflow_row(self.db, workflow_id)
-        if before is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
-        if before in ("SUCCESS", "ERROR"):
-            logger.info("Workflow %s already finished (%s); not cancelled", workflow_id, before)
-            return
-        self.cancel_local(workflow_id)
-        self.notifier.notify_local(WORKFLOW_DONE, workflow_id)
+        missing, cancelled = await cancel_workflow_rows(
+            self.db, workflow_ids, with_children=with_children
+        )
+        if missing:
+            raise DBOSNonExistentWorkflowError(missing[0])
+        for workflow_id in cancelled:
+            self.cancel_local(workflow_id)
+            self.notifier.notify_local(WORKFLOW_DONE, workflow_id)
 
     def cancel_notified(self, workflow_id: str) -> None:
         """A CANCEL notification arrived: stop the execution here if the row is still CANCELLED.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
@@ -128,6 +129,7 @@ def status_from_row(
         dequeued_at=row["started_at_epoch_ms"],
         delay_until_epoch_ms=row["delay_until_epoch_ms"],
         completed_at=row["completed_at"],
-        attributes=row["attributes"],
+        attributes=json.loads(row["attributes"]) if row["attributes"] else None,
         application_name=row["application_name"],
+        schedule_name=row["schedule_name"],
     )

@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from .._core._context import block_on, runtime_here
+from .._features._handles import WorkflowHandle, WorkflowHandleAsync
 
-__all__ = ["FacadeBase", "classproperty"]
+__all__ = ["FacadeBase", "blocking", "blocking_handle", "blocking_handles", "classproperty"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def blocking(name: str, async_form: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """The sync form of ``async_form`` (``DBOS.<name>``): the same parameters, documentation and
+    signature, blocking until the async form is done."""
+
+    @functools.wraps(async_form)
+    def sync_form(*args: P.args, **kwargs: P.kwargs) -> T:
+        return block_on(
+            runtime_here(), lambda: async_form(*args, **kwargs), operation=f"DBOS.{name}"
+        )
+
+    return sync_form
+
+
+def blocking_handle(
+    name: str, async_form: Callable[P, Awaitable[WorkflowHandleAsync[Any]]]
+) -> Callable[P, WorkflowHandle[Any]]:
+    """:func:`blocking` for an async form that returns a handle: the sync form returns a sync
+    handle."""
+    wait = blocking(name, async_form)
+
+    @functools.wraps(async_form)
+    def sync_form(*args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[Any]:
+        return WorkflowHandle.of(wait(*args, **kwargs))
+
+    return sync_form
+
+
+def blocking_handles(
+    name: str, async_form: Callable[P, Awaitable[list[WorkflowHandleAsync[Any]]]]
+) -> Callable[P, list[WorkflowHandle[Any]]]:
+    """:func:`blocking` for an async form that returns handles: the sync form returns sync
+    handles."""
+    wait = blocking(name, async_form)
+
+    @functools.wraps(async_form)
+    def sync_form(*args: P.args, **kwargs: P.kwargs) -> list[WorkflowHandle[Any]]:
+        return [WorkflowHandle.of(handle) for handle in wait(*args, **kwargs)]
+
+    return sync_form
 
 
 class classproperty(Generic[T]):

@@ -1,23 +1,13 @@
-"""The ``DBOS`` façade's management: list, cancel, resume, fork and delete workflows."""
+"""The ``DBOS`` façade's management: list, cancel, resume, fork, rewind, delete workflows.
+
+Each sync form is its async form through the one bridge (``blocking``): the same parameters,
+spelled out once, in the feature.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any
-
-from .._core._context import runtime_here
-from .._core._status import StepInfo, WorkflowStatus
-from .._features._handles import WorkflowHandle
-from .._features._management import (
-    cancel_workflow,
-    delete_workflow,
-    fork_workflow,
-    list_queued_workflows,
-    list_workflow_steps,
-    list_workflows,
-    resume_workflow,
-)
-from ._base import FacadeBase
+from .._features import _forks, _listing, _management
+from ._base import FacadeBase, blocking, blocking_handle, blocking_handles
 
 __all__ = ["ManagementAPI"]
 
@@ -25,59 +15,41 @@ __all__ = ["ManagementAPI"]
 class ManagementAPI(FacadeBase):
     """Managing workflows from anywhere (checkpointed when called inside a workflow)."""
 
-    @classmethod
-    def cancel_workflow_async(cls, workflow_id: str) -> Awaitable[None]:
-        """Cancel a workflow wherever it runs; awaiting it then raises a cancellation error."""
-        return cancel_workflow(workflow_id)
+    list_workflows_async = staticmethod(_listing.list_workflows)
+    list_workflows = staticmethod(blocking("list_workflows", _listing.list_workflows))
+    list_queued_workflows_async = staticmethod(_listing.list_queued_workflows)
+    list_queued_workflows = staticmethod(
+        blocking("list_queued_workflows", _listing.list_queued_workflows)
+    )
+    list_workflow_steps_async = staticmethod(_listing.list_workflow_steps)
+    list_workflow_steps = staticmethod(
+        blocking("list_workflow_steps", _listing.list_workflow_steps)
+    )
 
-    @classmethod
-    def cancel_workflow(cls, workflow_id: str) -> None:
-        """Cancel a workflow wherever it runs; awaiting it then raises a cancellation error."""
-        cls._block(lambda: cls.cancel_workflow_async(workflow_id), "cancel_workflow")
+    cancel_workflow_async = staticmethod(_management.cancel_workflow)
+    cancel_workflow = staticmethod(blocking("cancel_workflow", _management.cancel_workflow))
+    cancel_workflows_async = staticmethod(_management.cancel_workflows)
+    cancel_workflows = staticmethod(blocking("cancel_workflows", _management.cancel_workflows))
+    resume_workflow_async = staticmethod(_management.resume_workflow)
+    resume_workflow = staticmethod(blocking_handle("resume_workflow", _management.resume_workflow))
+    resume_workflows_async = staticmethod(_management.resume_workflows)
+    resume_workflows = staticmethod(
+        blocking_handles("resume_workflows", _management.resume_workflows)
+    )
+    delete_workflow_async = staticmethod(_management.delete_workflow)
+    delete_workflow = staticmethod(blocking("delete_workflow", _management.delete_workflow))
+    delete_workflows_async = staticmethod(_management.delete_workflows)
+    delete_workflows = staticmethod(blocking("delete_workflows", _management.delete_workflows))
+    set_workflow_delay_async = staticmethod(_management.set_workflow_delay)
+    set_workflow_delay = staticmethod(
+        blocking("set_workflow_delay", _management.set_workflow_delay)
+    )
+    update_workflow_attributes_async = staticmethod(_management.update_workflow_attributes)
+    update_workflow_attributes = staticmethod(
+        blocking("update_workflow_attributes", _management.update_workflow_attributes)
+    )
 
-    list_workflows_async = staticmethod(list_workflows)
-    list_queued_workflows_async = staticmethod(list_queued_workflows)
-    list_workflow_steps_async = staticmethod(list_workflow_steps)
-    resume_workflow_async = staticmethod(resume_workflow)
-    fork_workflow_async = staticmethod(fork_workflow)
-    delete_workflow_async = staticmethod(delete_workflow)
-
-    @classmethod
-    def list_workflows(cls, **filters: Any) -> list[WorkflowStatus]:
-        """Workflows matching DBOS's filters (``status``, ``name``, ``start_time``, ...)."""
-        return cls._block(lambda: list_workflows(**filters), "list_workflows")
-
-    @classmethod
-    def list_queued_workflows(cls, **filters: Any) -> list[WorkflowStatus]:
-        """Workflows waiting in or running from a queue."""
-        return cls._block(lambda: list_queued_workflows(**filters), "list_queued_workflows")
-
-    @classmethod
-    def list_workflow_steps(cls, workflow_id: str, **options: Any) -> list[StepInfo]:
-        """A workflow's recorded steps, in order."""
-        return cls._block(
-            lambda: list_workflow_steps(workflow_id, **options), "list_workflow_steps"
-        )
-
-    @classmethod
-    def resume_workflow(cls, workflow_id: str, **options: Any) -> WorkflowHandle[Any]:
-        """Continue a cancelled or stuck workflow from its last completed step."""
-        handle = cls._block(lambda: resume_workflow(workflow_id, **options), "resume_workflow")
-        return WorkflowHandle(runtime_here(), handle.workflow_id)
-
-    @classmethod
-    def fork_workflow(
-        cls, workflow_id: str, start_step: int, **options: Any
-    ) -> WorkflowHandle[Any]:
-        """Start a new workflow that reuses the steps before ``start_step`` and runs the rest."""
-        handle = cls._block(
-            lambda: fork_workflow(workflow_id, start_step, **options), "fork_workflow"
-        )
-        return WorkflowHandle(runtime_here(), handle.workflow_id)
-
-    @classmethod
-    def delete_workflow(cls, workflow_id: str, *, delete_children: bool = False) -> None:
-        """Delete a workflow and everything recorded for it."""
-        cls._block(
-            lambda: delete_workflow(workflow_id, delete_children=delete_children), "delete_workflow"
-        )
+    fork_workflow_async = staticmethod(_forks.fork_workflow)
+    fork_workflow = staticmethod(blocking_handle("fork_workflow", _forks.fork_workflow))
+    rewind_workflow_async = staticmethod(_forks.rewind_workflow)
+    rewind_workflow = staticmethod(blocking_handle("rewind_workflow", _forks.rewind_workflow))

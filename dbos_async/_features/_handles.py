@@ -67,6 +67,11 @@ class WorkflowHandleAsync(_Handle, Generic[R]):
 class WorkflowHandle(_Handle, Generic[R]):
     """A handle on a workflow, for sync code: each method blocks on the engine's loop."""
 
+    @classmethod
+    def of(cls, handle: WorkflowHandleAsync[R]) -> WorkflowHandle[R]:
+        """The sync handle on the workflow ``handle`` names."""
+        return cls(handle._runtime, handle.workflow_id)
+
     def __init__(self, runtime: Runtime, workflow_id: str) -> None:
         super().__init__(runtime, workflow_id)
         self._async: WorkflowHandleAsync[R] = WorkflowHandleAsync(runtime, workflow_id)

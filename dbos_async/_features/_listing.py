@@ -7,6 +7,7 @@ sees what the first execution saw.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,24 @@ def _epoch_ms(name: str, value: object) -> int | None:
     return (aware - _EPOCH) // timedelta(milliseconds=1)
 
 
+def _flag(name: str, value: object) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise DBOSInvalidArgumentError(f"{name} must be True, False or None, got {value!r}")
+    return value
+
+
+def _attributes(value: object) -> str | None:
+    """A dict of attributes as JSON text, to match with ``@>``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DBOSInvalidArgumentError(f"attributes must be a dict, got {value!r}")
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as error:
+        raise DBOSInvalidArgumentError(f"attributes must be JSON: {error}") from None
+
+
 def _count(name: str, value: object, minimum: int) -> int | None:
     return None if value is None else check_int(name, value, minimum=minimum)
 
@@ -93,14 +112,84 @@ def _listing(name: str, f: WorkflowFilter) -> Coroutine[Any, Any, list[WorkflowS
     return awaited(checkpointed(name, lambda: runtime.forward(_statuses_of(runtime, f))))
 
 
+def _filter(
+    *,
+    workflow_ids: list[str] | None,
+    status: StrOrList,
+    start_time: TimeArg,
+    end_time: TimeArg,
+    completed_after: TimeArg,
+    completed_before: TimeArg,
+    dequeued_after: TimeArg,
+    dequeued_before: TimeArg,
+    name: StrOrList,
+    app_version: StrOrList,
+    forked_from: StrOrList,
+    parent_workflow_id: StrOrList,
+    user: StrOrList,
+    queue_name: StrOrList,
+    limit: int | None,
+    offset: int | None,
+    sort_desc: bool,
+    workflow_id_prefix: StrOrList,
+    load_input: bool,
+    load_output: bool,
+    executor_id: StrOrList,
+    queues_only: bool,
+    was_forked_from: bool | None,
+    is_fork: bool | None,
+    has_parent: bool | None,
+    attributes: dict[str, Any] | None,
+    schedule_name: StrOrList,
+    application_name: StrOrList,
+) -> WorkflowFilter:
+    """Check every filter of a listing and build the query's :class:`WorkflowFilter`."""
+    return WorkflowFilter(
+        workflow_ids=_str_list("workflow_ids", workflow_ids),
+        statuses=_statuses(status),
+        created_from_ms=_epoch_ms("start_time", start_time),
+        created_until_ms=_epoch_ms("end_time", end_time),
+        completed_from_ms=_epoch_ms("completed_after", completed_after),
+        completed_until_ms=_epoch_ms("completed_before", completed_before),
+        dequeued_from_ms=_epoch_ms("dequeued_after", dequeued_after),
+        dequeued_until_ms=_epoch_ms("dequeued_before", dequeued_before),
+        names=_str_list("name", name),
+        app_versions=_str_list("app_version", app_version),
+        users=_str_list("user", user),
+        queue_names=_str_list("queue_name", queue_name),
+        executor_ids=_str_list("executor_id", executor_id),
+        parent_workflow_ids=_str_list("parent_workflow_id", parent_workflow_id),
+        forked_from=_str_list("forked_from", forked_from),
+        schedule_names=_str_list("schedule_name", schedule_name),
+        application_names=_str_list("application_name", application_name),
+        id_prefixes=_str_list("workflow_id_prefix", workflow_id_prefix),
+        was_forked_from=_flag("was_forked_from", was_forked_from),
+        is_fork=_flag("is_fork", is_fork),
+        has_parent=_flag("has_parent", has_parent),
+        attributes=_attributes(attributes),
+        queues_only=bool(queues_only),
+        limit=_count("limit", limit, 0),
+        offset=_count("offset", offset, 0),
+        sort_desc=bool(sort_desc),
+        load_input=bool(load_input),
+        load_output=bool(load_output),
+    )
+
+
 def list_workflows(
     *,
     workflow_ids: list[str] | None = None,
     status: StrOrList = None,
     start_time: TimeArg = None,
     end_time: TimeArg = None,
+    completed_after: TimeArg = None,
+    completed_before: TimeArg = None,
+    dequeued_after: TimeArg = None,
+    dequeued_before: TimeArg = None,
     name: StrOrList = None,
     app_version: StrOrList = None,
+    forked_from: StrOrList = None,
+    parent_workflow_id: StrOrList = None,
     user: StrOrList = None,
     queue_name: StrOrList = None,
     limit: int | None = None,
@@ -110,61 +199,115 @@ def list_workflows(
     load_input: bool = True,
     load_output: bool = True,
     executor_id: StrOrList = None,
-    parent_workflow_id: StrOrList = None,
-    forked_from: StrOrList = None,
+    queues_only: bool = False,
+    was_forked_from: bool | None = None,
+    is_fork: bool | None = None,
+    has_parent: bool | None = None,
+    attributes: dict[str, Any] | None = None,
+    schedule_name: StrOrList = None,
+    application_name: StrOrList = None,
 ) -> Coroutine[Any, Any, list[WorkflowStatus]]:
     """The workflows matching every given filter, ordered by creation time.
 
-    String filters take one value or a list (any of them matches); ``start_time`` and
-    ``end_time`` (ISO-8601 or datetime) bound the creation time, inclusively. With
-    ``load_input`` / ``load_output`` False, inputs / outputs and errors are not read (None).
+    String filters take one value or a list (any of them matches). Time filters take an
+    ISO-8601 string or a datetime and bound inclusively: ``start_time``/``end_time`` the
+    creation time, ``completed_after``/``completed_before`` the completion time,
+    ``dequeued_after``/``dequeued_before`` the time it started from a queue. ``attributes``
+    matches workflows whose attributes contain these keys and values. With ``load_input`` /
+    ``load_output`` False, inputs / outputs and errors are not read (None).
     """
-    f = WorkflowFilter(
-        workflow_ids=_str_list("workflow_ids", workflow_ids),
-        statuses=_statuses(status),
-        created_from_ms=_epoch_ms("start_time", start_time),
-        created_until_ms=_epoch_ms("end_time", end_time),
-        names=_str_list("name", name),
-        app_versions=_str_list("app_version", app_version),
-        users=_str_list("user", user),
-        queue_names=_str_list("queue_name", queue_name),
-        executor_ids=_str_list("executor_id", executor_id),
-        parent_workflow_ids=_str_list("parent_workflow_id", parent_workflow_id),
-        forked_from=_str_list("forked_from", forked_from),
-        id_prefixes=_str_list("workflow_id_prefix", workflow_id_prefix),
-        limit=_count("limit", limit, 0),
-        offset=_count("offset", offset, 0),
-        sort_desc=bool(sort_desc),
-        load_input=bool(load_input),
-        load_output=bool(load_output),
+    f = _filter(
+        workflow_ids=workflow_ids,
+        status=status,
+        start_time=start_time,
+        end_time=end_time,
+        completed_after=completed_after,
+        completed_before=completed_before,
+        dequeued_after=dequeued_after,
+        dequeued_before=dequeued_before,
+        name=name,
+        app_version=app_version,
+        forked_from=forked_from,
+        parent_workflow_id=parent_workflow_id,
+        user=user,
+        queue_name=queue_name,
+        limit=limit,
+        offset=offset,
+        sort_desc=sort_desc,
+        workflow_id_prefix=workflow_id_prefix,
+        load_input=load_input,
+        load_output=load_output,
+        executor_id=executor_id,
+        queues_only=queues_only,
+        was_forked_from=was_forked_from,
+        is_fork=is_fork,
+        has_parent=has_parent,
+        attributes=attributes,
+        schedule_name=schedule_name,
+        application_name=application_name,
     )
     return _listing("DBOS.listWorkflows", f)
 
 
 def list_queued_workflows(
     *,
-    queue_name: StrOrList = None,
+    workflow_ids: list[str] | None = None,
     status: StrOrList = None,
     start_time: TimeArg = None,
     end_time: TimeArg = None,
+    completed_after: TimeArg = None,
+    completed_before: TimeArg = None,
+    dequeued_after: TimeArg = None,
+    dequeued_before: TimeArg = None,
     name: StrOrList = None,
+    app_version: StrOrList = None,
+    forked_from: StrOrList = None,
+    parent_workflow_id: StrOrList = None,
+    user: StrOrList = None,
+    queue_name: StrOrList = None,
     limit: int | None = None,
     offset: int | None = None,
     sort_desc: bool = False,
+    workflow_id_prefix: StrOrList = None,
     load_input: bool = True,
+    load_output: bool = True,
+    executor_id: StrOrList = None,
+    is_fork: bool | None = None,
+    has_parent: bool | None = None,
+    attributes: dict[str, Any] | None = None,
+    application_name: StrOrList = None,
 ) -> Coroutine[Any, Any, list[WorkflowStatus]]:
-    """The workflows on queues, by default those still waiting or running (not finished)."""
-    f = WorkflowFilter(
-        statuses=_statuses(status) or list(_QUEUED_STATUSES),
-        created_from_ms=_epoch_ms("start_time", start_time),
-        created_until_ms=_epoch_ms("end_time", end_time),
-        names=_str_list("name", name),
-        queue_names=_str_list("queue_name", queue_name),
+    """The workflows on queues (by default those not finished), with :func:`list_workflows`'s
+    filters."""
+    f = _filter(
+        workflow_ids=workflow_ids,
+        status=status if status is not None else list(_QUEUED_STATUSES),
+        start_time=start_time,
+        end_time=end_time,
+        completed_after=completed_after,
+        completed_before=completed_before,
+        dequeued_after=dequeued_after,
+        dequeued_before=dequeued_before,
+        name=name,
+        app_version=app_version,
+        forked_from=forked_from,
+        parent_workflow_id=parent_workflow_id,
+        user=user,
+        queue_name=queue_name,
+        limit=limit,
+        offset=offset,
+        sort_desc=sort_desc,
+        workflow_id_prefix=workflow_id_prefix,
+        load_input=load_input,
+        load_output=load_output,
+        executor_id=executor_id,
         queues_only=True,
-        limit=_count("limit", limit, 0),
-        offset=_count("offset", offset, 0),
-        sort_desc=bool(sort_desc),
-        load_input=bool(load_input),
+        was_forked_from=None,
+        is_fork=is_fork,
+        has_parent=has_parent,
+        attributes=attributes,
+        schedule_name=None,
+        application_name=application_name,
     )
     return _listing("DBOS.listQueuedWorkflows", f)
 

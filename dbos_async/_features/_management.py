@@ -1,39 +1,31 @@
-"""Managing workflows from anywhere: list, cancel, resume, fork and delete them.
+"""Managing workflows from anywhere: cancel, resume, delete, delay, and their attributes.
 
-Each public function is a plain function
-that validates its arguments at once and returns a coroutine doing the work on the engine's
-loop. Called inside a workflow, the operation is a checkpointed step, so a replay sees what the
-first execution saw (a resume or fork is not repeated). The listings live in ``_listing.py``
-and are re-exported here.
+Each public function is a plain function that validates its arguments at once and returns a
+coroutine doing the work on the engine's loop. Called inside a workflow, the operation is a
+checkpointed step, so a replay sees what the first execution saw (a resume is not repeated).
+The listings live in ``_listing.py``, forks and rewinds in ``_forks.py``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import uuid
-from collections.abc import Awaitable, Coroutine
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import asyncpg
-
-from .._core._context import runtime_here, take_next_workflow_id
-from .._core._errors import (
-    DBOSConflictingWorkflowError,
-    DBOSInvalidArgumentError,
-    DBOSNonExistentWorkflowError,
-)
+from .._core._context import runtime_here
+from .._core._errors import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from .._core._sync import awaited
-from .._core._validation import check_id, check_int
-from .._sysdb._management import (
-    ForkRequest,
+from .._core._validation import check_id, check_int, check_number
+from .._sysdb._changes import (
     delete_workflow_rows,
-    fork_workflow_row,
-    resume_workflow_row,
+    resume_workflow_rows,
+    set_delay_row,
+    update_attributes_row,
 )
 from .._sysdb._notify import WORKFLOW_DONE
-from .._sysdb._workflows import get_workflow
 from ._handles import WorkflowHandleAsync
-from ._listing import list_queued_workflows, list_workflow_steps, list_workflows
 from ._queue import INTERNAL_QUEUE
 from ._step import checkpointed
 
@@ -42,139 +34,219 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cancel_workflow",
+    "cancel_workflows",
     "delete_workflow",
-    "fork_workflow",
-    "list_queued_workflows",
-    "list_workflow_steps",
-    "list_workflows",
+    "delete_workflows",
     "resume_workflow",
+    "resume_workflows",
+    "set_workflow_delay",
+    "update_workflow_attributes",
 ]
 
 logger = logging.getLogger("dbos_async")
 
+T = TypeVar("T")
 
-def cancel_workflow(workflow_id: str) -> Coroutine[Any, Any, None]:
-    """Cancel a workflow wherever it runs (unless it finished); its waiters then get
-    ``DBOSAwaitedWorkflowCancelledError``. An unknown ID raises
-    :class:`DBOSNonExistentWorkflowError`."""
-    check_id("workflow_id", workflow_id)
+
+def check_ids(name: str, values: object) -> list[str]:
+    """A non-empty list of workflow IDs, or :class:`DBOSInvalidArgumentError`."""
+    if not isinstance(values, (list, tuple)) or not values:
+        raise DBOSInvalidArgumentError(f"{name} must be a non-empty list of workflow IDs")
+    return [check_id(name, value) for value in values]
+
+
+def managed(
+    operation: str, runtime: Runtime, work: Callable[[], Coroutine[Any, Any, T]]
+) -> Coroutine[Any, Any, T]:
+    """``work()`` on the engine's loop; inside a workflow, the checkpointed step ``operation``."""
+    return awaited(checkpointed(operation, lambda: runtime.forward(work())))
+
+
+# Cancel --------------------------------------------------------------------------------------
+
+
+def cancel_workflows(
+    workflow_ids: list[str], *, cancel_children: bool = False
+) -> Coroutine[Any, Any, None]:
+    """Cancel workflows (and, with ``cancel_children``, every workflow they started, and so
+    on) wherever they run, unless they finished. Their waiters then get
+    ``DBOSAwaitedWorkflowCancelledError``. If one of the IDs is unknown, nothing is cancelled
+    and :class:`DBOSNonExistentWorkflowError` names it."""
+    ids = check_ids("workflow_ids", workflow_ids)
     runtime = runtime_here()
-    return awaited(
-        checkpointed("DBOS.cancelWorkflow", lambda: runtime.forward(runtime.cancel(workflow_id)))
+    return managed(
+        "DBOS.cancelWorkflows",
+        runtime,
+        lambda: runtime.cancel(ids, with_children=bool(cancel_children)),
     )
 
 
-# Resume, fork, delete ----------------------------------------------------------------------
+def cancel_workflow(
+    workflow_id: str, *, cancel_children: bool = False
+) -> Coroutine[Any, Any, None]:
+    """Cancel a workflow wherever it runs (see :func:`cancel_workflows`)."""
+    check_id("workflow_id", workflow_id)
+    runtime = runtime_here()
+    return managed(
+        "DBOS.cancelWorkflow",
+        runtime,
+        lambda: runtime.cancel([workflow_id], with_children=bool(cancel_children)),
+    )
 
 
-async def _handle(runtime: Runtime, workflow_id: Awaitable[str]) -> WorkflowHandleAsync[Any]:
-    return WorkflowHandleAsync(runtime, await workflow_id)
+# Resume ------------------------------------------------------------------------------------
 
 
-async def _resume(runtime: Runtime, workflow_id: str, queue_name: str) -> str:
-    before = await resume_workflow_row(runtime.db, workflow_id, queue_name)
-    if before is None:
-        raise DBOSNonExistentWorkflowError(workflow_id)
-    if before in ("SUCCESS", "ERROR"):
-        logger.info("Workflow %s already finished (%s); not resumed", workflow_id, before)
-    else:
+async def _resume(runtime: Runtime, workflow_ids: list[str], queue_name: str) -> list[str]:
+    missing, resumed = await resume_workflow_rows(runtime.db, workflow_ids, queue_name)
+    if missing:
+        raise DBOSNonExistentWorkflowError(missing[0])
+    if resumed:
         runtime.dispatcher.announce(queue_name)
-    return workflow_id
+    for workflow_id in set(workflow_ids) - set(resumed):
+        logger.info("Workflow %s already ended; not resumed", workflow_id)
+    return workflow_ids
+
+
+async def _handles(
+    runtime: Runtime, workflow_ids: Awaitable[list[str]]
+) -> list[WorkflowHandleAsync[Any]]:
+    return [WorkflowHandleAsync(runtime, workflow_id) for workflow_id in await workflow_ids]
+
+
+def resume_workflows(
+    workflow_ids: list[str], *, queue_name: str | None = None
+) -> Coroutine[Any, Any, list[WorkflowHandleAsync[Any]]]:
+    """Run workflows that have not finished again from their last recorded step; handles.
+
+    A CANCELLED (or PENDING, ENQUEUED, DELAYED, dead-lettered) workflow is enqueued on
+    ``queue_name`` (default: the internal queue) with its recovery attempts reset; one that
+    ended in SUCCESS or ERROR is left as it is. If one of the IDs is unknown, nothing is resumed
+    and :class:`DBOSNonExistentWorkflowError` names it.
+    """
+    ids = check_ids("workflow_ids", workflow_ids)
+    target = INTERNAL_QUEUE if queue_name is None else check_id("queue_name", queue_name)
+    runtime = runtime_here()
+    resumed = managed("DBOS.resumeWorkflows", runtime, lambda: _resume(runtime, ids, target))
+    return _handles(runtime, resumed)
+
+
+async def _one(handles: Awaitable[list[WorkflowHandleAsync[Any]]]) -> WorkflowHandleAsync[Any]:
+    return (await handles)[0]
 
 
 def resume_workflow(
     workflow_id: str, *, queue_name: str | None = None
 ) -> Coroutine[Any, Any, WorkflowHandleAsync[Any]]:
-    """Run a workflow that has not finished again from its last recorded step; return a handle.
-
-    A CANCELLED (or PENDING, ENQUEUED, DELAYED, dead-lettered) workflow is enqueued on
-    ``queue_name`` (default: the internal queue) with its recovery attempts reset; a workflow
-    that ended in SUCCESS or ERROR is left as it is. An unknown ID raises
-    :class:`DBOSNonExistentWorkflowError`.
-    """
+    """Run a workflow that has not finished again from its last recorded step (see
+    :func:`resume_workflows`); a handle on it."""
     check_id("workflow_id", workflow_id)
     target = INTERNAL_QUEUE if queue_name is None else check_id("queue_name", queue_name)
     runtime = runtime_here()
-    resumed = checkpointed(
-        "DBOS.resumeWorkflow", lambda: runtime.forward(_resume(runtime, workflow_id, target))
+    resumed = managed(
+        "DBOS.resumeWorkflow", runtime, lambda: _resume(runtime, [workflow_id], target)
     )
-    return _handle(runtime, resumed)
+    return _one(_handles(runtime, resumed))
 
 
-async def _fork(runtime: Runtime, fork: ForkRequest) -> str:
-    try:
-        found = await fork_workflow_row(runtime.db, fork)
-    except asyncpg.UniqueViolationError:
-        existing = await get_workflow(runtime.db, fork.forked_id)
-        if existing is not None and existing["forked_from"] == fork.original_id:
-            return fork.forked_id  # this fork was already made
-        raise DBOSConflictingWorkflowError(
-            fork.forked_id, "a workflow with this ID already exists"
-        ) from None
-    if not found:
-        raise DBOSNonExistentWorkflowError(fork.original_id)
-    runtime.dispatcher.announce(fork.queue_name)
-    return fork.forked_id
+# Delete ------------------------------------------------------------------------------------
 
 
-def _next_id() -> str:
-    assigned = take_next_workflow_id()
-    return assigned.workflow_id if assigned is not None else str(uuid.uuid4())
-
-
-def fork_workflow(
-    workflow_id: str,
-    start_step: int,
-    *,
-    application_version: str | None = None,
-    queue_name: str | None = None,
-) -> Coroutine[Any, Any, WorkflowHandleAsync[Any]]:
-    """Start a copy of a workflow that replays its steps before ``start_step`` and runs the rest.
-
-    Steps are numbered from 1, so ``start_step=1`` runs the whole workflow again. The copy
-    gets the ID set by an enclosing ``SetWorkflowID`` (else a new UUID), the original's inputs
-    and authentication, and is enqueued on ``queue_name`` (default: the internal queue) to run
-    on ``application_version`` (default: any). Returns a handle on the copy.
-    """
-    check_id("workflow_id", workflow_id)
-    check_int("start_step", start_step)
-    if application_version is not None:
-        check_id("application_version", application_version)
-    target = INTERNAL_QUEUE if queue_name is None else check_id("queue_name", queue_name)
-    runtime = runtime_here()
-    queue = runtime.registry.queues.get(target)
-    if queue is not None and queue.partition_queue:
-        raise DBOSInvalidArgumentError(f"Cannot fork onto partitioned queue {target!r}")
-    fork = ForkRequest(
-        original_id=workflow_id,
-        forked_id=_next_id(),
-        start_step=start_step,
-        queue_name=target,
-        application_version=application_version,
-    )
-    forked = checkpointed("DBOS.forkWorkflow", lambda: runtime.forward(_fork(runtime, fork)))
-    return _handle(runtime, forked)
-
-
-async def _delete(runtime: Runtime, workflow_id: str, delete_children: bool) -> None:
-    deleted = await delete_workflow_rows(runtime.db, workflow_id, with_children=delete_children)
+async def _delete(runtime: Runtime, workflow_ids: list[str], delete_children: bool) -> None:
+    deleted = await delete_workflow_rows(runtime.db, workflow_ids, with_children=delete_children)
     for deleted_id in deleted:
         # Waiters here re-read the row and learn it no longer exists.
         runtime.notifier.notify_local(WORKFLOW_DONE, deleted_id)
 
 
+def delete_workflows(
+    workflow_ids: list[str], *, delete_children: bool = False
+) -> Coroutine[Any, Any, None]:
+    """Delete workflows and everything recorded for them (and for their descendants, with
+    ``delete_children``). An ID that does not exist is skipped."""
+    ids = check_ids("workflow_ids", workflow_ids)
+    runtime = runtime_here()
+    return managed(
+        "DBOS.deleteWorkflows", runtime, lambda: _delete(runtime, ids, bool(delete_children))
+    )
+
+
 def delete_workflow(
     workflow_id: str, *, delete_children: bool = False
 ) -> Coroutine[Any, Any, None]:
-    """Delete a workflow and everything recorded for it (and its descendants, if asked).
-
-    Deleting a workflow that does not exist does nothing.
-    """
+    """Delete a workflow and everything recorded for it (see :func:`delete_workflows`)."""
     check_id("workflow_id", workflow_id)
     runtime = runtime_here()
-    return awaited(
-        checkpointed(
-            "DBOS.deleteWorkflow",
-            lambda: runtime.forward(_delete(runtime, workflow_id, bool(delete_children))),
-        )
+    return managed(
+        "DBOS.deleteWorkflow",
+        runtime,
+        lambda: _delete(runtime, [workflow_id], bool(delete_children)),
+    )
+
+
+# Delay and attributes ----------------------------------------------------------------------
+
+
+async def _set_delay(runtime: Runtime, workflow_id: str, delay_until_ms: int) -> None:
+    status, queue_name = await set_delay_row(runtime.db, workflow_id, delay_until_ms)
+    if status is None:
+        raise DBOSNonExistentWorkflowError(workflow_id)
+    if status != "DELAYED":
+        logger.info("Workflow %s is %s, not DELAYED; its delay is unchanged", workflow_id, status)
+    elif queue_name is not None:
+        runtime.dispatcher.announce(queue_name, delayed_until_ms=delay_until_ms)
+
+
+def set_workflow_delay(
+    workflow_id: str,
+    *,
+    delay_seconds: float | None = None,
+    delay_until_epoch_ms: int | None = None,
+) -> Coroutine[Any, Any, None]:
+    """Move the start of a DELAYED workflow: ``delay_seconds`` from now, or to
+    ``delay_until_epoch_ms`` (give exactly one). A workflow in another state is left alone."""
+    check_id("workflow_id", workflow_id)
+    if (delay_seconds is None) == (delay_until_epoch_ms is None):
+        raise DBOSInvalidArgumentError("Give exactly one of delay_seconds and delay_until_epoch_ms")
+    if delay_seconds is not None:
+        until = int(time.time() * 1000 + check_number("delay_seconds", delay_seconds) * 1000)
+    else:
+        until = check_int("delay_until_epoch_ms", delay_until_epoch_ms, minimum=0)
+    runtime = runtime_here()
+    return managed(
+        "DBOS.setWorkflowDelay", runtime, lambda: _set_delay(runtime, workflow_id, until)
+    )
+
+
+def attributes_json(attributes: object) -> str | None:
+    """A workflow's attributes (a JSON-serializable dict, or None) as JSON text."""
+    if attributes is None:
+        return None
+    if not isinstance(attributes, dict):
+        raise DBOSInvalidArgumentError(f"attributes must be a dict or None, got {attributes!r}")
+    try:
+        return json.dumps(attributes)
+    except (TypeError, ValueError) as error:
+        raise DBOSInvalidArgumentError(f"attributes must be JSON-serializable: {error}") from None
+
+
+async def _update_attributes(
+    runtime: Runtime, workflow_id: str, attributes: str | None, merge: bool
+) -> None:
+    if not await update_attributes_row(runtime.db, workflow_id, attributes, merge=merge):
+        raise DBOSNonExistentWorkflowError(workflow_id)
+
+
+def update_workflow_attributes(
+    workflow_id: str, attributes: dict[str, Any] | None, *, merge: bool = False
+) -> Coroutine[Any, Any, None]:
+    """Replace a workflow's attributes (a JSON-serializable dict, or None to clear them), or
+    with ``merge`` add these keys to them. ``list_workflows(attributes=...)`` finds them."""
+    check_id("workflow_id", workflow_id)
+    text = attributes_json(attributes)
+    runtime = runtime_here()
+    return managed(
+        "DBOS.updateWorkflowAttributes",
+        runtime,
+        lambda: _update_attributes(runtime, workflow_id, text, bool(merge)),
     )

@@ -341,7 +341,7 @@ def launch(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> as
 def _time_out(runtime: Runtime, workflow_id: str) -> None:
     """A workflow's deadline passed: cancel it, as DBOS does."""
     logger.info("Workflow %s reached its deadline; cancelling it", workflow_id)
-    runtime.background(runtime.cancel(workflow_id))
+    runtime.background(runtime.cancel([workflow_id]))
 
 
 def _forget(

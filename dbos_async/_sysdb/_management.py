@@ -1,4 +1,4 @@
-"""Statements for workflow management: listing, resuming, forking and deleting workflows.
+"""Statements for reading workflows (listing them, their steps) and forking them.
 
 List queries are assembled from fixed fragments; every value travels as a positional
 parameter, never in the SQL text. Resume, fork and delete are one statement each, so each is
@@ -7,6 +7,7 @@ atomic on its own (a fork's row, its copied steps, events and stream values comm
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import asyncpg
@@ -17,10 +18,8 @@ from ._workflows import now_ms
 __all__ = [
     "ForkRequest",
     "WorkflowFilter",
-    "delete_workflow_rows",
     "fork_workflow_row",
     "list_workflow_rows",
-    "resume_workflow_row",
     "step_rows",
 ]
 
@@ -31,7 +30,7 @@ _COLUMNS = (
     "application_id, created_at, updated_at, recovery_attempts, queue_name, deduplication_id, "
     "priority, queue_partition_key, workflow_timeout_ms, workflow_deadline_epoch_ms, "
     "started_at_epoch_ms, forked_from, was_forked_from, parent_workflow_id, "
-    "delay_until_epoch_ms, completed_at, attributes, application_name"
+    "delay_until_epoch_ms, completed_at, attributes, application_name, schedule_name"
 )
 
 
@@ -39,13 +38,20 @@ _COLUMNS = (
 class WorkflowFilter:
     """Which ``workflow_status`` rows a listing returns; None means "any" for every field.
 
-    List fields match any of their values; times are epoch milliseconds on ``created_at``.
+    List fields match any of their values; times are epoch milliseconds, bounds inclusive:
+    ``created_*`` on the creation time, ``completed_*`` on the completion time, ``dequeued_*``
+    on the time it last started (was dequeued). ``attributes`` matches rows whose attributes
+    contain these keys with these values.
     """
 
     workflow_ids: list[str] | None = None
     statuses: list[str] | None = None
     created_from_ms: int | None = None
     created_until_ms: int | None = None
+    completed_from_ms: int | None = None
+    completed_until_ms: int | None = None
+    dequeued_from_ms: int | None = None
+    dequeued_until_ms: int | None = None
     names: list[str] | None = None
     app_versions: list[str] | None = None
     users: list[str] | None = None
@@ -53,7 +59,14 @@ class WorkflowFilter:
     executor_ids: list[str] | None = None
     parent_workflow_ids: list[str] | None = None
     forked_from: list[str] | None = None
+    schedule_names: list[str] | None = None
+    application_names: list[str] | None = None
     id_prefixes: list[str] | None = None
+    was_forked_from: bool | None = None
+    is_fork: bool | None = None
+    has_parent: bool | None = None
+    attributes: str | None = None
+    """A JSON object (text)."""
     queues_only: bool = False
     limit: int | None = None
     offset: int | None = None
@@ -79,6 +92,23 @@ _ANY_OF = (
     ("executor_ids", "executor_id = ANY({}::text[])"),
     ("parent_workflow_ids", "parent_workflow_id = ANY({}::text[])"),
     ("forked_from", "forked_from = ANY({}::text[])"),
+    ("schedule_names", "schedule_name = ANY({}::text[])"),
+    ("application_names", "application_name = ANY({}::text[])"),
+)
+# Each time bound: (WorkflowFilter field, condition).
+_BOUNDS = (
+    ("created_from_ms", "created_at >= {}::bigint"),
+    ("created_until_ms", "created_at <= {}::bigint"),
+    ("completed_from_ms", "completed_at >= {}::bigint"),
+    ("completed_until_ms", "completed_at <= {}::bigint"),
+    ("dequeued_from_ms", "started_at_epoch_ms >= {}::bigint"),
+    ("dequeued_until_ms", "started_at_epoch_ms <= {}::bigint"),
+)
+# Each yes/no filter: (WorkflowFilter field, condition when True, condition when False).
+_FLAGS = (
+    ("was_forked_from", "was_forked_from", "NOT was_forked_from"),
+    ("is_fork", "forked_from IS NOT NULL", "forked_from IS NULL"),
+    ("has_parent", "parent_workflow_id IS NOT NULL", "parent_workflow_id IS NULL"),
 )
 
 
@@ -95,13 +125,19 @@ def _list_query(f: WorkflowFilter) -> tuple[str, list[object]]:
         values = getattr(f, field)
         if values is not None:
             conditions.append(condition.format(param(values)))
+    for field, condition in _BOUNDS:
+        value = getattr(f, field)
+        if value is not None:
+            conditions.append(condition.format(param(value)))
+    for field, when_true, when_false in _FLAGS:
+        flag = getattr(f, field)
+        if flag is not None:
+            conditions.append(when_true if flag else when_false)
     if f.id_prefixes is not None:
         patterns = [_like_prefix(prefix) for prefix in f.id_prefixes]
         conditions.append(f"workflow_uuid LIKE ANY({param(patterns)}::text[])")
-    if f.created_from_ms is not None:
-        conditions.append(f"created_at >= {param(f.created_from_ms)}::bigint")
-    if f.created_until_ms is not None:
-        conditions.append(f"created_at <= {param(f.created_until_ms)}::bigint")
+    if f.attributes is not None:
+        conditions.append(f"attributes @> {param(f.attributes)}::jsonb")
     if f.queues_only:
         conditions.append("queue_name IS NOT NULL")
     inputs = "inputs" if f.load_input else "NULL::bytea AS inputs"
@@ -146,35 +182,6 @@ async def step_rows(
     )
 
 
-async def resume_workflow_row(db: Database, workflow_id: str, queue_name: str) -> str | None:
-    """Put a workflow that has not finished back on ``queue_name``, to run from its last step.
-
-    SUCCESS and ERROR rows are left alone. The row is ENQUEUED with its recovery attempts,
-    deadline, deduplication ID and start time cleared; its partition key is kept only if it
-    stays on the same queue. Returns the status it had, or None when no such workflow exists.
-    """
-    row = await db.fetchrow(
-        """
-        WITH before AS (
-            SELECT status FROM workflow_status WHERE workflow_uuid = $1 FOR UPDATE
-        ), resumed AS (
-            UPDATE workflow_status
-            SET status = 'ENQUEUED', queue_name = $2,
-                queue_partition_key = CASE WHEN queue_name = $2 THEN queue_partition_key END,
-                recovery_attempts = 0, workflow_deadline_epoch_ms = NULL,
-                deduplication_id = NULL, started_at_epoch_ms = NULL, completed_at = NULL,
-                delay_until_epoch_ms = NULL, updated_at = $3
-            WHERE workflow_uuid = $1 AND status NOT IN ('SUCCESS', 'ERROR')
-        )
-        SELECT status FROM before
-        """,
-        workflow_id,
-        queue_name,
-        now_ms(),
-    )
-    return row["status"] if row is not None else None
-
-
 @dataclass(frozen=True, slots=True)
 class ForkRequest:
     """A fork: copy ``original_id`` as ``forked_id`` with the steps before ``start_step``."""
@@ -184,6 +191,10 @@ class ForkRequest:
     start_step: int
     queue_name: str
     application_version: str | None = None
+    queue_partition_key: str | None = None
+    timeout_ms: int | None = None
+    replacement_children: dict[str, str] | None = None
+    """Child workflow IDs the copied steps name instead of the original's."""
 
 
 # One statement: the new row, the original's mark, and the copies commit together. The
@@ -200,11 +211,11 @@ WITH original AS (
         workflow_uuid, status, name, class_name, config_name, authenticated_user,
         assumed_role, authenticated_roles, inputs, serialization, application_version,
         application_id, created_at, updated_at, recovery_attempts, queue_name, priority,
-        forked_from, attributes, application_name
+        forked_from, attributes, application_name, queue_partition_key, workflow_timeout_ms
     )
     SELECT $2, 'ENQUEUED', name, class_name, config_name, authenticated_user,
         assumed_role, authenticated_roles, inputs, serialization, $5,
-        application_id, $6, $6, 0, $4, 0, $1, attributes, application_name
+        application_id, $6, $6, 0, $4, 0, $1, attributes, application_name, $7, $8
     FROM original
     RETURNING workflow_uuid
 ), steps AS (
@@ -213,7 +224,8 @@ WITH original AS (
         child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
     )
     SELECT $2, function_id, function_name, output, error, serialization,
-        child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
+        COALESCE($9::jsonb ->> child_workflow_id, child_workflow_id), started_at_epoch_ms,
+        completed_at_epoch_ms
     FROM operation_outputs
     WHERE workflow_uuid = $1 AND function_id < $3 AND EXISTS (SELECT 1 FROM original)
 ), history AS (
@@ -251,33 +263,8 @@ async def fork_workflow_row(db: Database, fork: ForkRequest) -> bool:
         fork.queue_name,
         fork.application_version,
         now_ms(),
+        fork.queue_partition_key,
+        fork.timeout_ms,
+        json.dumps(fork.replacement_children) if fork.replacement_children else None,
     )
     return bool(forked)
-
-
-async def delete_workflow_rows(
-    db: Database, workflow_id: str, *, with_children: bool = False
-) -> list[str]:
-    """Delete a workflow (and, ``with_children``, its descendants); return the IDs deleted.
-
-    Its steps are deleted in the same statement; the foreign keys cascade to its messages,
-    events and streams.
-    """
-    rows = await db.fetch(
-        """
-        WITH RECURSIVE tree AS (
-            SELECT workflow_uuid FROM workflow_status WHERE workflow_uuid = $1
-            UNION
-            SELECT w.workflow_uuid FROM workflow_status AS w
-            JOIN tree AS t ON w.parent_workflow_id = t.workflow_uuid
-            WHERE $2::boolean
-        ), steps AS (
-            DELETE FROM operation_outputs WHERE workflow_uuid IN (SELECT workflow_uuid FROM tree)
-        )
-        DELETE FROM workflow_status WHERE workflow_uuid IN (SELECT workflow_uuid FROM tree)
-        RETURNING workflow_uuid
-        """,
-        workflow_id,
-        with_children,
-    )
-    return [row["workflow_uuid"] for row in rows]

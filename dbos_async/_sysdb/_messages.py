@@ -13,13 +13,11 @@ from collections.abc import Sequence
 import asyncpg
 
 from ._database import Database
-from ._notify import CANCEL, WORKFLOW_DONE
 from ._workflows import SAME_STEP, now_ms, owned_by
 
 __all__ = [
     "CLOSED_STREAM",
     "NULL_TOPIC",
-    "cancel_workflow_row",
     "cancelled_among",
     "consume_message",
     "take_message",
@@ -186,7 +184,8 @@ async def consume_message(
             ORDER BY seq LIMIT 1
             FOR UPDATE SKIP LOCKED
         ), taken AS (
-            UPDATE notifications AS n SET consumed = true FROM next
+            UPDATE notifications AS n SET consumed = true, consumed_by_function_id = $2
+            FROM next
             WHERE n.message_uuid = next.message_uuid
             RETURNING n.message, n.serialization
         ), received AS (
@@ -253,7 +252,8 @@ WITH request AS (
         FOR UPDATE SKIP LOCKED
     ) AS m
 ), taken AS (
-    UPDATE notifications AS n SET consumed = true FROM next
+    UPDATE notifications AS n SET consumed = true, consumed_by_function_id = next.function_id
+    FROM next
     WHERE n.message_uuid = next.message_uuid
     RETURNING n.message_uuid, n.message, n.serialization
 ), received AS (
@@ -564,32 +564,3 @@ async def cancelled_among(db: Database, workflow_ids: list[str]) -> list[str]:
         workflow_ids,
     )
     return [row["workflow_uuid"] for row in rows]
-
-
-async def cancel_workflow_row(db: Database, workflow_id: str) -> str | None:
-    """Mark a workflow CANCELLED unless it finished; notify its owner and remote waiters.
-
-    Returns the status it had, or None when no such workflow exists.
-    """
-    row = await db.fetchrow(
-        f"""
-        WITH before AS (
-            SELECT status FROM workflow_status WHERE workflow_uuid = $1 FOR UPDATE
-        ), cancelled AS (
-            UPDATE workflow_status
-            SET status = 'CANCELLED', updated_at = $2, completed_at = $2, queue_name = NULL,
-                deduplication_id = NULL, started_at_epoch_ms = NULL
-            WHERE workflow_uuid = $1 AND status NOT IN ('SUCCESS', 'ERROR')
-            RETURNING workflow_uuid, awaited
-        ), owner AS (
-            SELECT pg_notify('{CANCEL}', workflow_uuid) FROM cancelled
-        ), waiters AS (
-            SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM cancelled WHERE awaited
-        )
-        SELECT status, (SELECT count(*) FROM owner) + (SELECT count(*) FROM waiters) AS sent
-        FROM before
-        """,
-        workflow_id,
-        now_ms(),
-    )
-    return row["status"] if row is not None else None

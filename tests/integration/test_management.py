@@ -22,14 +22,13 @@ from dbos_async import (
     WorkflowStatus,
 )
 from dbos_async._core._runtime import Runtime
-from dbos_async._features._management import (
-    delete_workflow,
-    fork_workflow,
+from dbos_async._features._forks import fork_workflow
+from dbos_async._features._listing import (
     list_queued_workflows,
     list_workflow_steps,
     list_workflows,
-    resume_workflow,
 )
+from dbos_async._features._management import delete_workflow, resume_workflow
 from dbos_async._sysdb._notify import CANCEL
 from tests.waypoints import Waypoints
 
@@ -94,7 +93,8 @@ async def mg_parent(x: int) -> int:
 
 
 async def statuses(**filters: Any) -> list[WorkflowStatus]:
-    return await list_workflows(**filters)
+    found: list[WorkflowStatus] = await list_workflows(**filters)
+    return found
 
 
 async def ids(**filters: Any) -> list[str]:
