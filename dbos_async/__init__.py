@@ -12,6 +12,7 @@ from ._core._config import DBOSConfig
 from ._core._context import (
     DBOSContextEnsure,
     DBOSContextSetAuth,
+    SetWorkflowAttributes,
     SetWorkflowID,
     SetWorkflowTimeout,
     StepStatus,
@@ -101,6 +102,7 @@ __all__ = [
     "Queue",
     "Serializer",
     "SetEnqueueOptions",
+    "SetWorkflowAttributes",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",

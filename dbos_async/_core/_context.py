@@ -22,7 +22,7 @@ from ._request import IDEMPOTENCY_KEY_HEADER, Request
 from ._roles import Auth
 from ._runtime import Runtime, current_runtime
 from ._sync import awaited, ensure_not_in_loop, submit
-from ._validation import check_id, check_number
+from ._validation import check_id, check_json_object, check_number
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as TraceContext
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DBOSContextEnsure",
     "DBOSContextSetAuth",
+    "SetWorkflowAttributes",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepStatus",
@@ -47,6 +48,7 @@ __all__ = [
     "take_next_workflow_id",
     "AssignedWorkflowID",
     "WorkflowIDReusePolicy",
+    "workflow_attributes",
     "workflow_timeout_override",
 ]
 
@@ -236,6 +238,26 @@ def workflow_timeout_override() -> tuple[bool, float | None]:
     return True, value
 
 
+_attributes: ContextVar[dict[str, Any] | None] = ContextVar("dbos_attributes", default=None)
+
+
+class SetWorkflowAttributes(_ContextSetter["dict[str, Any] | None"]):
+    """Store ``attributes`` (a JSON-serializable dict) with the workflows started, enqueued or
+    forked in the block; ``list_workflows(attributes=...)`` finds them. Not inherited by the
+    workflows those start."""
+
+    _var = _attributes
+
+    def __init__(self, attributes: dict[str, Any] | None) -> None:
+        check_json_object("attributes", attributes)
+        super().__init__(dict(attributes) if attributes is not None else None)
+
+
+def workflow_attributes() -> dict[str, Any] | None:
+    """The attributes an enclosing :class:`SetWorkflowAttributes` gives new workflows."""
+    return _attributes.get()
+
+
 class DBOSContextSetAuth(_ContextSetter["Auth | None"]):
     """Run the block as ``user`` with ``roles``; workflows started in it record and keep them."""
 
@@ -277,6 +299,7 @@ def enter_workflow(ctx: WorkflowContext) -> None:
     _next_workflow_id.set(None)
     _timeout.set(_UNSET)
     _auth.set(None)
+    _attributes.set(None)
     _workflow.set(ctx)
 
 

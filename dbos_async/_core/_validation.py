@@ -7,11 +7,12 @@ argument and the value it got.
 
 from __future__ import annotations
 
+import json
 import math
 
 from ._errors import DBOSException, DBOSInvalidArgumentError
 
-__all__ = ["check_id", "check_int", "check_number"]
+__all__ = ["check_id", "check_int", "check_json_object", "check_number"]
 
 
 def check_id(name: str, value: object) -> str:
@@ -60,3 +61,15 @@ def check_int(
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
         raise error(f"{name} must be an integer {bounds}, got {value!r}")
     return value
+
+
+def check_json_object(name: str, value: object) -> str | None:
+    """``value`` (a JSON-serializable dict, or None) as JSON text."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DBOSInvalidArgumentError(f"{name} must be a dict or None, got {value!r}")
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as error:
+        raise DBOSInvalidArgumentError(f"{name} must be JSON-serializable: {error}") from None

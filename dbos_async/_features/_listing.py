@@ -7,7 +7,6 @@ sees what the first execution saw.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from .._core._status import (
     status_from_row,
 )
 from .._core._sync import awaited
-from .._core._validation import check_id, check_int
+from .._core._validation import check_id, check_int, check_json_object
 from .._sysdb._management import WorkflowFilter, list_workflow_rows, step_rows
 from ._step import checkpointed
 
@@ -78,18 +77,6 @@ def _flag(name: str, value: object) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise DBOSInvalidArgumentError(f"{name} must be True, False or None, got {value!r}")
     return value
-
-
-def _attributes(value: object) -> str | None:
-    """A dict of attributes as JSON text, to match with ``@>``."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise DBOSInvalidArgumentError(f"attributes must be a dict, got {value!r}")
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError) as error:
-        raise DBOSInvalidArgumentError(f"attributes must be JSON: {error}") from None
 
 
 def _count(name: str, value: object, minimum: int) -> int | None:
@@ -166,7 +153,7 @@ def _filter(
         was_forked_from=_flag("was_forked_from", was_forked_from),
         is_fork=_flag("is_fork", is_fork),
         has_parent=_flag("has_parent", has_parent),
-        attributes=_attributes(attributes),
+        attributes=check_json_object("attributes", attributes),
         queues_only=bool(queues_only),
         limit=_count("limit", limit, 0),
         offset=_count("offset", offset, 0),

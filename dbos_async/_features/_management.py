@@ -8,7 +8,6 @@ The listings live in ``_listing.py``, forks and rewinds in ``_forks.py``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._core._context import runtime_here
 from .._core._errors import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from .._core._sync import awaited
-from .._core._validation import check_id, check_int, check_number
+from .._core._validation import check_id, check_int, check_json_object, check_number
 from .._sysdb._changes import (
     delete_workflow_rows,
     resume_workflow_rows,
@@ -218,18 +217,6 @@ def set_workflow_delay(
     )
 
 
-def attributes_json(attributes: object) -> str | None:
-    """A workflow's attributes (a JSON-serializable dict, or None) as JSON text."""
-    if attributes is None:
-        return None
-    if not isinstance(attributes, dict):
-        raise DBOSInvalidArgumentError(f"attributes must be a dict or None, got {attributes!r}")
-    try:
-        return json.dumps(attributes)
-    except (TypeError, ValueError) as error:
-        raise DBOSInvalidArgumentError(f"attributes must be JSON-serializable: {error}") from None
-
-
 async def _update_attributes(
     runtime: Runtime, workflow_id: str, attributes: str | None, merge: bool
 ) -> None:
@@ -243,7 +230,7 @@ def update_workflow_attributes(
     """Replace a workflow's attributes (a JSON-serializable dict, or None to clear them), or
     with ``merge`` add these keys to them. ``list_workflows(attributes=...)`` finds them."""
     check_id("workflow_id", workflow_id)
-    text = attributes_json(attributes)
+    text = check_json_object("attributes", attributes)
     runtime = runtime_here()
     return managed(
         "DBOS.updateWorkflowAttributes",

@@ -26,6 +26,7 @@ from .._core._context import (
     current_workflow,
     enter_workflow,
     take_next_workflow_id,
+    workflow_attributes,
     workflow_timeout_override,
 )
 from .._core._errors import (
@@ -119,6 +120,8 @@ class WorkflowCall:
     deadline_epoch_ms: int | None
     request: Request | None = None
     trace_parent: TraceContext | None = None
+    attributes: dict[str, Any] | None = None
+    """Set by an enclosing ``SetWorkflowAttributes``."""
     reject_existing: bool = False
     """Raise :class:`DBOSWorkflowIDInUseError` if the workflow ID exists (``SetWorkflowID``'s
     ``workflow_id_reuse_policy="reject"``)."""
@@ -171,6 +174,7 @@ def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, An
         request=current_request(),
         trace_parent=caller_trace_context(),
         reject_existing=assigned is not None and assigned.reuse_policy == "reject",
+        attributes=workflow_attributes(),
     )
 
 
@@ -270,9 +274,13 @@ async def record_start(
 
 
 def _stored_attributes(call: WorkflowCall) -> str | None:
-    """The JSON attributes stored with the workflow: the caller's trace context, if traced."""
+    """The JSON attributes stored with the workflow: those of an enclosing
+    ``SetWorkflowAttributes``, and the caller's trace context, if traced."""
+    attributes = dict(call.attributes or {})
     carrier = trace_context_to(call.trace_parent)
-    return json.dumps({TRACE_CONTEXT_ATTRIBUTE: carrier}) if carrier else None
+    if carrier:
+        attributes[TRACE_CONTEXT_ATTRIBUTE] = carrier
+    return json.dumps(attributes) if attributes else None
 
 
 async def record_child(
