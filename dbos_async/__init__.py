@@ -25,6 +25,7 @@ from ._core._tracing import PropagateOtelContext
 from ._dbos import DBOS
 from ._features._decorators import StepOptions
 from ._features._handles import WorkflowHandle, WorkflowHandleAsync
+from ._features._messaging import SendMessage
 from ._features._queue import Queue, SetEnqueueOptions
 from ._setup import run_dbos_database_migrations
 from .error import (
@@ -100,6 +101,7 @@ __all__ = [
     "MaxRecoveryAttemptsExceededError",
     "PropagateOtelContext",
     "Queue",
+    "SendMessage",
     "Serializer",
     "SetEnqueueOptions",
     "SetWorkflowAttributes",

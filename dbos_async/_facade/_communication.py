@@ -10,16 +10,18 @@ from .._features._messaging import (
     get_event,
     recv,
     send,
+    send_bulk,
     set_event_value,
     sleep,
 )
 from .._features._streams import (
     close_stream,
     read_stream_async,
+    read_stream_offset,
     read_stream_sync,
     write_stream_value,
 )
-from ._base import FacadeBase
+from ._base import FacadeBase, blocking
 
 __all__ = ["CommunicationAPI"]
 
@@ -28,6 +30,9 @@ class CommunicationAPI(FacadeBase):
     """``send``/``recv``, events, durable ``sleep`` and ``asyncio_wait``, streams."""
 
     send_async = staticmethod(send)
+    send = staticmethod(blocking("send", send))
+    send_bulk_async = staticmethod(send_bulk)
+    send_bulk = staticmethod(blocking("send_bulk", send_bulk))
     recv_async = staticmethod(recv)
     set_event_async = staticmethod(set_event_value)
     get_event_async = staticmethod(get_event)
@@ -38,17 +43,8 @@ class CommunicationAPI(FacadeBase):
     close_stream_async = staticmethod(close_stream)
     read_stream_async = staticmethod(read_stream_async)
     read_stream = staticmethod(read_stream_sync)
-
-    @classmethod
-    def send(
-        cls,
-        destination_id: str,
-        message: Any,
-        topic: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> None:
-        """Send ``message`` to a workflow (checkpointed inside a workflow)."""
-        cls._block(lambda: send(destination_id, message, topic, idempotency_key), "send")
+    read_stream_offset_async = staticmethod(read_stream_offset)
+    read_stream_offset = staticmethod(blocking("read_stream_offset", read_stream_offset))
 
     @classmethod
     def recv(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:

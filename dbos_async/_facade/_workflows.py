@@ -121,10 +121,16 @@ class WorkflowAPI(FacadeBase):
 
     @classmethod
     def wait_first_async(
-        cls, handles: Sequence[WorkflowHandleAsync[Any]]
+        cls,
+        handles: Sequence[WorkflowHandleAsync[Any]],
+        *,
+        polling_interval_sec: float = 1.0,
     ) -> Awaitable[WorkflowHandleAsync[Any]]:
-        """Wait until the first of ``handles``' workflows finishes; return its handle."""
-        index = wait_first(handles)
+        """Wait until the first of ``handles``' workflows finishes; return its handle.
+
+        ``polling_interval_sec`` is accepted for DBOS's API: completion wakes the wait.
+        """
+        index = wait_first(handles, polling_interval_sec)
 
         async def run() -> WorkflowHandleAsync[Any]:
             return handles[await index]
@@ -132,6 +138,12 @@ class WorkflowAPI(FacadeBase):
         return run()
 
     @classmethod
-    def wait_first(cls, handles: Sequence[WorkflowHandle[Any]]) -> WorkflowHandle[Any]:
-        """Wait until the first of ``handles``' workflows finishes; return its handle."""
-        return handles[cls._block(lambda: wait_first(handles), "wait_first")]
+    def wait_first(
+        cls, handles: Sequence[WorkflowHandle[Any]], *, polling_interval_sec: float = 1.0
+    ) -> WorkflowHandle[Any]:
+        """Wait until the first of ``handles``' workflows finishes; return its handle.
+
+        ``polling_interval_sec`` is accepted for DBOS's API: completion wakes the wait.
+        """
+        index = cls._block(lambda: wait_first(handles, polling_interval_sec), "wait_first")
+        return handles[index]

@@ -15,6 +15,7 @@ from .._core._context import block_on
 from .._core._errors import DBOSInvalidArgumentError
 from .._core._runtime import Runtime
 from .._core._status import WorkflowStatus, status_from_row
+from .._core._validation import check_number
 from .._sysdb._workflows import get_workflow
 from ._step import checkpointed
 from ._workflow import wait_result
@@ -111,8 +112,12 @@ async def first_finished(runtime: Runtime, workflow_ids: list[str]) -> int:
     return min(waiters.index(task) for task in done)
 
 
-def wait_first(handles: Sequence[_Handle]) -> Awaitable[int]:
-    """Wait until one of ``handles``' workflows finishes; its index (checkpointed in a workflow)."""
+def wait_first(handles: Sequence[_Handle], polling_interval_sec: float = 1.0) -> Awaitable[int]:
+    """Wait until one of ``handles``' workflows finishes; its index (checkpointed in a workflow).
+
+    ``polling_interval_sec`` is checked but unused: a finishing workflow wakes the wait.
+    """
+    check_number("polling_interval_sec", polling_interval_sec, minimum=0.001)
     if not handles:
         raise DBOSInvalidArgumentError("wait_first needs at least one handle")
     ids = [handle.workflow_id for handle in handles]

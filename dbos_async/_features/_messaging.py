@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -37,12 +38,14 @@ from .._sysdb._messages import (
     take_message,
 )
 from .._sysdb._notify import EVENTS, MESSAGES
+from .._sysdb._sends import OutgoingMessage, insert_messages
 from .._sysdb._workflows import insert_step_output
 from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
 
 T = TypeVar("T")
 
 __all__ = [
+    "SendMessage",
     "asyncio_wait",
     "durable_deadline",
     "record_value",
@@ -51,6 +54,7 @@ __all__ = [
     "recv",
     "require_workflow",
     "send",
+    "send_bulk",
     "set_event_value",
     "sleep",
     "wake",
@@ -124,10 +128,37 @@ async def record_value(ctx: WorkflowContext, function_id: int, name: str, value:
 # Messages ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """One message of a :func:`send_bulk`: its destination, value, topic and idempotency key.
+
+    ``shard_key`` is accepted for DBOS's API; a dbos_async system database is not sharded.
+    """
+
+    destination_id: str
+    message: Any
+    topic: str | None = None
+    idempotency_key: str | None = None
+    shard_key: str | None = None
+
+
 def send(
-    destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+    destination_id: str,
+    message: Any,
+    topic: str | None = None,
+    idempotency_key: str | None = None,
+    *,
+    send_to_forks: bool = False,
+    shard_key: str | None = None,
 ) -> Coroutine[Any, Any, None]:
-    """Send ``message`` to a workflow; inside a workflow the send is a checkpointed step."""
+    """Send ``message`` to a workflow; inside a workflow the send is a checkpointed step.
+
+    With ``send_to_forks`` every workflow forked from the destination (and from its forks)
+    gets it too. ``shard_key`` is accepted for DBOS's API (the system database is not sharded).
+    """
+    if send_to_forks:
+        single = [SendMessage(destination_id, message, topic, idempotency_key)]
+        return _send_many(single, to_forks=True, operation="DBOS.send")
     check_id("destination_id", destination_id)
     topic_key = _validate_topic(topic)
     if idempotency_key is not None:
@@ -172,6 +203,79 @@ def send(
         )
 
     return runtime.forward(traced_operation("send", ctx, run()))
+
+
+def send_bulk(
+    messages: list[SendMessage], *, send_to_forks: bool = False
+) -> Coroutine[Any, Any, None]:
+    """Send many messages in one statement (one checkpointed step inside a workflow): all of
+    them, or none when a destination does not exist (:class:`DBOSNonExistentWorkflowError`).
+
+    With ``send_to_forks`` every workflow forked from a destination gets its message too.
+    """
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise DBOSInvalidArgumentError("send_bulk needs a non-empty list of SendMessage")
+    return _send_many(list(messages), to_forks=bool(send_to_forks), operation="DBOS.send_bulk")
+
+
+def _send_many(
+    messages: list[SendMessage], *, to_forks: bool, operation: str
+) -> Coroutine[Any, Any, None]:
+    keys: set[str] = set()
+    for message in messages:
+        if not isinstance(message, SendMessage):
+            raise DBOSInvalidArgumentError(f"Expected a SendMessage, got {message!r}")
+        check_id("destination_id", message.destination_id)
+        _validate_topic(message.topic)
+        if message.idempotency_key is not None:
+            if check_id("idempotency_key", message.idempotency_key) in keys:
+                raise DBOSInvalidArgumentError(
+                    f"Idempotency key {message.idempotency_key!r} is used twice in one send"
+                )
+            keys.add(message.idempotency_key)
+    runtime = runtime_here()
+    payloads = [runtime.codec.dumps(m.message) for m in messages]  # before any write
+    ctx = current_workflow() if current_step() is None else None
+    function_id = ctx.reserve_function_id() if ctx is not None else None
+
+    def uuid_of(index: int, message: SendMessage) -> str:
+        if ctx is not None:
+            return f"{ctx.workflow_id}-{function_id}-{index}"
+        if message.idempotency_key is not None:
+            return f"{message.idempotency_key}::{message.destination_id}"
+        return str(uuid.uuid4())
+
+    async def run() -> None:
+        sender = None
+        if ctx is not None and function_id is not None:
+            if replay_recorded(ctx, function_id, operation) is not NOT_RECORDED:
+                return
+            ensure_not_cancelled(ctx)
+            sender = (ctx.workflow_id, function_id, runtime.executor_id)
+        outgoing = [
+            OutgoingMessage(
+                uuid_of(index, m),
+                m.destination_id,
+                _validate_topic(m.topic),
+                payload,
+                runtime.codec.name,
+            )
+            for index, (m, payload) in enumerate(zip(messages, payloads, strict=True))
+        ]
+        missing, recorded, delivered = await insert_messages(
+            runtime.db, outgoing, to_forks=to_forks, sender=sender, step_name=operation
+        )
+        if missing:
+            raise DBOSNonExistentWorkflowError(missing[0])
+        if not recorded and ctx is not None:
+            raise await refusal(ctx)
+        for key in delivered:
+            workflow_id, _, topic_key = key.partition("::")
+            wake(
+                runtime, MESSAGES, workflow_id, topic_key, remote=workflow_id not in runtime.active
+            )
+
+    return runtime.forward(traced_operation(operation.removeprefix("DBOS."), ctx, run()))
 
 
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:

@@ -7,6 +7,7 @@ close, or when the writing workflow has finished and every value was read.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator
 from typing import Any
 
@@ -16,17 +17,26 @@ from .._core._context import WorkflowContext, block_on, current_step, current_wo
 from .._core._errors import (
     DBOSNonExistentWorkflowError,
     DBOSNotInWorkflowError,
+    DBOSStreamTimeoutError,
     DBOSWorkflowConflictIDError,
 )
 from .._core._runtime import Runtime
 from .._core._status import TERMINAL_STATUSES
+from .._core._sync import awaited
 from .._core._tracing import traced_operation
+from .._core._validation import check_id, check_int, check_number
 from .._sysdb._messages import CLOSED_STREAM, read_stream_from, write_stream
 from .._sysdb._notify import STREAMS
 from ._messaging import record_value, wake
-from ._step import NOT_RECORDED, ensure_not_cancelled, refusal, replay_recorded
+from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
 
-__all__ = ["close_stream", "read_stream_async", "read_stream_sync", "write_stream_value"]
+__all__ = [
+    "close_stream",
+    "read_stream_async",
+    "read_stream_offset",
+    "read_stream_sync",
+    "write_stream_value",
+]
 
 _OFFSET_RETRIES = 20
 
@@ -86,10 +96,19 @@ def close_stream(key: str) -> Coroutine[Any, Any, None]:
 
 
 async def _next_values(
-    runtime: Runtime, workflow_id: str, key: str, offset: int, at_most: int | None = None
+    runtime: Runtime,
+    workflow_id: str,
+    key: str,
+    offset: int,
+    at_most: int | None = None,
+    timeout_seconds: float | None = None,
 ) -> tuple[list[Any], bool]:
-    """The values available from ``offset`` (waiting for at least one), and whether it ended."""
+    """The values available from ``offset`` (waiting for at least one), and whether it ended.
+
+    Raises :class:`DBOSStreamTimeoutError` when no value comes within ``timeout_seconds``.
+    """
     async with runtime.notifier.subscribe(STREAMS, f"{workflow_id}::{key}") as woken:
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         while True:
             status, rows = await read_stream_from(runtime.db, workflow_id, key, offset)
             if status is None:
@@ -107,24 +126,47 @@ async def _next_values(
                 return values, False
             if status in TERMINAL_STATUSES:
                 return [], True
-            await woken.wait(None)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise DBOSStreamTimeoutError(workflow_id, key, timeout_seconds)
+            await woken.wait(remaining)
 
 
-async def read_stream_async(workflow_id: str, key: str) -> AsyncGenerator[Any, None]:
-    """Yield the values of a workflow's stream ``key`` in order, until it is closed.
+def _check_read(offset: object, polling_interval_sec: object, timeout_seconds: object) -> None:
+    check_int("offset", offset, minimum=0)
+    if polling_interval_sec is not None:  # accepted for DBOS's API; waiting is event-driven
+        check_number("polling_interval_sec", polling_interval_sec, minimum=0.001)
+    if timeout_seconds is not None:
+        check_number("timeout_seconds", timeout_seconds)
 
-    Inside a workflow each value delivered (and the end) is a checkpointed ``DBOS.readStream``
-    step, so a replay reads the same sequence.
+
+async def read_stream_async(
+    workflow_id: str,
+    key: str,
+    *,
+    offset: int = 0,
+    polling_interval_sec: float | None = None,
+    timeout_seconds: float | None = None,
+    shard_key: str | None = None,
+) -> AsyncGenerator[Any, None]:
+    """Yield the values of a workflow's stream ``key`` in order, from ``offset``, until it is
+    closed (or the workflow ended and every value was read).
+
+    Each value is waited for up to ``timeout_seconds`` (default: as long as it takes), then
+    :class:`DBOSStreamTimeoutError`. Inside a workflow each value delivered (and the end) is a
+    checkpointed ``DBOS.readStream`` step, so a replay reads the same sequence.
     """
+    _check_read(offset, polling_interval_sec, timeout_seconds)
     runtime = runtime_here()
     ctx = current_workflow() if current_step() is None else None
     if ctx is not None:
-        async for value in _read_checkpointed(ctx, workflow_id, key):
+        async for value in _read_checkpointed(ctx, workflow_id, key, offset, timeout_seconds):
             yield value
         return
-    offset = 0
     while True:
-        values, ended = await runtime.forward(_next_values(runtime, workflow_id, key, offset))
+        values, ended = await runtime.forward(
+            _next_values(runtime, workflow_id, key, offset, timeout_seconds=timeout_seconds)
+        )
         for value in values:
             yield value
         offset += len(values)
@@ -133,17 +175,18 @@ async def read_stream_async(workflow_id: str, key: str) -> AsyncGenerator[Any, N
 
 
 async def _read_checkpointed(
-    ctx: WorkflowContext, workflow_id: str, key: str
+    ctx: WorkflowContext, workflow_id: str, key: str, offset: int, per_value: float | None
 ) -> AsyncIterator[Any]:
     runtime = ctx.runtime
-    offset = 0
     while True:
         function_id = ctx.reserve_function_id()
         recorded = replay_recorded(ctx, function_id, "DBOS.readStream")
         if recorded is NOT_RECORDED:
             ensure_not_cancelled(ctx)
             values, _ = await runtime.forward(  # no value means the stream ended
-                _next_values(runtime, workflow_id, key, offset, at_most=1)
+                _next_values(
+                    runtime, workflow_id, key, offset, at_most=1, timeout_seconds=per_value
+                )
             )
             recorded = [True, values[0]] if values else [False]
             await record_value(ctx, function_id, "DBOS.readStream", recorded)
@@ -153,11 +196,59 @@ async def _read_checkpointed(
         offset += 1
 
 
-def read_stream_sync(workflow_id: str, key: str) -> Generator[Any, None, None]:
+async def _value_at(
+    runtime: Runtime, workflow_id: str, key: str, offset: int, wait_seconds: float | None
+) -> Any:
+    values, _ = await _next_values(runtime, workflow_id, key, offset, 1, wait_seconds)
+    if not values:  # it ended before ``offset``
+        raise DBOSStreamTimeoutError(workflow_id, key, wait_seconds)
+    return values[0]
+
+
+def read_stream_offset(
+    workflow_id: str,
+    key: str,
+    offset: int,
+    *,
+    polling_interval_sec: float | None = None,
+    timeout_seconds: float | None = None,
+    shard_key: str | None = None,
+) -> Coroutine[Any, Any, Any]:
+    """The value at ``offset`` of a workflow's stream ``key``, waiting up to
+    ``timeout_seconds`` for it to be written; :class:`DBOSStreamTimeoutError` when it is not,
+    or when the stream ends before it. Checkpointed inside a workflow
+    (``DBOS.readStreamOffset``)."""
+    check_id("workflow_id", workflow_id)
+    check_id("key", key)
+    _check_read(offset, polling_interval_sec, timeout_seconds)
+    runtime = runtime_here()
+    return awaited(
+        checkpointed(
+            "DBOS.readStreamOffset",
+            lambda: runtime.forward(_value_at(runtime, workflow_id, key, offset, timeout_seconds)),
+        )
+    )
+
+
+def read_stream_sync(
+    workflow_id: str,
+    key: str,
+    *,
+    offset: int = 0,
+    polling_interval_sec: float | None = None,
+    timeout_seconds: float | None = None,
+    shard_key: str | None = None,
+) -> Generator[Any, None, None]:
     """:func:`read_stream_async` for sync code: each value is awaited through the bridge, so a
     sync workflow's read is checkpointed exactly like an async one's."""
     runtime = runtime_here()
-    values = read_stream_async(workflow_id, key)
+    values = read_stream_async(
+        workflow_id,
+        key,
+        offset=offset,
+        polling_interval_sec=polling_interval_sec,
+        timeout_seconds=timeout_seconds,
+    )
     while True:
         try:
             value = block_on(runtime, values.__anext__, operation="DBOS.read_stream")
