@@ -23,10 +23,14 @@ from ._core._serialization import Serializer
 from ._core._status import StepInfo, WorkflowStatus, WorkflowStatusString
 from ._core._tracing import PropagateOtelContext
 from ._dbos import DBOS
+from ._features._arg_validation import make_pydantic_args_validator, pydantic_args_validator
 from ._features._decorators import StepOptions
+from ._features._enqueue import DuplicationPolicy, SetEnqueueOptions
+from ._features._enqueue_by_name import EnqueueOptions
 from ._features._handles import WorkflowHandle, WorkflowHandleAsync
 from ._features._messaging import SendMessage
-from ._features._queue import Queue, SetEnqueueOptions
+from ._features._queue import Queue
+from ._features._reservations import StepReservation
 from ._setup import run_dbos_database_migrations
 from .error import (
     DBOSAwaitedWorkflowCancelledError,
@@ -98,6 +102,8 @@ __all__ = [
     "DBOSWorkflowConflictIDError",
     "DBOSWorkflowFunctionNotFoundError",
     "DBOSWorkflowIDInUseError",
+    "DuplicationPolicy",
+    "EnqueueOptions",
     "MaxRecoveryAttemptsExceededError",
     "PropagateOtelContext",
     "Queue",
@@ -109,6 +115,7 @@ __all__ = [
     "SetWorkflowTimeout",
     "StepInfo",
     "StepOptions",
+    "StepReservation",
     "StepStatus",
     "WorkflowHandle",
     "WorkflowHandleAsync",
@@ -116,5 +123,7 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowStatusString",
     "error",
+    "make_pydantic_args_validator",
+    "pydantic_args_validator",
     "run_dbos_database_migrations",
 ]

@@ -18,8 +18,9 @@ from ._core._config import ResolvedConfig
 from ._core._registry import Registry
 from ._core._runtime import Runtime
 from ._features._dispatcher import Dispatcher
+from ._features._enqueue import INTERNAL_QUEUE
 from ._features._heartbeat import Heartbeat
-from ._features._queue import INTERNAL_QUEUE, Queue
+from ._features._queue import Queue
 from ._features._recovery import recover_pending
 from ._features._scheduler import Scheduler
 from ._sysdb import Database, Notifier, connect_database
@@ -29,13 +30,16 @@ from ._sysdb._messages import (
     publish_notifications,
     terminal_among,
 )
-from ._sysdb._notify import CANCEL, EVENTS, MESSAGES, QUEUES, WORKFLOW_DONE
+from ._sysdb._notify import CANCEL, EVENTS, MESSAGES, QUEUE_SETTINGS, QUEUES, WORKFLOW_DONE
+from ._sysdb._queues import release_slots_of
 
 __all__ = ["Engine"]
 
 logger = logging.getLogger("dbos_async")
 
 _LISTEN_CONNECT_SECONDS = 10.0
+# Work on the internal queue is announced by notifications; this re-check is the safety net.
+_INTERNAL_QUEUE_POLL_SECONDS = 5.0
 
 
 class Engine:
@@ -44,8 +48,11 @@ class Engine:
     safety_poll_seconds: float = 30.0
     """How often a waiter re-reads the database even without a notification."""
 
-    def __init__(self, config: ResolvedConfig, registry: Registry) -> None:
+    def __init__(
+        self, config: ResolvedConfig, registry: Registry, listening: list[str] | None = None
+    ) -> None:
         self.runtime = Runtime(config, registry)
+        self._listening = set(listening) if listening is not None else None
         self._starters: list[Dispatcher | Scheduler] = []  # what starts new work
         self._heartbeat: Heartbeat | None = None
 
@@ -60,10 +67,13 @@ class Engine:
         runtime.open(db, notifier)
         await notifier.start()
         if INTERNAL_QUEUE not in runtime.registry.queues:
-            Queue(INTERNAL_QUEUE)
-        dispatcher = Dispatcher(runtime)
+            Queue(INTERNAL_QUEUE, polling_interval_sec=_INTERNAL_QUEUE_POLL_SECONDS)
+        dispatcher = Dispatcher(runtime, self._listening)
         runtime.dispatcher = dispatcher
         notifier.on(QUEUES, dispatcher.on_notification)
+        notifier.on(QUEUE_SETTINGS, dispatcher.on_settings_changed)
+        notifier.on_sweep(dispatcher.reload_all)
+        await dispatcher.reload_all()
         logger.info(
             "dbos_async launched: executor %s, application version %s",
             runtime.executor_id,
@@ -73,6 +83,8 @@ class Engine:
         heartbeat = Heartbeat(runtime)
         await heartbeat.beat()
         await recover_pending(runtime)
+        # Slots kept by cancelled workflows whose code ran in this executor's last life.
+        await release_slots_of(db, [runtime.executor_id])
         self._starters = [dispatcher, Scheduler(runtime)]
         self._heartbeat = heartbeat
         for part in (*self._starters, heartbeat):

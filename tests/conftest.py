@@ -103,7 +103,8 @@ def database_url(module_database_url: str) -> str:
         conn = await asyncpg.connect(module_database_url)
         try:
             await conn.execute(
-                "TRUNCATE dbos.workflow_status, dbos.operation_outputs, dbos.executors CASCADE"
+                "TRUNCATE dbos.workflow_status, dbos.operation_outputs, dbos.executors, dbos.queues "
+                "CASCADE"
             )
         finally:
             await conn.close()

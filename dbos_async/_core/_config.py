@@ -1,8 +1,10 @@
 """``DBOSConfig``: the configuration keys DBOS documents, checked so typos surface.
 
-Every key DBOS documents is accepted; one that has no effect here logs a warning. A key DBOS
-does not know raises :class:`DBOSConfigurationError`. The environment is read when the config
-is resolved (at ``DBOS(...)``), never at import.
+Every key of DBOS 3.4.0's ``DBOSConfig`` (and of the older releases the seed documents) is
+accepted; one set to a value that has no effect here logs one warning naming it, each time a
+config is resolved. A key DBOS does not know raises :class:`DBOSConfigurationError` (DBOS
+ignores it). The environment is read when the config is resolved (at ``DBOS(...)``), never at
+import.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from ._errors import DBOSConfigurationError
-from ._serialization import Serializer
+from ._serialization import BytesSerializer, Serializer, as_bytes_serializer
 from ._validation import check_int, check_number
 
 __all__ = ["DBOSConfig", "ResolvedConfig", "resolve_config"]
@@ -27,12 +29,14 @@ class DBOSConfig(TypedDict, total=False):
     """Configuration for ``DBOS(config=...)``; every key is optional here."""
 
     name: str
+    application_name: str | None
     system_database_url: str | None
     application_database_url: str | None
     database_url: str | None
     sys_db_pool_size: int | None
     sys_db_polling_concurrency: int | None
     db_engine_kwargs: dict[str, Any] | None
+    sys_db_idle_transaction_timeout_sec: float | None
     system_database_engine: Any
     dbos_system_schema: str | None
     use_listen_notify: bool | None
@@ -45,7 +49,7 @@ class DBOSConfig(TypedDict, total=False):
     application_version: str | None
     executor_id: str | None
     enable_patching: bool | None
-    serializer: Serializer | None
+    serializer: Serializer | BytesSerializer | None
     allow_pickle: bool | None
     system_database_retry_limit_sec: float | None
     executor_heartbeat_interval_sec: float | None
@@ -63,6 +67,13 @@ class DBOSConfig(TypedDict, total=False):
     conductor_key: str | None
     conductor_url: str | None
     conductor_executor_metadata: dict[str, Any] | None
+    conductor_metadata_only_mode: bool | None
+    transact_enterprise_key: str | None
+    auto_upgrade: bool | None
+    auto_upgrade_interval_sec: float | None
+    auto_upgrade_grace_sec: float | None
+    sharding: bool | None
+    observability_query_timeout_sec: float | None
 
 
 # Keys DBOS documents that this engine does not act on (yet): accepted with a warning.
@@ -92,10 +103,20 @@ _WITHOUT_EFFECT = frozenset(
         "conductor_key",
         "conductor_url",
         "conductor_executor_metadata",
+        "conductor_metadata_only_mode",
+        "transact_enterprise_key",
+        "auto_upgrade",
+        "auto_upgrade_interval_sec",
+        "auto_upgrade_grace_sec",
+        "sharding",
+        "sys_db_idle_transaction_timeout_sec",
+        "observability_query_timeout_sec",
     }
 )
 _KNOWN = frozenset(DBOSConfig.__annotations__)
-_NAME = re.compile(r"^[a-z0-9_-]{3,30}$")
+# DBOS 3.4.0's rule for application names (it also lets a trailing newline through; we do not).
+_NAME = re.compile(r"[a-z0-9_-]{3,256}")
+_APPLICATION_NAME_MAX = 256  # as long as a name may be: DBOS records the name there
 DEFAULT_APP_NAME = "dbos-async-app"
 
 
@@ -110,7 +131,7 @@ class ResolvedConfig:
     max_executor_threads: int
     executor_id: str
     application_version: str | None  # None: hash of the registered workflows
-    serializer: Serializer | None
+    serializer: BytesSerializer | None  # a DBOS 3.x-style serializer comes adapted
     allow_pickle: bool
     log_level: str
     raw: Mapping[str, Any]
@@ -120,6 +141,8 @@ class ResolvedConfig:
     """Seconds between this executor's heartbeats."""
     adoption_timeout: float = 30.0
     """Seconds without a heartbeat after which another executor adopts an executor's work."""
+    application_name: str | None = None
+    """The application this process works for in a system database several share (None: all)."""
 
 
 def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
@@ -147,10 +170,20 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
         if config[key] is not None:
             logger.warning("Configuration key %r has no effect in dbos_async yet", key)
     name = config.get("name") or DEFAULT_APP_NAME
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise DBOSConfigurationError(
-            f"name must be 3 to 30 characters of lowercase letters, digits, '-' or '_', "
+            f"name must be 3 to 256 characters of lowercase letters, digits, '-' or '_', "
             f"got {name!r}"
+        )
+    application_name = config.get("application_name")
+    if application_name is not None and (
+        not isinstance(application_name, str)
+        or not application_name.strip()
+        or len(application_name) > _APPLICATION_NAME_MAX
+    ):
+        raise DBOSConfigurationError(
+            f"application_name must be a non-empty string of at most {_APPLICATION_NAME_MAX} "
+            f"characters, got {application_name!r}"
         )
     url = (
         config.get("system_database_url")
@@ -161,12 +194,8 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
     if url is not None and not isinstance(url, str):
         raise DBOSConfigurationError(f"system_database_url must be a string, got {url!r}")
     serializer = config.get("serializer")
-    if serializer is not None and not (
-        hasattr(serializer, "dumps")
-        and hasattr(serializer, "loads")
-        and hasattr(serializer, "name")
-    ):
-        raise DBOSConfigurationError("serializer must have name, dumps() and loads()")
+    if serializer is not None:
+        serializer = as_bytes_serializer(serializer)
     heartbeat_interval = _positive_seconds(config, "executor_heartbeat_interval_sec", 5.0)
     adoption_timeout = _positive_seconds(config, "executor_adoption_timeout_sec", 30.0)
     if adoption_timeout < 2 * heartbeat_interval:
@@ -195,4 +224,5 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
         retry_limit=_positive_seconds(config, "system_database_retry_limit_sec", 300.0),
         heartbeat_interval=heartbeat_interval,
         adoption_timeout=adoption_timeout,
+        application_name=application_name,
     )

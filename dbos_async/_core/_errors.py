@@ -66,6 +66,7 @@ __all__ = [
     "DBOSPatchNondeterminismError",
     "DBOSQueryTimeoutError",
     "DBOSQueueDeduplicatedError",
+    "DBOSQueueNotFoundError",
     "DBOSRecoveryError",
     "DBOSSerializationError",
     "DBOSStepNondeterminismError",
@@ -407,6 +408,18 @@ class DBOSInvalidArgumentError(DBOSException, ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, DBOSErrorCode.INVALID_ARGUMENT)
+
+
+class DBOSQueueNotFoundError(DBOSInvalidArgumentError):
+    """No queue of this name is declared in code here or registered in the system database
+    (also a ``ValueError``)."""
+
+    def __init__(self, queue_name: str) -> None:
+        self.queue_name = queue_name
+        super().__init__(
+            f"Queue {queue_name!r} does not exist: declare it with Queue(...) or register it "
+            "with DBOS.register_queue"
+        )
 
 
 class DBOSDatabaseUnavailableError(DBOSException):

@@ -16,9 +16,19 @@ from typing import Any, Literal
 from ._errors import DBOSConflictingRegistrationError, DBOSWorkflowFunctionNotFoundError
 from ._roles import RoleRequirement
 
-__all__ = ["DBOSConfiguredInstance", "MethodKind", "Registry", "WorkflowInfo", "default_registry"]
+__all__ = [
+    "ArgsValidator",
+    "DBOSConfiguredInstance",
+    "MethodKind",
+    "Registry",
+    "WorkflowInfo",
+    "default_registry",
+]
 
 MethodKind = Literal["function", "instance", "class", "static"]
+
+ArgsValidator = Callable[[tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]
+"""``@DBOS.workflow(validate_args=...)``: recorded ``(args, kwargs)`` in, what the function gets out."""
 
 
 @dataclass(slots=True)
@@ -32,6 +42,8 @@ class WorkflowInfo:
     kind: MethodKind = "function"
     class_name: str | None = None
     roles: RoleRequirement = field(default_factory=RoleRequirement)
+    validate_args: ArgsValidator | None = None
+    """Checks (and may convert) the arguments of a run from the workflow's row."""
 
 
 @dataclass

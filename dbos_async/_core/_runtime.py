@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import functools
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from .._sysdb._notify import WORKFLOW_DONE
 from .._sysdb._retry import retry_until_available
 from ._config import ResolvedConfig
 from ._errors import DBOSNonExistentWorkflowError, DBOSNotLaunchedError
+from ._queue_settings import QueueCatalog
 from ._registry import Registry
 from ._serialization import Codec
 from ._sync import call_on_loop
@@ -36,6 +36,7 @@ __all__ = [
     "RunningWorkflow",
     "Runtime",
     "current_runtime",
+    "current_runtime_or_none",
     "set_current_runtime",
 ]
 
@@ -58,6 +59,9 @@ class QueueWaker(Protocol):
     def announce(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
         """Claim from ``queue_name`` soon, here and in every other process."""
 
+    def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
+        """Claim from ``queue_name`` soon, in this process."""
+
 
 class Runtime:
     """The state of a launched dbos_async engine on one event loop."""
@@ -78,6 +82,11 @@ class Runtime:
         self._db: Database | None = None
         self._notifier: Notifier | None = None
         self._dispatcher: QueueWaker | None = None
+        self.queues = QueueCatalog(registry.queues)
+        # Threads still running a workflow's sync code (a cancelled workflow's thread runs on
+        # until its code returns), and who waits for them to be done.
+        self.threads_running: dict[str, int] = {}
+        self._on_code_returned: dict[str, list[Callable[[], None]]] = {}
         # Two pools, so a sync workflow body waiting for its sync step never starves it.
         self._workflow_threads = ThreadPoolExecutor(
             config.max_executor_threads, thread_name_prefix="dbos-workflow"
@@ -230,24 +239,61 @@ class Runtime:
         self._workflow_threads.shutdown(wait=False, cancel_futures=True)
         self._step_threads.shutdown(wait=False, cancel_futures=True)
 
-    async def run_workflow_body(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run_workflow_body(
+        self, workflow_id: str, func: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T:
         """Run a sync workflow's body on the workflow pool, in the current context."""
-        return await self._in_thread(self._workflow_threads, func, args, kwargs)
+        return await self._in_thread(self._workflow_threads, workflow_id, func, args, kwargs)
 
-    async def run_step_body(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a sync step on the step pool, in the current context."""
-        return await self._in_thread(self._step_threads, func, args, kwargs)
+    async def run_step_body(
+        self, workflow_id: str | None, func: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T:
+        """Run a sync step (of ``workflow_id``, if in one) on the step pool, in the current
+        context."""
+        return await self._in_thread(self._step_threads, workflow_id, func, args, kwargs)
 
     async def _in_thread(
         self,
         pool: ThreadPoolExecutor,
+        workflow_id: str | None,
         func: Callable[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
         context = contextvars.copy_context()
-        call = functools.partial(context.run, func, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
+        future = pool.submit(context.run, func, *args, **kwargs)
+        if workflow_id is not None:
+            self.threads_running[workflow_id] = self.threads_running.get(workflow_id, 0) + 1
+            loop = asyncio.get_running_loop()
+            future.add_done_callback(
+                lambda _: loop.call_soon_threadsafe(self._thread_returned, workflow_id)
+            )
+        return await asyncio.wrap_future(future)
+
+    def _thread_returned(self, workflow_id: str) -> None:
+        left = self.threads_running[workflow_id] - 1
+        if left:
+            self.threads_running[workflow_id] = left
+            return
+        del self.threads_running[workflow_id]
+        if workflow_id not in self.active:
+            for callback in self._on_code_returned.pop(workflow_id, []):
+                callback()
+
+    def when_code_returned(self, workflow_id: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once none of the workflow's code runs here any more: its task has
+        ended and no thread still runs its sync code (at once if that is already so)."""
+        if workflow_id in self.active or workflow_id in self.threads_running:
+            self._on_code_returned.setdefault(workflow_id, []).append(callback)
+        else:
+            callback()
+
+    def code_ended(self, workflow_id: str) -> None:
+        """The workflow's task has ended: run what waited for its code to return, unless a
+        thread still runs some of it."""
+        if workflow_id not in self.threads_running and workflow_id not in self.active:
+            for callback in self._on_code_returned.pop(workflow_id, []):
+                callback()
 
     async def forward(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the engine's loop, from whichever loop the caller runs."""
@@ -266,6 +312,11 @@ def current_runtime() -> Runtime:
     """The launched runtime of this process, or :class:`DBOSNotLaunchedError`."""
     if _current is None:
         raise DBOSNotLaunchedError()
+    return _current
+
+
+def current_runtime_or_none() -> Runtime | None:
+    """The launched runtime of this process, if there is one."""
     return _current
 
 

@@ -1,4 +1,10 @@
-"""Checkpoint serialization: msgpack with extension types, pickle only on opt-in."""
+"""Checkpoint serialization: msgpack with extension types, pickle only on opt-in.
+
+A user's format comes in one of two shapes, both recorded by name on every row they write:
+DBOS 3.x's :class:`Serializer` (``serialize(data) -> str``, ``deserialize(text)``, ``name()``),
+or a :class:`BytesSerializer` (a ``name`` attribute, ``dumps(value) -> bytes``, ``loads(data)``).
+:func:`as_bytes_serializer` checks either and turns the first into the second.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +19,22 @@ import sys
 import threading
 import uuid
 import zoneinfo
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import msgpack
 
 from ._errors import DBOSConfigurationError, DBOSSerializationError
 
-__all__ = ["Serializer", "MsgpackSerializer", "PickleSerializer", "Codec"]
+__all__ = [
+    "Serializer",
+    "BytesSerializer",
+    "MsgpackSerializer",
+    "PickleSerializer",
+    "Codec",
+    "as_bytes_serializer",
+]
 
 # msgpack extension type codes. They are persisted in every checkpoint: never renumber or reuse.
 _TUPLE = 1  # msgpack array of the items
@@ -53,9 +67,30 @@ except TypeError:
     pass
 
 
+class Serializer(ABC):
+    """A value format written as for DBOS 3.x: values to text and back, under a name.
+
+    Subclass it, implement :meth:`serialize` and :meth:`deserialize`, and pass an instance as
+    ``DBOSConfig(serializer=...)``. The text is stored as UTF-8; :meth:`name` is recorded on
+    every row written with it, and rows are read back by the serializer of that name.
+    """
+
+    @abstractmethod
+    def serialize(self, data: Any) -> str:
+        """Encode ``data`` (workflow inputs, outputs, exceptions, messages...) as text."""
+
+    @abstractmethod
+    def deserialize(self, serialized_data: str) -> Any:
+        """Decode text written by :meth:`serialize`."""
+
+    def name(self) -> str:
+        """The name recorded on rows; override it to tell your formats apart."""
+        return "custom_serializer"
+
+
 @runtime_checkable
-class Serializer(Protocol):
-    """A pluggable value format; `name` is recorded on every row it writes."""
+class BytesSerializer(Protocol):
+    """dbos_async's own serializer shape: a ``name`` attribute recorded on every row it writes."""
 
     name: str
 
@@ -66,6 +101,74 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any:
         """Decode bytes written by :meth:`dumps`."""
         ...
+
+
+class _TextSerializer:
+    """A DBOS 3.x-style (text) serializer seen as a bytes one: its text is stored as UTF-8."""
+
+    def __init__(self, serializer: Any, name: str) -> None:
+        self.name = name
+        self._serialize: Callable[[Any], Any] = serializer.serialize
+        self._deserialize: Callable[[str], Any] = serializer.deserialize
+
+    def dumps(self, value: Any) -> bytes:
+        """``serialize(value)``, which must return a str, as UTF-8."""
+        text = self._serialize(value)
+        if not isinstance(text, str):
+            raise DBOSSerializationError(
+                f"Serializer {self.name!r}: serialize() returned {_dotted(type(text))}, not str",
+                _dotted(type(value)),
+            )
+        # surrogatepass: any Python str round-trips, even one json.dumps left a lone surrogate in
+        return text.encode("utf-8", "surrogatepass")
+
+    def loads(self, data: bytes) -> Any:
+        """``deserialize()`` of the stored text."""
+        return self._deserialize(data.decode("utf-8", "surrogatepass"))
+
+
+_BUILTIN_NAMES = frozenset({"msgpack", "pickle"})
+
+
+def _has_methods(obj: object, *names: str) -> bool:
+    return all(callable(getattr(obj, n, None)) for n in names)
+
+
+def as_bytes_serializer(serializer: object) -> BytesSerializer:
+    """Check a user's serializer, in either shape, and return it as a :class:`BytesSerializer`.
+
+    Raises :class:`DBOSConfigurationError` naming what is missing or wrong.
+    """
+    if isinstance(serializer, (MsgpackSerializer, PickleSerializer)):
+        return serializer
+    kind = _dotted(type(serializer))
+    raw_name: Any = getattr(serializer, "name", None)
+    # DBOS's shape wins unless the object is plainly ours (dumps, loads and a str name).
+    bytes_form = _has_methods(serializer, "dumps", "loads") and isinstance(raw_name, str)
+    text_form = isinstance(serializer, Serializer) or (
+        not bytes_form and _has_methods(serializer, "serialize", "deserialize")
+    )
+    if text_form:
+        try:
+            name = raw_name() if callable(raw_name) else raw_name
+        except Exception as exc:
+            raise DBOSConfigurationError(f"Serializer {kind}: name() raised {exc!r}") from exc
+    elif _has_methods(serializer, "dumps", "loads"):
+        name = raw_name
+    else:
+        raise DBOSConfigurationError(
+            f"Not a serializer: {kind} needs serialize(), deserialize() and name() "
+            "(DBOS 3.x, or subclass dbos_async.Serializer), or a name with dumps() and loads()"
+        )
+    if not isinstance(name, str) or not name.strip():
+        raise DBOSConfigurationError(
+            f"Serializer {kind}: its name must be a non-empty string, got {name!r}"
+        )
+    if name in _BUILTIN_NAMES:
+        raise DBOSConfigurationError(
+            f"Serializer {kind}: the name {name!r} is dbos_async's own; choose another"
+        )
+    return _TextSerializer(serializer, name) if text_form else cast(BytesSerializer, serializer)
 
 
 def _dotted(cls: type, sep: str = ".") -> str:
@@ -342,24 +445,28 @@ class PickleSerializer:
 class Codec:
     """Encodes with the configured serializer; decodes by the serializer name recorded on the row."""
 
-    def __init__(self, serializer: Serializer | None = None, *, allow_pickle: bool = False) -> None:
-        if serializer is not None and not isinstance(serializer, Serializer):
-            raise DBOSConfigurationError(f"Not a serializer: {_dotted(type(serializer))}")
+    def __init__(
+        self,
+        serializer: Serializer | BytesSerializer | None = None,
+        *,
+        allow_pickle: bool = False,
+    ) -> None:
+        chosen = None if serializer is None else as_bytes_serializer(serializer)
         self._allow_pickle = allow = (
             allow_pickle
-            or isinstance(serializer, PickleSerializer)
-            or (isinstance(serializer, MsgpackSerializer) and serializer.allow_pickle)
+            or isinstance(chosen, PickleSerializer)
+            or (isinstance(chosen, MsgpackSerializer) and chosen.allow_pickle)
         )
-        if isinstance(serializer, MsgpackSerializer) and serializer.allow_pickle == allow:
-            msgpack_serializer = serializer
+        if isinstance(chosen, MsgpackSerializer) and chosen.allow_pickle == allow:
+            msgpack_serializer = chosen
         else:
             msgpack_serializer = MsgpackSerializer(allow_pickle=allow)
-        self._serializer: Serializer = (
+        self._serializer: BytesSerializer = (
             msgpack_serializer
-            if serializer is None or isinstance(serializer, MsgpackSerializer)
-            else serializer
+            if chosen is None or isinstance(chosen, MsgpackSerializer)
+            else chosen
         )
-        self._by_name: dict[str, Serializer] = {"msgpack": msgpack_serializer}
+        self._by_name: dict[str, BytesSerializer] = {"msgpack": msgpack_serializer}
         if allow:
             self._by_name["pickle"] = PickleSerializer()
         self._by_name[self._serializer.name] = self._serializer

@@ -6,12 +6,12 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 from .._core._config import DBOSConfig, ResolvedConfig, resolve_config
-from .._core._errors import DBOSInitializationError
+from .._core._errors import DBOSInitializationError, DBOSInvalidArgumentError
 from .._core._registry import default_registry
 from .._core._runtime import Runtime, set_current_runtime
 from .._core._sync import LoopThread, before_threads_join
@@ -60,6 +60,7 @@ class LifecycleAPI(FacadeBase):
     _engine: ClassVar[Engine | None] = None
     _runtime: ClassVar[Runtime | None] = None  # the engine's runtime, while launched
     _loop_thread: ClassVar[LoopThread | None] = None
+    _listening: ClassVar[list[str] | None] = None  # DBOS.listen_queues
 
     def __init__(
         self,
@@ -99,9 +100,21 @@ class LifecycleAPI(FacadeBase):
             config = resolve_config(None)
             configure_logging(config.log_level)
             cls._config = config
-        engine = Engine(config, default_registry)
+        engine = Engine(config, default_registry, cls._listening)
         await engine.start(await system_database_url(config))
         return engine
+
+    @classmethod
+    def listen_queues(cls, queues: Sequence[str]) -> None:
+        """Dequeue only from these queues in this process (DBOS's internal queues too); call
+        it once, before launching."""
+        if cls._engine is not None:
+            raise DBOSInitializationError("listen_queues must be called before DBOS is launched")
+        if cls._listening is not None:
+            raise DBOSInitializationError("listen_queues was already called")
+        if isinstance(queues, str) or not all(isinstance(q, str) and q for q in queues):
+            raise DBOSInvalidArgumentError("listen_queues takes a list of queue names")
+        cls._listening = list(queues)
 
     @classmethod
     def launch(cls) -> None:
@@ -170,6 +183,7 @@ class LifecycleAPI(FacadeBase):
         cls._runtime = None
         cls._loop_thread = None
         cls._config = None
+        cls._listening = None
         set_current_runtime(None)
         if destroy_registry:
             default_registry.clear()

@@ -20,6 +20,7 @@ from .._features._decorators import (
     workflow_info,
 )
 from .._features._handles import WorkflowHandle, WorkflowHandleAsync, read_status, wait_first
+from .._features._reservations import reserve_step
 from .._features._scheduler import scheduled
 from .._features._step import checkpointed
 from .._features._workflow import prepare_call, start_workflow, wait_result
@@ -37,6 +38,7 @@ class WorkflowAPI(FacadeBase):
     required_roles = staticmethod(required_roles)
     default_required_roles = staticmethod(default_required_roles)
     scheduled = staticmethod(scheduled)
+    reserve_step = staticmethod(reserve_step)
 
     @classmethod
     def start_workflow_async(

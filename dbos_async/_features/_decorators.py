@@ -18,6 +18,7 @@ from .._core._registry import MethodKind, WorkflowInfo, default_registry
 from .._core._roles import RoleRequirement, authorize, role_requirement_of
 from .._core._runtime import Runtime, current_runtime
 from .._core._validation import check_int
+from ._arg_validation import ArgsValidator, resolve_validator
 from ._step import RetryPolicy, StepSettings, run_step
 from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
 
@@ -26,6 +27,7 @@ __all__ = [
     "is_async_callable",
     "mark_coroutine_function",
     "run_step_async",
+    "run_step_at",
     "run_step_sync",
     "step",
     "step_options_from",
@@ -88,19 +90,28 @@ async def _start_and_wait(runtime: Runtime, call: WorkflowCall) -> Any:
 
 
 def workflow(
-    *, name: str | None = None, max_recovery_attempts: int | None = 100
+    *,
+    name: str | None = None,
+    max_recovery_attempts: int | None = 100,
+    validate_args: ArgsValidator | None = None,
 ) -> Callable[[F], F]:
     """Make a function a durable workflow: its steps are checkpointed, and it resumes after a crash.
 
     Calling it runs it to completion and returns its result (async functions return a coroutine).
+    ``validate_args`` checks, and may convert, the arguments of a run from the workflow's row
+    (dequeued, recovered, resumed, forked): ``(args, kwargs) -> (args, kwargs)``, or
+    ``pydantic_args_validator`` to validate against the function's type hints. A failure ends
+    the workflow in ``ERROR`` with the validator's exception.
     """
     if max_recovery_attempts is not None:
         check_int("max_recovery_attempts", max_recovery_attempts, minimum=0)
+    validator_for = resolve_validator(validate_args)
 
     def decorate(func: F) -> F:
         is_async = inspect.iscoroutinefunction(func)
         info = WorkflowInfo(name or func.__qualname__, func, is_async, max_recovery_attempts)
         info.roles = role_requirement_of(func)  # shared with the wrapper by functools.wraps
+        info.validate_args = validator_for(info)
         default_registry.add_workflow(info)
 
         if is_async:
@@ -131,18 +142,24 @@ def workflow(
 
 
 def _checkpointed_step(
-    options: StepSettings, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    options: StepSettings,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    function_id: int | None = None,
 ) -> Coroutine[Any, Any, Any]:
-    """The coroutine running ``func`` as the current workflow's next step (ID reserved now)."""
+    """The coroutine running ``func`` as the current workflow's step at ``function_id``
+    (by default its next one, reserved now)."""
     ctx = current_workflow()
     assert ctx is not None
-    function_id = ctx.reserve_function_id()
+    if function_id is None:
+        function_id = ctx.reserve_function_id()
     runtime = ctx.runtime
     invoke: Callable[[], Awaitable[Any]]
     if is_async_callable(func):
         invoke = functools.partial(func, *args, **kwargs)
     else:
-        invoke = functools.partial(runtime.run_step_body, func, *args, **kwargs)
+        invoke = functools.partial(runtime.run_step_body, ctx.workflow_id, func, *args, **kwargs)
     return run_step(ctx, function_id, options, invoke)
 
 
@@ -295,12 +312,29 @@ def run_step_async(
     return _run_plain(func, args, kwargs)
 
 
+def run_step_at(
+    function_id: int,
+    dbos_step_options: StepOptions | None,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Coroutine[Any, Any, Any]:
+    """Run ``func`` as the current workflow's step at ``function_id``, reserved earlier."""
+    if not callable(func):
+        raise DBOSInvalidArgumentError(f"run_step needs a callable, got {func!r}")
+    return _checkpointed_step(
+        step_options_from(dbos_step_options, func), func, args, kwargs, function_id
+    )
+
+
 async def _run_plain(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     if inspect.iscoroutinefunction(func):
         return await func(*args, **kwargs)
-    return await current_runtime().run_step_body(func, *args, **kwargs)
+    ctx = current_workflow()  # in a step of a workflow, the step's code is the workflow's
+    owner = ctx.workflow_id if ctx is not None else None
+    return await current_runtime().run_step_body(owner, func, *args, **kwargs)
 
 
 def run_step_sync(

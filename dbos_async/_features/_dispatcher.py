@@ -1,9 +1,14 @@
 """The dispatcher: claims this process's share of queued work and runs it.
 
 One task per process. It runs a dispatch round when woken (an enqueue or a completion here, a
-NOTIFY from another process, or a delayed workflow coming due) and otherwise sleeps until the
-next rate-limit window, delay or safety re-check. Rounds never overlap; wake-ups during a round
-cause one more round, so a burst of enqueues costs a few claims, not one each.
+NOTIFY from another process, a delayed workflow coming due, a queue's settings changing) and
+otherwise sleeps until the next rate-limit window, delay, or a queue's safety re-check (every
+``polling_interval_sec`` of that queue). Rounds never overlap; wake-ups during a round cause one
+more round, so a burst of enqueues costs a few claims, not one each.
+
+A workflow holds its slot in this process (``worker_concurrency``) until its code has returned:
+a cancelled workflow whose sync step still runs in a thread keeps it, and keeps its slot in the
+shared count too (``held_queue_slot``) until this process reports the code returned.
 """
 
 from __future__ import annotations
@@ -11,49 +16,67 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .._core._errors import DBOSException
+from .._core._errors import DBOSAwaitedWorkflowCancelledError, DBOSException
+from .._core._queue_settings import ClaimShape, QueueSettings
 from .._sysdb._notify import QUEUES
-from .._sysdb._queues import ClaimLimits, claim, partitions_with_work, promote_due_delayed
+from .._sysdb._queues import (
+    ClaimLimits,
+    claim,
+    partitions_with_work,
+    promote_due_delayed,
+    release_queue_slot,
+)
 from .._sysdb._supervisor import cancel_and_wait, supervise
 from .._sysdb._workflows import now_ms
+from ._queue_store import reload_queue, reload_queues
 from ._recovery import resume_claimed
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime
-    from ._queue import Queue
 
 __all__ = ["Dispatcher"]
 
 logger = logging.getLogger("dbos_async")
 
-_SAFETY_SECONDS = 5.0
 _UNBOUNDED = 1_000_000
+
+
+def _room(limit: int | None, used: int) -> int:
+    return _UNBOUNDED if limit is None else limit - used
+
+
+def _period_ms(limiter: Any) -> int | None:
+    return int(limiter["period"] * 1000) if limiter else None
 
 
 class Dispatcher:
     """Claims queued workflows for this process within every queue's limits, and starts them.
 
-    A round claims only from the queues woken since the last one (an enqueue or completion
-    names its queue); the timer's rounds, and the first, sweep every queue. Delayed work is
-    promoted only when some delay may have expired.
+    A round claims from the queues woken since the last one (an enqueue or completion names its
+    queue) and from those whose safety re-check is due. Delayed work is promoted only when some
+    delay may have expired. ``listening`` limits the queues this process dequeues from.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, listening: set[str] | None = None) -> None:
         self._runtime = runtime
+        self._listening = listening
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # Workflows this process runs, per (queue, partition): the worker_concurrency count.
-        self._running: dict[tuple[str, str | None], set[str]] = {}
+        # Workflows this process runs, per queue and partition (the worker limits' counts).
+        self._running: dict[str, dict[str | None, set[str]]] = {}
         self._woken: set[str] = set()
-        self._sweep = True
+        self._to_reload: set[str] = set()
+        self._next_check: dict[str, float] = {}  # monotonic time of each queue's re-check
         self._delays_due_at = 0.0  # epoch ms when a DELAYED workflow may become ready
         self.token = uuid.uuid4().hex[:12]  # marks this process's own NOTIFYs
 
     def start(self) -> None:
-        """Start dispatching."""
+        """Dispatch in the background (after :meth:`reload_all` loaded the registered queues)."""
         self._task = supervise("dbos-dispatcher", self._run)
 
     async def stop(self) -> None:
@@ -83,6 +106,16 @@ class Dispatcher:
         due, _, queue_name = rest.partition("|")
         self.wake(queue_name, delayed_until_ms=int(due) if due else None)
 
+    def on_settings_changed(self, queue_name: str) -> None:
+        """A registered queue's settings changed (or it was registered or deleted): reload it
+        before the next round."""
+        self._to_reload.add(queue_name)
+        self._wake.set()
+
+    async def reload_all(self) -> None:
+        """Reload every registered queue (after notifications may have been lost)."""
+        await reload_queues(self._runtime)
+
     async def _run(self) -> None:
         while True:
             self._wake.clear()
@@ -90,65 +123,76 @@ class Dispatcher:
                 pause = await self._round()
             except Exception:
                 logger.exception("Dispatch round failed; retrying")
-                self._sweep = True
+                self._next_check.clear()  # look everywhere next time
                 pause = 1.0
-            try:
-                async with asyncio.timeout(pause):
-                    await self._wake.wait()
-            except TimeoutError:
-                self._sweep = True  # the safety net, rate windows and delays: look everywhere
+            if pause > 0:
+                try:
+                    async with asyncio.timeout(pause):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+
+    def _listens_to(self, name: str) -> bool:
+        return self._listening is None or name in self._listening or name.startswith("_dbos")
 
     async def _round(self) -> float:
-        """Claim what the woken queues allow; return how long to sleep if nothing wakes us."""
+        """Claim what the woken and due queues allow; return how long to sleep if nothing
+        wakes us."""
         runtime = self._runtime
-        queues = runtime.registry.queues
-        if self._sweep:
-            names = set(queues)
-            self._sweep = False
-            self._woken.clear()
-        else:
-            names, self._woken = self._woken, set()
+        while self._to_reload:
+            await reload_queue(runtime, self._to_reload.pop())
+        now = time.monotonic()
+        catalog = runtime.queues
+        known = {name for name in catalog.names() if self._listens_to(name)}
+        names = {name for name in known if self._next_check.get(name, 0.0) <= now}
+        names.update(self._woken & known)
+        self._woken.clear()
         if now_ms() >= self._delays_due_at:
             promoted, next_due = await promote_due_delayed(runtime.db)
-            names.update(promoted)
+            names.update(set(promoted) & known)
             self._delays_due_at = float(next_due) if next_due is not None else math.inf
-        pause = _SAFETY_SECONDS
-        if self._delays_due_at != math.inf:
-            pause = min(pause, max(0.0, (self._delays_due_at - now_ms()) / 1000))
+        pause = math.inf
         for name in names:
-            queue = queues.get(name)
-            if queue is not None:
-                pause = min(pause, await self._dispatch(queue))
-        return pause
+            settings = catalog.settings(name)
+            if settings is not None:
+                pause = min(pause, await self._dispatch(name, settings))
+                self._next_check[name] = time.monotonic() + settings.polling_interval_sec
+        now = time.monotonic()
+        for name in known:
+            pause = min(pause, self._next_check.get(name, now) - now)
+        if self._delays_due_at != math.inf:
+            pause = min(pause, (self._delays_due_at - now_ms()) / 1000)
+        return max(0.0, min(pause, 60.0))
 
-    async def _dispatch(self, queue: Queue) -> float:
+    async def _dispatch(self, name: str, settings: QueueSettings) -> float:
+        """Claim and start what queue ``name`` allows here; how soon a rate window may admit
+        more (inf without a rate limit)."""
+        shape = settings.claim_shape()
         partitions: list[str | None] = [None]
-        if queue.partition_queue:
-            partitions = list(await partitions_with_work(self._runtime.db, queue.name))
-        pause = _SAFETY_SECONDS
+        if settings.partitioned:
+            partitions = list(await partitions_with_work(self._runtime.db, name))
+            random.shuffle(partitions)  # no partition waits behind the others every round
+        running = self._running.setdefault(name, {})
         for partition in partitions:
-            running = self._running.setdefault((queue.name, partition), set())
-            local = queue.worker_concurrency or _UNBOUNDED
-            limits = ClaimLimits(
-                local_capacity=local - len(running),
-                concurrency=queue.concurrency,
-                rate_limit=queue.limiter["limit"] if queue.limiter else None,
-                rate_period_ms=int(queue.limiter["period"] * 1000) if queue.limiter else None,
-            )
+            in_queue = sum(len(ids) for ids in running.values())
+            in_partition = running.setdefault(partition, set())
+            queue_room = _room(shape.worker, in_queue)
+            if queue_room <= 0:
+                break
+            local = min(queue_room, _room(shape.partition_worker, len(in_partition)))
             rows = await claim(
                 self._runtime.db,
-                queue.name,
+                name,
                 self._runtime.executor_id,
                 self._runtime.application_version,
-                limits,
+                _limits(shape, local),
                 partition,
             )
             for row in rows:
-                await self._start(row, running)
-            if queue.limiter is not None:
-                # A rate-limited queue may have work that only a later window admits.
-                pause = min(pause, queue.limiter["period"] / 4)
-        return pause
+                await self._start(row, in_partition)
+        limiters = [limiter for limiter in (shape.rate, shape.partition_rate) if limiter]
+        # A rate-limited queue may have work that only a later window admits.
+        return min((limiter["period"] / 4 for limiter in limiters), default=math.inf)
 
     async def _start(self, row: Any, running: set[str]) -> None:
         workflow_id = row["workflow_uuid"]
@@ -167,8 +211,40 @@ class Dispatcher:
             self.wake(queue_name)
             return
         running.add(workflow_id)
-        task.add_done_callback(lambda _: self._finished(running, queue_name, workflow_id))
 
-    def _finished(self, running: set[str], queue_name: str, workflow_id: str) -> None:
+        def ended(task: asyncio.Task[Any]) -> None:
+            cancelled = not task.cancelled() and isinstance(
+                task.exception(), DBOSAwaitedWorkflowCancelledError
+            )
+            self._runtime.when_code_returned(
+                workflow_id,
+                lambda: self._finished(running, queue_name, workflow_id, cancelled=cancelled),
+            )
+
+        task.add_done_callback(ended)
+
+    def _finished(
+        self, running: set[str], queue_name: str, workflow_id: str, *, cancelled: bool
+    ) -> None:
         running.discard(workflow_id)
         self.wake(queue_name)
+        if cancelled:
+            self._runtime.background(self._release(workflow_id))
+
+    async def _release(self, workflow_id: str) -> None:
+        held = await release_queue_slot(self._runtime.db, workflow_id)
+        if held is not None:
+            self.announce(held)
+
+
+def _limits(shape: ClaimShape, local_capacity: int) -> ClaimLimits:
+    rate, partition_rate = shape.rate, shape.partition_rate
+    return ClaimLimits(
+        local_capacity=local_capacity,
+        concurrency=shape.concurrency,
+        rate_limit=rate["limit"] if rate else None,
+        rate_period_ms=_period_ms(rate),
+        partition_concurrency=shape.partition_concurrency,
+        partition_rate_limit=partition_rate["limit"] if partition_rate else None,
+        partition_rate_period_ms=_period_ms(partition_rate),
+    )

@@ -24,9 +24,9 @@ from .._core._validation import check_id, check_int, check_number
 from .._sysdb._changes import rewind_workflow_row
 from .._sysdb._management import ForkRequest, fork_workflow_row
 from .._sysdb._workflows import get_workflow
+from ._enqueue import INTERNAL_QUEUE
 from ._handles import WorkflowHandleAsync
 from ._management import managed
-from ._queue import INTERNAL_QUEUE
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime
@@ -45,8 +45,8 @@ def _target(runtime: Runtime, queue_name: str | None, partition_key: str | None)
     target = INTERNAL_QUEUE if queue_name is None else check_id("queue_name", queue_name)
     if partition_key is not None:
         check_id("queue_partition_key", partition_key)
-    queue = runtime.registry.queues.get(target)
-    partitioned = queue is not None and queue.partition_queue
+    settings = runtime.queues.settings(target)
+    partitioned = settings is not None and settings.partitioned
     if partitioned and partition_key is None:
         raise DBOSInvalidArgumentError(f"Queue {target!r} is partitioned: give queue_partition_key")
     if not partitioned and partition_key is not None:

@@ -35,6 +35,7 @@ from .._sysdb._executors import (
     requeue_workflows,
     unattended_workflows,
 )
+from .._sysdb._queues import release_slots_of
 from .._sysdb._supervisor import cancel_and_wait, supervise
 from ._recovery import recover_workflow, resume_claimed
 
@@ -102,7 +103,9 @@ class Heartbeat:
     async def adopt(self, dead: list[str]) -> None:
         """Take over the PENDING work of the executors in ``dead``."""
         runtime = self._runtime
-        for queue_name in await requeue_workflows(runtime.db, dead):
+        requeued = await requeue_workflows(runtime.db, dead)
+        freed = await release_slots_of(runtime.db, dead)  # their code died with them
+        for queue_name in sorted({*requeued, *freed}):
             runtime.dispatcher.announce(queue_name)
         rows = await adopt_workflows(
             runtime.db, dead, runtime.executor_id, runtime.application_version
@@ -124,6 +127,13 @@ class Heartbeat:
 
     async def _reclaim_unattended(self) -> None:
         runtime = self._runtime
+        # Slots kept for cancelled workflows whose code no longer runs here (say, the report
+        # that it returned was lost with the connection).
+        still_running = [*runtime.active, *runtime.threads_running]
+        for queue_name in await release_slots_of(
+            runtime.db, [runtime.executor_id], still_running=still_running
+        ):
+            runtime.dispatcher.announce(queue_name)
         rows = await unattended_workflows(
             runtime.db,
             runtime.executor_id,

@@ -24,8 +24,8 @@ from .._sysdb._changes import (
     update_attributes_row,
 )
 from .._sysdb._notify import WORKFLOW_DONE
+from ._enqueue import INTERNAL_QUEUE
 from ._handles import WorkflowHandleAsync
-from ._queue import INTERNAL_QUEUE
 from ._step import checkpointed
 
 if TYPE_CHECKING:

@@ -1,50 +1,50 @@
-"""Durable queues: ``Queue``, ``SetEnqueueOptions`` and enqueueing.
+"""``Queue``: a durable queue, declared in code or registered in the system database.
 
-Enqueueing writes an ``ENQUEUED`` (or ``DELAYED``) row and wakes dispatchers: this process's
-directly, the others through a coalesced NOTIFY. Which process runs the workflow, and when, is
-the dispatcher's business (``_dispatcher.py``).
+A queue declared with ``Queue(...)`` lives in this process's registry; one registered with
+``DBOS.register_queue`` lives in the system database, shared by every process, and its settings
+change at runtime through the ``set_*`` methods. Both enqueue the same way (``_enqueue.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any
 
-import asyncpg
-
-from .._core._context import _ContextSetter, block_on, runtime_here
-from .._core._errors import DBOSInvalidArgumentError, DBOSQueueDeduplicatedError
+from .._core._context import block_on, runtime_here
+from .._core._errors import DBOSInvalidArgumentError, DBOSQueueNotFoundError
+from .._core._queue_settings import (
+    DEFAULT_POLLING_INTERVAL_SEC,
+    Limiter,
+    QueueSettings,
+    StoredQueue,
+)
 from .._core._registry import default_registry
-from .._core._runtime import Runtime
+from .._core._runtime import current_runtime_or_none
 from .._core._sync import awaited
-from .._core._validation import check_id, check_int, check_number
-from .._sysdb._queues import deduplicated_workflow
-from .._sysdb._workflows import now_ms
+from .._core._validation import check_id
 from ._decorators import bound_arguments, workflow_info
+from ._enqueue import current_enqueue_options, enqueue_on
 from ._handles import WorkflowHandle, WorkflowHandleAsync
-from ._workflow import QueuePlacement, WorkflowCall, prepare_call, record_child, record_start
+from ._queue_store import changed_settings, reload_queue
+from ._workflow import prepare_call
 
-__all__ = ["INTERNAL_QUEUE", "Limiter", "Queue", "SetEnqueueOptions", "enqueue"]
-
-INTERNAL_QUEUE = "_dbos_internal_queue"
-
-
-class Limiter(TypedDict):
-    """A rate limit: at most ``limit`` workflows started in any ``period`` seconds."""
-
-    limit: int
-    period: float
+__all__ = ["Limiter", "Queue"]
 
 
 class Queue:
     """A named durable queue with flow control that holds across every process.
 
-    ``concurrency`` caps how many of its workflows run at once in all processes together,
-    ``worker_concurrency`` how many run in this process, and ``limiter`` how many start in any
-    window of ``period`` seconds. With ``partition_queue=True`` every limit applies to each
-    ``queue_partition_key`` separately. Priorities are always honoured (lower runs first).
+    ``global_concurrency`` (or its old name ``concurrency``) caps how many of its workflows run
+    at once in all processes together, ``worker_concurrency`` how many run in this process, and
+    ``limiter`` how many start in any window of ``period`` seconds. The ``partition_*`` limits
+    hold for each ``queue_partition_key``; setting one makes the queue partitioned. With the
+    older ``partition_queue=True`` every limit applies to each partition. Priorities are always
+    honoured (lower runs first). ``polling_interval_sec`` is how often the queue is re-checked
+    without a notification.
+
+    ``Queue(...)`` declares the queue in this process's code; ``DBOS.register_queue`` stores
+    one in the system database, shared by every process, whose settings change at runtime with
+    the ``set_*`` methods.
     """
 
     def __init__(
@@ -54,36 +54,246 @@ class Queue:
         limiter: Limiter | None = None,
         *,
         worker_concurrency: int | None = None,
+        global_concurrency: int | None = None,
+        partition_concurrency: int | None = None,
+        partition_worker_concurrency: int | None = None,
+        partition_limiter: Limiter | None = None,
+        polling_interval_sec: float = DEFAULT_POLLING_INTERVAL_SEC,
         priority_enabled: bool = False,
         partition_queue: bool = False,
+        database_backed_queue: bool = False,
+        client_system_database: object = None,
+        application_name: str | None = None,
+        token: object = None,
     ) -> None:
-        self.name = check_id("A queue name", name)
-        self.concurrency = _optional_positive_int("concurrency", concurrency)
-        self.worker_concurrency = _optional_positive_int("worker_concurrency", worker_concurrency)
-        if (
-            self.concurrency is not None
-            and self.worker_concurrency is not None
-            and self.worker_concurrency > self.concurrency
-        ):
+        if client_system_database is not None:
             raise DBOSInvalidArgumentError(
-                f"worker_concurrency ({worker_concurrency}) exceeds concurrency ({concurrency})"
+                "client_system_database is not supported: use the queue of a launched DBOS"
             )
-        self.limiter = _check_limiter(limiter)
-        self.priority_enabled = priority_enabled
-        self.partition_queue = partition_queue
-        default_registry.add_queue(self)
+        self.name = check_id("A queue name", name)
+        self._settings = QueueSettings.checked(
+            concurrency=concurrency,
+            global_concurrency=global_concurrency,
+            worker_concurrency=worker_concurrency,
+            limiter=limiter,
+            partition_concurrency=partition_concurrency,
+            partition_worker_concurrency=partition_worker_concurrency,
+            partition_limiter=partition_limiter,
+            polling_interval_sec=polling_interval_sec,
+            priority_enabled=priority_enabled,
+            partition_queue=partition_queue,
+        )
+        self.database_backed_queue = bool(database_backed_queue)
+        self.application_name = application_name
+        if not self.database_backed_queue:
+            default_registry.add_queue(self)
+
+    @classmethod
+    def stored(cls, name: str, stored: StoredQueue) -> Queue:
+        """A handle on the queue ``name`` registered in the system database."""
+        queue = cls.__new__(cls)
+        queue.name = name
+        queue._settings = stored.settings
+        queue.database_backed_queue = True
+        queue.application_name = stored.application_name
+        return queue
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
+
+    @property
+    def settings(self) -> QueueSettings:
+        """The queue's settings as last known here (a registered queue's are kept current by
+        notifications; ``get_*_async`` read them from the database)."""
+        if self.database_backed_queue:
+            runtime = current_runtime_or_none()
+            known = runtime.queues.settings(self.name) if runtime is not None else None
+            if known is not None:
+                self._settings = known
+        return self._settings
+
+    # Reading and changing settings ---------------------------------------------------------
+
+    async def _fresh(self) -> QueueSettings:
+        if self.database_backed_queue:
+            runtime = runtime_here()
+            stored = await runtime.forward(reload_queue(runtime, self.name))
+            if stored is None:
+                raise DBOSQueueNotFoundError(self.name)
+            self._settings = stored.settings
+        return self._settings
+
+    async def _change(self, **changes: Any) -> None:
+        if not self.database_backed_queue:
+            raise DBOSInvalidArgumentError(
+                f"Queue {self.name!r} is declared in code: only queues registered with "
+                "DBOS.register_queue change at runtime"
+            )
+        runtime = runtime_here()
+        self._settings = await runtime.forward(changed_settings(runtime, self.name, **changes))
+
+    def _change_now(self, operation: str, **changes: Any) -> None:
+        block_on(runtime_here(), lambda: self._change(**changes), operation=f"Queue.{operation}")
+
+    @property
+    def concurrency(self) -> int | None:
+        """The old name of :attr:`global_concurrency`."""
+        return self.settings.global_concurrency
+
+    @property
+    def global_concurrency(self) -> int | None:
+        """At most this many of the queue's workflows run at once in all processes."""
+        return self.settings.global_concurrency
+
+    @property
+    def worker_concurrency(self) -> int | None:
+        """At most this many of the queue's workflows run at once in each process."""
+        return self.settings.worker_concurrency
+
+    @property
+    def limiter(self) -> Limiter | None:
+        """At most ``limit`` of the queue's workflows start in any ``period`` seconds."""
+        return self.settings.limiter
+
+    @property
+    def partition_concurrency(self) -> int | None:
+        """At most this many workflows of one partition run at once in all processes."""
+        return self.settings.partition_concurrency
+
+    @property
+    def partition_worker_concurrency(self) -> int | None:
+        """At most this many workflows of one partition run at once in each process."""
+        return self.settings.partition_worker_concurrency
+
+    @property
+    def partition_limiter(self) -> Limiter | None:
+        """The rate limit of each partition."""
+        return self.settings.partition_limiter
+
+    @property
+    def polling_interval_sec(self) -> float:
+        """How often the queue is re-checked without a notification."""
+        return self.settings.polling_interval_sec
+
+    @property
+    def priority_enabled(self) -> bool:
+        """Kept for the older API: priorities are always honoured."""
+        return self.settings.priority_enabled
+
+    @property
+    def partition_queue(self) -> bool:
+        """Whether every enqueue names a ``queue_partition_key``."""
+        return self.settings.partitioned
+
+    async def get_concurrency_async(self) -> int | None:
+        """:attr:`global_concurrency`, read from the system database for a registered queue."""
+        return (await self._fresh()).global_concurrency
+
+    async def get_global_concurrency_async(self) -> int | None:
+        """:attr:`global_concurrency`, read from the system database for a registered queue."""
+        return (await self._fresh()).global_concurrency
+
+    async def get_worker_concurrency_async(self) -> int | None:
+        """:attr:`worker_concurrency`, read from the system database for a registered queue."""
+        return (await self._fresh()).worker_concurrency
+
+    async def get_limiter_async(self) -> Limiter | None:
+        """:attr:`limiter`, read from the system database for a registered queue."""
+        return (await self._fresh()).limiter
+
+    async def get_partition_concurrency_async(self) -> int | None:
+        """:attr:`partition_concurrency`, read from the system database for a registered
+        queue."""
+        return (await self._fresh()).partition_concurrency
+
+    async def get_partition_worker_concurrency_async(self) -> int | None:
+        """:attr:`partition_worker_concurrency`, read from the system database for a registered
+        queue."""
+        return (await self._fresh()).partition_worker_concurrency
+
+    async def get_partition_limiter_async(self) -> Limiter | None:
+        """:attr:`partition_limiter`, read from the system database for a registered queue."""
+        return (await self._fresh()).partition_limiter
+
+    async def get_polling_interval_sec_async(self) -> float:
+        """:attr:`polling_interval_sec`, read from the system database for a registered
+        queue."""
+        return (await self._fresh()).polling_interval_sec
+
+    async def set_concurrency_async(self, value: int | None) -> None:
+        """Change :attr:`global_concurrency` (its old name) for every process."""
+        await self._change(global_concurrency=value)
+
+    async def set_global_concurrency_async(self, value: int | None) -> None:
+        """Change :attr:`global_concurrency` for every process."""
+        await self._change(global_concurrency=value)
+
+    async def set_worker_concurrency_async(self, value: int | None) -> None:
+        """Change :attr:`worker_concurrency` for every process."""
+        await self._change(worker_concurrency=value)
+
+    async def set_limiter_async(self, value: Limiter | None) -> None:
+        """Change :attr:`limiter` for every process."""
+        await self._change(limiter=value)
+
+    async def set_partition_concurrency_async(self, value: int | None) -> None:
+        """Change :attr:`partition_concurrency` for every process."""
+        await self._change(partition_concurrency=value)
+
+    async def set_partition_worker_concurrency_async(self, value: int | None) -> None:
+        """Change :attr:`partition_worker_concurrency` for every process."""
+        await self._change(partition_worker_concurrency=value)
+
+    async def set_partition_limiter_async(self, value: Limiter | None) -> None:
+        """Change :attr:`partition_limiter` for every process."""
+        await self._change(partition_limiter=value)
+
+    async def set_polling_interval_sec_async(self, value: float) -> None:
+        """Change :attr:`polling_interval_sec` for every process."""
+        await self._change(polling_interval_sec=value)
+
+    def set_concurrency(self, value: int | None) -> None:
+        """Change :attr:`global_concurrency` (its old name) for every process."""
+        self._change_now("set_concurrency", global_concurrency=value)
+
+    def set_global_concurrency(self, value: int | None) -> None:
+        """Change :attr:`global_concurrency` for every process."""
+        self._change_now("set_global_concurrency", global_concurrency=value)
+
+    def set_worker_concurrency(self, value: int | None) -> None:
+        """Change :attr:`worker_concurrency` for every process."""
+        self._change_now("set_worker_concurrency", worker_concurrency=value)
+
+    def set_limiter(self, value: Limiter | None) -> None:
+        """Change :attr:`limiter` for every process."""
+        self._change_now("set_limiter", limiter=value)
+
+    def set_partition_concurrency(self, value: int | None) -> None:
+        """Change :attr:`partition_concurrency` for every process."""
+        self._change_now("set_partition_concurrency", partition_concurrency=value)
+
+    def set_partition_worker_concurrency(self, value: int | None) -> None:
+        """Change :attr:`partition_worker_concurrency` for every process."""
+        self._change_now("set_partition_worker_concurrency", partition_worker_concurrency=value)
+
+    def set_partition_limiter(self, value: Limiter | None) -> None:
+        """Change :attr:`partition_limiter` for every process."""
+        self._change_now("set_partition_limiter", partition_limiter=value)
+
+    def set_polling_interval_sec(self, value: float) -> None:
+        """Change :attr:`polling_interval_sec` for every process."""
+        self._change_now("set_polling_interval_sec", polling_interval_sec=value)
+
+    # Enqueueing ----------------------------------------------------------------------------
 
     def enqueue_async(
         self, func: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Awaitable[WorkflowHandleAsync[Any]]:
         """Enqueue ``func`` (a workflow) with these arguments; return a handle on it."""
         runtime = runtime_here()
+        options = current_enqueue_options()
         call = prepare_call(workflow_info(func), bound_arguments(func, args), kwargs)
-        placement = _placement(self)
-        return awaited(_enqueued(runtime, call, placement))
+        return awaited(enqueue_on(runtime, call, self.name, options))
 
     def enqueue(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Enqueue ``func`` (a workflow) with these arguments; return a handle on it."""
@@ -92,123 +302,3 @@ class Queue:
             runtime, lambda: self.enqueue_async(func, *args, **kwargs), operation="Queue.enqueue"
         )
         return WorkflowHandle(runtime, handle.workflow_id)
-
-
-def _optional_positive_int(name: str, value: object) -> int | None:
-    return None if value is None else check_int(name, value)
-
-
-def _check_limiter(limiter: object) -> Limiter | None:
-    if limiter is None:
-        return None
-    if not isinstance(limiter, dict) or set(limiter) != {"limit", "period"}:
-        raise DBOSInvalidArgumentError(
-            f'limiter must be {{"limit": int, "period": seconds}}, got {limiter!r}'
-        )
-    limit = check_int("limiter limit", limiter["limit"])
-    period = check_number("limiter period", limiter["period"], strict=True)
-    return Limiter(limit=limit, period=period)
-
-
-DuplicationPolicy = Literal["reject", "return-existing"]
-
-
-@dataclass(frozen=True, slots=True)
-class _EnqueueOptions:
-    priority: int | None = None
-    deduplication_id: str | None = None
-    queue_partition_key: str | None = None
-    delay_seconds: float | None = None
-    app_version: str | None = None
-    duplication_policy: DuplicationPolicy = "reject"
-
-
-_enqueue_options: ContextVar[_EnqueueOptions | None] = ContextVar(
-    "dbos_enqueue_options", default=None
-)
-
-
-class SetEnqueueOptions(_ContextSetter["_EnqueueOptions | None"]):
-    """Options for workflows enqueued in the block: priority, deduplication, partition, delay."""
-
-    _var = _enqueue_options
-
-    def __init__(
-        self,
-        *,
-        deduplication_id: str | None = None,
-        priority: int | None = None,
-        app_version: str | None = None,
-        queue_partition_key: str | None = None,
-        delay_seconds: float | None = None,
-        duplication_policy: DuplicationPolicy = "reject",
-    ) -> None:
-        if priority is not None:
-            check_int("priority", priority, maximum=2**31 - 1)
-        if delay_seconds is not None:
-            check_number("delay_seconds", delay_seconds)
-        if duplication_policy not in ("reject", "return-existing"):
-            raise DBOSInvalidArgumentError(f"Unknown duplication_policy {duplication_policy!r}")
-        if duplication_policy == "return-existing" and deduplication_id is None:
-            raise DBOSInvalidArgumentError(
-                "duplication_policy='return-existing' needs a deduplication_id"
-            )
-        super().__init__(
-            _EnqueueOptions(
-                priority,
-                deduplication_id,
-                queue_partition_key,
-                delay_seconds,
-                app_version,
-                duplication_policy,
-            )
-        )
-
-
-def _placement(queue: Queue) -> tuple[QueuePlacement, DuplicationPolicy]:
-    options = _enqueue_options.get() or _EnqueueOptions()
-    if queue.partition_queue and options.queue_partition_key is None:
-        raise DBOSInvalidArgumentError(
-            f"Queue {queue.name!r} is partitioned: set queue_partition_key with SetEnqueueOptions"
-        )
-    if not queue.partition_queue and options.queue_partition_key is not None:
-        raise DBOSInvalidArgumentError(f"Queue {queue.name!r} is not partitioned")
-    delay_until = now_ms() + int(options.delay_seconds * 1000) if options.delay_seconds else None
-    placement = QueuePlacement(
-        queue_name=queue.name,
-        priority=options.priority or 0,
-        deduplication_id=options.deduplication_id,
-        partition_key=options.queue_partition_key,
-        delay_until_epoch_ms=delay_until,
-        app_version=options.app_version,
-    )
-    return placement, options.duplication_policy
-
-
-async def enqueue(
-    runtime: Runtime, call: WorkflowCall, placement: QueuePlacement, policy: DuplicationPolicy
-) -> str:
-    """Record ``call`` on its queue and wake the dispatchers; return the workflow ID."""
-    try:
-        await record_start(runtime, call, placement)
-    except asyncpg.UniqueViolationError:
-        existing = await deduplicated_workflow(
-            runtime.db, placement.queue_name, placement.deduplication_id or ""
-        )
-        if policy == "return-existing" and existing is not None:
-            await record_child(runtime, call, str(existing))
-            return str(existing)
-        raise DBOSQueueDeduplicatedError(
-            call.workflow_id, placement.queue_name, placement.deduplication_id or ""
-        ) from None
-    runtime.dispatcher.announce(
-        placement.queue_name, delayed_until_ms=placement.delay_until_epoch_ms
-    )
-    return call.workflow_id
-
-
-async def _enqueued(
-    runtime: Runtime, call: WorkflowCall, placement: tuple[QueuePlacement, DuplicationPolicy]
-) -> WorkflowHandleAsync[Any]:
-    workflow_id = await runtime.forward(enqueue(runtime, call, *placement))
-    return WorkflowHandleAsync(runtime, workflow_id)

@@ -2,8 +2,8 @@
 
 A claimed workflow is rebuilt from its row (function, bound instance, inputs, authentication,
 deadline, trace context) and replays its recorded steps from memory. One that crashed more
-often than its ``max_recovery_attempts`` is dead-lettered instead, and one whose stored user
-lacks its required roles is recorded as failed.
+often than its ``max_recovery_attempts`` is dead-lettered instead, and one whose arguments fail
+its ``validate_args`` or whose stored user lacks its required roles is recorded as failed.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .._sysdb._workflows import (
     mark_recovery_exhausted,
     pending_workflow_ids,
 )
+from ._arg_validation import validated_arguments
 from ._workflow import Invocation, finish, launch
 
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ async def resume_claimed(
 
     Replays its recorded steps (read in one query when ``has_steps``). A workflow that crashed
     more often than its ``max_recovery_attempts`` is dead-lettered instead, and one whose
-    stored user lacks its required roles is recorded as failed; None then.
+    arguments fail its ``validate_args`` (which may also convert them) or whose stored user
+    lacks its required roles is recorded as failed; None then.
     """
     workflow_id = row["workflow_uuid"]
     info = runtime.registry.find_workflow(workflow_id, row["name"])
@@ -102,6 +104,14 @@ async def resume_claimed(
         )
         await mark_recovery_exhausted(runtime.db, workflow_id)
         return None
+    args, kwargs = runtime.codec.loads(row["inputs"], row["serialization"])
+    try:
+        args, kwargs = validated_arguments(info, tuple(args), cast(dict[str, Any], kwargs))
+    except Exception as invalid:
+        logger.error("Workflow %s has invalid arguments: %s", workflow_id, invalid)
+        error = runtime.codec.dumps_exception(invalid)
+        await finish(runtime, workflow_id, row["queue_name"], "ERROR", None, error)
+        return None
     roles = row["authenticated_roles"]
     auth = Auth(row["authenticated_user"], tuple(roles or ()), row["assumed_role"])
     try:
@@ -112,7 +122,6 @@ async def resume_claimed(
         await finish(runtime, workflow_id, row["queue_name"], "ERROR", None, error)
         return None
     bound = runtime.registry.bound_target(workflow_id, info, row["class_name"], row["config_name"])
-    args, kwargs = runtime.codec.loads(row["inputs"], row["serialization"])
     recorded: dict[int, StepOutput] = (
         await load_step_outputs(runtime.db, workflow_id) if has_steps else {}
     )
@@ -127,4 +136,4 @@ async def resume_claimed(
         trace_parent=_trace_parent_of(row),
     )
     runtime.cancel_stale(workflow_id)
-    return launch(runtime, ctx, Invocation(info, bound, tuple(args), cast(dict[str, Any], kwargs)))
+    return launch(runtime, ctx, Invocation(info, bound, args, kwargs))

@@ -108,7 +108,7 @@ class Scheduler:
             await asyncio.sleep(max(0.0, wake_at - datetime.now(UTC).timestamp()))
 
     async def _fire(self, schedule: Schedule, tick: datetime, now: datetime) -> None:
-        from ._queue import INTERNAL_QUEUE, enqueue
+        from ._enqueue import INTERNAL_QUEUE, enqueue
 
         workflow_id = f"sched-{schedule.info.name}-{tick.isoformat()}"
         call = WorkflowCall(

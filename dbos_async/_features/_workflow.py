@@ -94,13 +94,16 @@ class Invocation:
     bound: object | None
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    identity: tuple[str | None, str | None] | None = None
+    """The (class name, configured instance name) to record, when given by name (an enqueue
+    by options) rather than found from ``bound``."""
 
-    def run(self, runtime: Runtime) -> Awaitable[Any]:
+    def run(self, runtime: Runtime, workflow_id: str) -> Awaitable[Any]:
         """Run the body: on the loop if async, on the workflow pool if sync."""
         args = (self.bound, *self.args) if self.bound is not None else self.args
         if self.info.is_async:
             return cast(Awaitable[Any], self.info.func(*args, **self.kwargs))
-        return runtime.run_workflow_body(self.info.func, *args, **self.kwargs)
+        return runtime.run_workflow_body(workflow_id, self.info.func, *args, **self.kwargs)
 
 
 @dataclass(slots=True)
@@ -139,10 +142,18 @@ class WorkflowCall:
         )
 
 
-def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkflowCall:
+def prepare_call(
+    info: WorkflowInfo,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    identity: tuple[str | None, str | None] | None = None,
+) -> WorkflowCall:
     """Reserve the parent's function ID and choose the workflow ID, synchronously.
 
-    Raises :class:`DBOSNotAuthorizedError` when the caller lacks the workflow's required roles.
+    With ``identity`` (class name, instance name) the arguments hold no instance or class:
+    the workflow's method is named, for whichever process runs it. Raises
+    :class:`DBOSNotAuthorizedError` when the caller lacks the workflow's required roles.
     """
     auth = authorize(info.roles, current_auth(), info.name)
     parent = current_workflow() if current_step() is None else None
@@ -155,7 +166,7 @@ def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, An
     else:
         workflow_id = str(uuid.uuid4())
     bound: object | None = None
-    if info.kind in ("instance", "class"):
+    if info.kind in ("instance", "class") and identity is None:
         bound, args = args[0], args[1:]
     is_set, seconds = workflow_timeout_override()
     timeout_ms = int(seconds * 1000) if is_set and seconds is not None else None
@@ -164,7 +175,7 @@ def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, An
     else:
         deadline = parent.deadline_epoch_ms if parent is not None else None
     return WorkflowCall(
-        invocation=Invocation(info, bound, args, kwargs),
+        invocation=Invocation(info, bound, args, kwargs, identity),
         workflow_id=workflow_id,
         parent=parent,
         parent_function_id=function_id,
@@ -180,6 +191,8 @@ def prepare_call(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, An
 
 def _identity(invocation: Invocation) -> tuple[str | None, str | None]:
     """The (class_name, config_name) recorded for a method workflow."""
+    if invocation.identity is not None:
+        return invocation.identity
     config_name = None
     if invocation.info.kind == "instance":
         config_name = getattr(invocation.bound, "config_name", None)
@@ -210,6 +223,8 @@ class QueuePlacement:
     partition_key: str | None = None
     delay_until_epoch_ms: int | None = None
     app_version: str | None = None
+    pin_version: bool = True
+    """Without ``app_version``: run on this process's version (else on the latest one)."""
 
 
 async def record_start(
@@ -244,8 +259,7 @@ async def record_start(
             inputs=inputs,
             serialization=codec.name,
             executor_id=runtime.executor_id,
-            application_version=(placement.app_version if placement else None)
-            or runtime.application_version,
+            application_version=_version_for(runtime, placement),
             authenticated_user=call.auth.user,
             assumed_role=call.auth.assumed_role,
             authenticated_roles=list(call.auth.roles) if call.auth.roles else None,
@@ -271,6 +285,15 @@ async def record_start(
     # same deterministic child ID, and a deduplicated enqueue leaves no record behind.
     await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
     return inserted
+
+
+def _version_for(runtime: Runtime, placement: QueuePlacement | None) -> str | None:
+    """The application version a new workflow may run on (None: the latest one)."""
+    if placement is None:
+        return runtime.application_version
+    if placement.app_version is not None or not placement.pin_version:
+        return placement.app_version
+    return runtime.application_version
 
 
 def _stored_attributes(call: WorkflowCall) -> str | None:
@@ -363,6 +386,7 @@ def _forget(
     if runtime.active.get(ctx.workflow_id) is task:
         del runtime.active[ctx.workflow_id]
         del runtime.contexts[ctx.workflow_id]
+        runtime.code_ended(ctx.workflow_id)
     if not task.cancelled():
         task.exception()  # the outcome is in the database; don't warn about it here
 
@@ -417,7 +441,7 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
     codec = runtime.codec
     try:
         with traced(ctx.name, lambda: context_attributes(ctx, "workflow"), ctx.trace_parent):
-            result = await invocation.run(runtime)
+            result = await invocation.run(runtime, ctx.workflow_id)
         output = codec.dumps(result)
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
         # Another execution (or a cancellation) owns the outcome; report what it records.
@@ -457,10 +481,10 @@ async def finish(
     ):
         return False
     runtime.notifier.notify_local(WORKFLOW_DONE, workflow_id)
-    queue = runtime.registry.queues.get(queue_name) if queue_name else None
-    if queue is not None and queue.concurrency is not None:
-        # A global slot is free again: other processes' dispatchers may claim it.
-        runtime.dispatcher.announce(queue.name)
+    settings = runtime.queues.settings(queue_name) if queue_name else None
+    if queue_name is not None and settings is not None and settings.shares_limits:
+        # A shared slot is free again: other processes' dispatchers may claim it.
+        runtime.dispatcher.announce(queue_name)
     return True
 
 

@@ -55,7 +55,10 @@ async def cancel_workflow_rows(
         WITH RECURSIVE {_TARGETS}, cancelled AS (
             UPDATE workflow_status
             SET status = 'CANCELLED', updated_at = $3, completed_at = $3, queue_name = NULL,
-                deduplication_id = NULL, started_at_epoch_ms = NULL
+                deduplication_id = NULL, started_at_epoch_ms = NULL,
+                -- Its code may still run (a sync step cannot be interrupted): it keeps its slot
+                -- until the executor running it reports that the code returned.
+                held_queue_slot = CASE WHEN status = 'PENDING' THEN queue_name END
             WHERE workflow_uuid IN (SELECT workflow_uuid FROM targets)
                 AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')
             RETURNING workflow_uuid, awaited

@@ -33,6 +33,7 @@ __all__ = [
     "EVENTS",
     "MESSAGES",
     "QUEUES",
+    "QUEUE_SETTINGS",
     "STREAMS",
     "WORKFLOW_DONE",
     "Notifier",
@@ -47,7 +48,8 @@ EVENTS = "dbos_async_events"
 STREAMS = "dbos_async_streams"
 CANCEL = "dbos_async_cancel"
 QUEUES = "dbos_async_queues"
-CHANNELS = (WORKFLOW_DONE, MESSAGES, EVENTS, STREAMS, CANCEL, QUEUES)
+QUEUE_SETTINGS = "dbos_async_queue_settings"
+CHANNELS = (WORKFLOW_DONE, MESSAGES, EVENTS, STREAMS, CANCEL, QUEUES, QUEUE_SETTINGS)
 
 _MAX_PAYLOADS_PER_FLUSH = 1000
 _PING_TIMEOUT = 5.0

@@ -25,58 +25,81 @@ __all__ = [
     "deduplicated_workflow",
     "partitions_with_work",
     "promote_due_delayed",
+    "release_queue_slot",
+    "release_slots_of",
     "requeue_for_recovery",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimLimits:
-    """How many workflows a claim may start, from the queue's configuration."""
+    """How many workflows one claim may start: this process's room, then the shared limits
+    (None: no limit) of the whole queue and of the claimed partition."""
 
     local_capacity: int
     concurrency: int | None = None
     rate_limit: int | None = None
     rate_period_ms: int | None = None
+    partition_concurrency: int | None = None
+    partition_rate_limit: int | None = None
+    partition_rate_period_ms: int | None = None
 
     @property
     def shared(self) -> bool:
-        """Whether the limits are shared across processes (and need the queue's lock)."""
+        """Whether a limit is shared across processes (and needs a lock)."""
+        return any(
+            limit is not None
+            for limit in (
+                self.concurrency,
+                self.rate_limit,
+                self.partition_concurrency,
+                self.partition_rate_limit,
+            )
+        )
+
+    @property
+    def queue_wide(self) -> bool:
+        """Whether a shared limit spans every partition (the lock is the whole queue's)."""
         return self.concurrency is not None or self.rate_limit is not None
 
 
+# Counts for the shared limits, each computed only when its limit is set (a scalar subquery in
+# a CASE branch that is not taken is never run). A running workflow is PENDING, or cancelled
+# with its code still running (``held_queue_slot``).
+_RUNNING = """(
+    (SELECT count(*) FROM workflow_status WHERE queue_name = $1 AND status = 'PENDING' {where})
+    + (SELECT count(*) FROM workflow_status
+       WHERE held_queue_slot = $1 AND status <> 'PENDING' {where}))"""
+_STARTED = """(SELECT count(*) FROM workflow_status
+    WHERE queue_name = $1 AND started_at_epoch_ms > $4::bigint - {period} {where})"""
+_IN_PARTITION = "AND queue_partition_key IS NOT DISTINCT FROM $6"
+
+
+def _room(limit: str, used: str) -> str:
+    return f"CASE WHEN {limit} IS NULL THEN $5::bigint ELSE {limit} - {used} END"
+
+
 def _claim_sql(shared: bool) -> str:
-    """The claim statement; the shared-limit form also counts running and recent starts.
+    """The claim statement; the shared form also counts what the shared limits bound.
 
     Two fixed shapes (rather than one with optional parts) let Postgres reuse each one's plan.
+    Parameters: $1 queue, $2 executor, $3 version, $4 now, $5 this process's room, $6 the
+    partition, then (shared) $7 concurrency, $8 rate limit, $9 its period (ms), $10 partition
+    concurrency, $11 partition rate limit, $12 its period (ms).
     """
-    counts = """
-    running AS (
-        SELECT count(*) AS n FROM workflow_status
-        WHERE queue_name = $1 AND status = 'PENDING'
-            AND queue_partition_key IS NOT DISTINCT FROM {partition}
-    ), recent AS (
-        SELECT count(*) AS n FROM workflow_status
-        WHERE queue_name = $1 AND started_at_epoch_ms > $4::bigint - $7::bigint
-            AND queue_partition_key IS NOT DISTINCT FROM {partition}
-    ),"""
-    limit = (
-        """GREATEST(0, LEAST(
-            $5::bigint,
-            COALESCE($6::bigint - (SELECT n FROM running), $5::bigint),
-            COALESCE($9::bigint - (SELECT n FROM recent), $5::bigint)
-        ))"""
-        if shared
-        else "$5::bigint"
-    )
-    # Parameters: $1 queue, $2 executor, $3 version, $4 now, $5 local capacity, then the
-    # partition key ($6 local; $8 shared, after $6 concurrency and $7 rate period; $9 rate).
-    partition = "$8" if shared else "$6"
-    counts = counts.replace("{partition}", partition)
+    limit = "$5::bigint"
+    if shared:
+        rooms = [
+            _room("$7::bigint", _RUNNING.format(where="")),
+            _room("$8::bigint", _STARTED.format(period="$9::bigint", where="")),
+            _room("$10::bigint", _RUNNING.format(where=_IN_PARTITION)),
+            _room("$11::bigint", _STARTED.format(period="$12::bigint", where=_IN_PARTITION)),
+        ]
+        limit = f"GREATEST(0, LEAST($5::bigint, {', '.join(rooms)}))"
     return f"""
-WITH {counts if shared else ""} picked AS (
+WITH picked AS (
     SELECT workflow_uuid FROM workflow_status
-    WHERE queue_name = $1 AND status = 'ENQUEUED'
-        AND queue_partition_key IS NOT DISTINCT FROM {partition}
+    WHERE queue_name = $1 AND status = 'ENQUEUED' {_IN_PARTITION}
         AND (application_version = $3 OR application_version IS NULL)
     ORDER BY priority, created_at
     LIMIT {limit}
@@ -113,32 +136,30 @@ async def claim(
     limits: ClaimLimits,
     partition_key: str | None = None,
 ) -> list[asyncpg.Record]:
-    """Move up to the allowed number of ``ENQUEUED`` rows to ``PENDING`` for this executor."""
+    """Move up to the allowed number of ``ENQUEUED`` rows to ``PENDING`` for this executor.
+
+    With shared limits the claim holds a transaction-scoped advisory lock (the queue's when a
+    limit spans partitions, else the partition's), so two claims never both count the same
+    free room: the second counts after the first has committed.
+    """
     if limits.local_capacity <= 0:
         return []
     now = now_ms()
+    local = (queue_name, executor_id, app_version, now, min(limits.local_capacity, _MAX_CLAIM))
     if not limits.shared:
-        return await db.fetch(
-            _CLAIM_LOCAL,
-            queue_name,
-            executor_id,
-            app_version,
-            now,
-            min(limits.local_capacity, _MAX_CLAIM),
-            partition_key,
-        )
+        return await db.fetch(_CLAIM_LOCAL, *local, partition_key)
     args = (
-        queue_name,
-        executor_id,
-        app_version,
-        now,
-        min(limits.local_capacity, _MAX_CLAIM),
-        limits.concurrency,
-        limits.rate_period_ms or 0,
+        *local,
         partition_key,
+        limits.concurrency,
         limits.rate_limit,
+        limits.rate_period_ms or 0,
+        limits.partition_concurrency,
+        limits.partition_rate_limit,
+        limits.partition_rate_period_ms or 0,
     )
-    lock = f"BEGIN; SELECT pg_advisory_xact_lock({_lock_key(queue_name, partition_key)})"
+    lock_key = _lock_key(queue_name, None if limits.queue_wide else partition_key)
+    lock = f"BEGIN; SELECT pg_advisory_xact_lock({lock_key})"
 
     async def claim_under_lock(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         # Simple-query protocol: BEGIN and the lock in one round trip (the key is an int).
@@ -217,3 +238,40 @@ async def deduplicated_workflow(db: Database, queue_name: str, deduplication_id:
         deduplication_id,
     )
     return workflow_id
+
+
+async def release_queue_slot(db: Database, workflow_id: str) -> str | None:
+    """Free the queue slot a cancelled workflow kept while its code ran; the queue it was in
+    (None if it held no slot)."""
+    queue_name: str | None = await db.fetchval(
+        """
+        UPDATE workflow_status AS w SET held_queue_slot = NULL
+        FROM (SELECT workflow_uuid, held_queue_slot FROM workflow_status
+              WHERE workflow_uuid = $1 AND held_queue_slot IS NOT NULL FOR UPDATE) AS held
+        WHERE w.workflow_uuid = held.workflow_uuid
+        RETURNING held.held_queue_slot
+        """,
+        workflow_id,
+    )
+    return queue_name
+
+
+async def release_slots_of(
+    db: Database, executor_ids: list[str], *, still_running: list[str] | None = None
+) -> list[str]:
+    """Free the slots held by these executors' cancelled workflows, except those whose code
+    still runs (``still_running``); the queues that got room back."""
+    rows = await db.fetch(
+        """
+        UPDATE workflow_status AS w SET held_queue_slot = NULL
+        FROM (SELECT workflow_uuid, held_queue_slot FROM workflow_status
+              WHERE held_queue_slot IS NOT NULL AND executor_id = ANY($1::text[])
+                  AND workflow_uuid <> ALL($2::text[])
+              FOR UPDATE) AS held
+        WHERE w.workflow_uuid = held.workflow_uuid
+        RETURNING held.held_queue_slot
+        """,
+        executor_ids,
+        still_running or [],
+    )
+    return sorted({row["held_queue_slot"] for row in rows})

@@ -50,7 +50,7 @@ class NewWorkflow:
     inputs: bytes
     serialization: str
     executor_id: str
-    application_version: str
+    application_version: str | None
     authenticated_user: str | None = None
     assumed_role: str | None = None
     authenticated_roles: list[str] | None = None

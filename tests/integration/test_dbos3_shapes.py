@@ -24,6 +24,7 @@ from dbos_async import (
     DBOSWorkflowIDInUseError,
     SetWorkflowID,
     StepOptions,
+    StepReservation,
     error,
     run_dbos_database_migrations,
 )
@@ -235,3 +236,64 @@ def test_a_conductor_key_only_warns(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="dbos_async"):
         DBOS(config=make_config("postgresql://postgres@127.0.0.1:1/none"), conductor_key="k")
     assert "Conductor is not available" in caplog.text
+
+
+# Reserved steps --------------------------------------------------------------------------------
+
+reserved_calls: list[str] = []
+
+
+async def reserved_work(label: str) -> str:
+    reserved_calls.append(label)
+    return label.upper()
+
+
+@DBOS.workflow()
+async def reserving_workflow() -> list[str]:
+    first, second = DBOS.reserve_step(), DBOS.reserve_step()
+    # Run in the opposite order of the reservations, from tasks of the workflow.
+    late = asyncio.ensure_future(second.run_async({"name": "second"}, reserved_work, "b"))
+    await late
+    early = await first.run_async({"name": "first"}, reserved_work, "a")
+    with pytest.raises(error.DBOSException, match="already ran"):
+        await first.run_async(None, reserved_work, "again")
+    return [early, late.result(), str(first.step_id), str(second.step_id)]
+
+
+@DBOS.workflow()
+def sync_reserving_workflow() -> str:
+    reservation = DBOS.reserve_step()
+    return str(reservation.run(None, lambda: "sync step"))
+
+
+async def test_reserved_steps_are_recorded_at_their_reserved_ids(dbos: type[DBOS]) -> None:
+    reserved_calls.clear()
+    with SetWorkflowID("reserving"):
+        result = await (await DBOS.start_workflow_async(reserving_workflow)).get_result()
+    assert result == ["A", "B", "1", "2"]
+    steps = await DBOS.list_workflow_steps_async("reserving")
+    assert [(s["function_id"], s["function_name"]) for s in steps] == [(1, "first"), (2, "second")]
+    # A fork replays both from their checkpoints: neither runs again.
+    fork = await DBOS.fork_workflow_async("reserving", 3)
+    assert await fork.get_result() == result
+    assert reserved_calls == ["b", "a"]
+    sync = await DBOS.start_workflow_async(sync_reserving_workflow)
+    assert await sync.get_result() == "sync step"
+
+
+async def test_a_reservation_is_made_and_run_only_in_its_workflow(dbos: type[DBOS]) -> None:
+    with pytest.raises(error.DBOSNotInWorkflowError):
+        DBOS.reserve_step()
+    await (await DBOS.start_workflow_async(holds_a_reservation)).get_result()
+    (reservation,) = kept_reservations
+    assert reservation.step_id == 1
+    with pytest.raises(error.DBOSException, match="must run in that workflow"):
+        await reservation.run_async(None, reserved_work, "outside")
+
+
+kept_reservations: list[StepReservation] = []
+
+
+@DBOS.workflow()
+async def holds_a_reservation() -> None:
+    kept_reservations.append(DBOS.reserve_step())

@@ -516,23 +516,45 @@ async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str
                 "EXPLAIN " + _CLAIM_LOCAL, "q", "executor", "v1", int(time.time() * 1000), 10, None
             )
         )
+        now = int(time.time() * 1000)
+        # Every shared limit at once: global and rate, and per partition.
         claim = _plan(
             await conn.fetch(
                 "EXPLAIN " + _CLAIM_SHARED,
                 "q",
                 "executor",
                 "v1",
-                int(time.time() * 1000),
+                now,
                 10,
-                5,
-                60_000,
                 None,
+                5,
                 100,
+                60_000,
+                2,
+                10,
+                60_000,
+            )
+        )
+        partition_claim = _plan(
+            await conn.fetch(
+                "EXPLAIN " + _CLAIM_SHARED,
+                "q",
+                "executor",
+                "v1",
+                now,
+                10,
+                "p1",
+                None,
+                None,
+                0,
+                2,
+                10,
+                60_000,
             )
         )
     finally:
         await conn.close()
-    for plan in (candidates, running, local_claim, claim):
+    for plan in (candidates, running, local_claim, claim, partition_claim):
         assert "Seq Scan on workflow_status" not in plan, plan
         assert "Index" in plan, plan
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
 from dbos_async import (
     DBOS,
+    DBOSConfig,
     DBOSConfigurationError,
     DBOSInvalidArgumentError,
+    Serializer,
     SetWorkflowID,
     SetWorkflowTimeout,
 )
@@ -28,10 +31,114 @@ def test_documented_key_without_effect_warns(caplog: pytest.LogCaptureFixture) -
     assert "enable_otlp" in caplog.text
 
 
-@pytest.mark.parametrize("name", ["ab", "Has Caps", "x" * 31, 7])
+@pytest.mark.parametrize("name", ["ab", "Has Caps", "x" * 257, 7, "abc\n", "ab.c", "a b c"])
 def test_bad_name_is_rejected(name: object) -> None:
-    with pytest.raises(DBOSConfigurationError):
+    with pytest.raises(DBOSConfigurationError, match="3 to 256"):
         resolve_config({"name": name})
+
+
+@pytest.mark.parametrize("name", ["abc", "x" * 256, "my_app-2", "0-9"])
+def test_names_dbos_accepts_are_accepted(name: str) -> None:
+    assert resolve_config({"name": name}).name == name
+
+
+# dbos 3.4.0's ``DBOSConfig.__annotations__``, in its order.
+DBOS_3_4_KEYS = [
+    "name",
+    "system_database_url",
+    "sys_db_pool_size",
+    "sys_db_polling_concurrency",
+    "db_engine_kwargs",
+    "sys_db_idle_transaction_timeout_sec",
+    "log_level",
+    "otlp_log_level",
+    "console_log_level",
+    "otlp_traces_endpoints",
+    "otlp_logs_endpoints",
+    "otlp_attributes",
+    "application_version",
+    "executor_id",
+    "dbos_system_schema",
+    "enable_otlp",
+    "system_database_engine",
+    "conductor_key",
+    "conductor_url",
+    "conductor_executor_metadata",
+    "conductor_metadata_only_mode",
+    "transact_enterprise_key",
+    "auto_upgrade",
+    "auto_upgrade_interval_sec",
+    "auto_upgrade_grace_sec",
+    "serializer",
+    "enable_patching",
+    "use_listen_notify",
+    "sharding",
+    "run_migrations",
+    "max_executor_threads",
+    "notification_listener_polling_interval_sec",
+    "notification_coalesce_sec",
+    "observability_query_timeout_sec",
+    "scheduler_polling_interval_sec",
+    "kafka_queue_polling_interval_sec",
+    "otel_attribute_format",
+]
+
+
+def test_every_dbos_3_4_key_is_declared() -> None:
+    assert set(DBOS_3_4_KEYS) <= set(DBOSConfig.__annotations__)
+
+
+@pytest.mark.parametrize("key", sorted(set(DBOS_3_4_KEYS) - {"name", "log_level"}))
+def test_every_dbos_3_4_key_is_accepted_unset(key: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="dbos_async"):
+        resolve_config({"name": "app", key: None})
+    assert caplog.records == []  # an unset key (None) warns about nothing
+
+
+def test_each_key_without_effect_warns_once_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    keys = ["sharding", "auto_upgrade", "otel_attribute_format", "conductor_url"]
+    with caplog.at_level(logging.WARNING, logger="dbos_async"):
+        resolve_config({"name": "app", **dict.fromkeys(keys, "set")})
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == len(keys)
+    for key in keys:
+        assert sum(f"'{key}'" in m and "no effect" in m for m in warned) == 1
+
+
+def test_application_name_is_exposed() -> None:
+    assert resolve_config({"name": "app"}).application_name is None
+    config = resolve_config({"name": "app", "application_name": "Billing Service"})
+    assert config.application_name == "Billing Service"
+    assert resolve_config({"application_name": "x" * 256}).application_name == "x" * 256
+
+
+@pytest.mark.parametrize("bad", ["", "   ", 5, "x" * 257])
+def test_bad_application_name_is_rejected(bad: object) -> None:
+    with pytest.raises(DBOSConfigurationError, match="application_name"):
+        resolve_config({"application_name": bad})
+
+
+class _TextSerializer(Serializer):
+    def serialize(self, data: Any) -> str:
+        return str(data)
+
+    def deserialize(self, serialized_data: str) -> Any:
+        return serialized_data
+
+    def name(self) -> str:
+        return "as_text"
+
+
+def test_dbos3_serializer_is_accepted_and_adapted() -> None:
+    serializer = resolve_config({"serializer": _TextSerializer()}).serializer
+    assert serializer is not None and serializer.name == "as_text"
+    assert serializer.dumps(12) == b"12"
+
+
+@pytest.mark.parametrize("bad", [object(), "json", {"name": "x"}])
+def test_bad_serializer_is_a_configuration_error(bad: object) -> None:
+    with pytest.raises(DBOSConfigurationError, match="serializer"):
+        resolve_config({"serializer": bad})
 
 
 @pytest.mark.parametrize("size", [0, -1, "10", True])

@@ -25,7 +25,13 @@ from dbos_async._core._errors import (
     DBOSSerializationError,
     DBOSWorkflowCancelledError,
 )
-from dbos_async._core._serialization import Codec, MsgpackSerializer, PickleSerializer, Serializer
+from dbos_async._core._serialization import (
+    BytesSerializer,
+    Codec,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+)
 
 
 class Color(enum.Enum):
@@ -451,7 +457,7 @@ def test_corrupt_data_raises_serialization_error(codec: Codec) -> None:
 
 def test_custom_serializer() -> None:
     json_serializer = JsonSerializer()
-    assert isinstance(json_serializer, Serializer)
+    assert isinstance(json_serializer, BytesSerializer)
     codec = Codec(json_serializer)
     assert codec.name == "json"
     data = codec.dumps({"a": [1, 2]})
@@ -473,6 +479,163 @@ def test_custom_serializer_dumps_exception_never_raises() -> None:
 def test_invalid_serializer_rejected() -> None:
     with pytest.raises(DBOSConfigurationError):
         Codec(object())  # type: ignore[arg-type]
+
+
+# -- serializers written for DBOS 3.x (text, name() a method) -----------------------------------
+
+
+class TextJson(Serializer):
+    """A serializer as DBOS 3.x code writes one."""
+
+    def serialize(self, data: Any) -> str:
+        return json.dumps(data, ensure_ascii=False)
+
+    def deserialize(self, serialized_data: str) -> Any:
+        return json.loads(serialized_data)
+
+    def name(self) -> str:
+        return "text_json"
+
+
+class Unnamed(Serializer):
+    def serialize(self, data: Any) -> str:
+        return repr(data)
+
+    def deserialize(self, serialized_data: str) -> Any:
+        return serialized_data
+
+
+class DuckText:
+    """No base class, only DBOS 3.x's three methods."""
+
+    def serialize(self, data: Any) -> str:
+        return json.dumps(data)
+
+    def deserialize(self, serialized_data: str) -> Any:
+        return json.loads(serialized_data)
+
+    def name(self) -> str:
+        return "duck_json"
+
+
+def test_dbos3_serializer_is_recorded_by_its_name_and_stored_as_utf8() -> None:
+    codec = Codec(TextJson())
+    assert codec.name == "text_json"
+    value = {"città": ["é", 1, None], "lone": "\ud800"}
+    data = codec.dumps(value)
+    assert data.startswith('{"città"'.encode())
+    assert codec.loads(data, "text_json") == value
+    assert codec.loads(data, None) == value
+    assert codec.loads(Codec().dumps((1, 2)), "msgpack") == (1, 2)
+    assert codec.loads(codec.dumps_exception(ValueError("x")), "text_json") == (
+        "builtins.ValueError: x"
+    )
+
+
+def test_dbos3_serializer_name_defaults_as_in_dbos() -> None:
+    assert Codec(Unnamed()).name == "custom_serializer"
+
+
+def test_duck_typed_dbos3_serializer() -> None:
+    codec = Codec(DuckText())  # type: ignore[arg-type]
+    assert codec.name == "duck_json"
+    assert codec.loads(codec.dumps([1, "a"]), "duck_json") == [1, "a"]
+
+
+def test_an_object_with_both_shapes_is_read_by_its_name() -> None:
+    class Both(DuckText):
+        def dumps(self, value: Any) -> bytes:
+            raise AssertionError("name() is a method: the DBOS shape is used")
+
+        def loads(self, data: bytes) -> Any:
+            raise AssertionError("name() is a method: the DBOS shape is used")
+
+    codec = Codec(Both())  # type: ignore[arg-type]
+    assert codec.loads(codec.dumps({"a": 1}), "duck_json") == {"a": 1}
+
+
+def test_dbos3_serializer_must_implement_both_methods() -> None:
+    class OnlySerialize(Serializer):
+        def serialize(self, data: Any) -> str:
+            return ""
+
+    with pytest.raises(TypeError, match="deserialize"):
+        OnlySerialize()  # type: ignore[abstract]
+
+
+class _NoDeserialize:
+    def serialize(self, data: Any) -> str:
+        return ""
+
+    def name(self) -> str:
+        return "half"
+
+
+class _NoName:
+    def serialize(self, data: Any) -> str:
+        return ""
+
+    def deserialize(self, serialized_data: str) -> Any:
+        return None
+
+
+class _BadName(TextJson):
+    def name(self) -> str:
+        raise RuntimeError("no name today")
+
+
+class _NameNotStr(TextJson):
+    def name(self) -> Any:
+        return 7
+
+
+class _ReservedName(TextJson):
+    def name(self) -> str:
+        return "msgpack"
+
+
+class _BytesNoName:
+    def dumps(self, value: Any) -> bytes:
+        return b""
+
+    def loads(self, data: bytes) -> Any:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("serializer", "match"),
+    [
+        (_NoDeserialize(), "Not a serializer"),
+        (_NoName(), "name"),
+        (_BadName(), "no name today"),
+        (_NameNotStr(), "non-empty string"),
+        (_ReservedName(), "'msgpack' is dbos_async's own"),
+        (_BytesNoName(), "non-empty string"),
+        ("json", "Not a serializer"),
+    ],
+)
+def test_bad_serializers_are_configuration_errors(serializer: object, match: str) -> None:
+    with pytest.raises(DBOSConfigurationError, match=match):
+        Codec(serializer)  # type: ignore[arg-type]
+
+
+def test_serialize_that_does_not_return_str_fails_on_use() -> None:
+    class Bytesy(TextJson):
+        def serialize(self, data: Any) -> str:
+            return json.dumps(data).encode()  # type: ignore[return-value]
+
+    codec = Codec(Bytesy())
+    with pytest.raises(DBOSSerializationError, match=r"serialize\(\) returned builtins.bytes"):
+        codec.dumps({"a": 1})
+
+
+def test_dbos3_serializer_failures_are_serialization_errors() -> None:
+    codec = Codec(TextJson())
+    with pytest.raises(DBOSSerializationError, match="text_json") as info:
+        codec.dumps(object())
+    assert info.value.type_name == "builtins.object"
+    with pytest.raises(DBOSSerializationError, match="text_json"):
+        codec.loads(b"{not json", "text_json")
 
 
 def test_reentrant_and_threaded_dumps() -> None:
