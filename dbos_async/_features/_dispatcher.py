@@ -187,6 +187,7 @@ class Dispatcher:
                 self._runtime.application_version,
                 _limits(shape, local),
                 partition,
+                self._runtime.application_name,
             )
             for row in rows:
                 await self._start(row, in_partition)

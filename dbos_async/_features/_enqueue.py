@@ -62,6 +62,8 @@ class EnqueueSettings:
     app_version: str | None = None
     duplication_policy: DuplicationPolicy = "reject"
     pin_version: bool = True
+    application_name: str | None = None
+    """The application that owns the workflow (None: the enqueuing process's)."""
 
     @classmethod
     def checked(
@@ -74,6 +76,7 @@ class EnqueueSettings:
         delay_seconds: float | None = None,
         duplication_policy: DuplicationPolicy | None = None,
         pin_version: bool = True,
+        application_name: str | None = None,
     ) -> EnqueueSettings:
         """The settings, or :class:`DBOSInvalidArgumentError` naming what is wrong."""
         if priority is not None:
@@ -84,6 +87,7 @@ class EnqueueSettings:
             ("deduplication_id", deduplication_id),
             ("app_version", app_version),
             ("queue_partition_key", queue_partition_key),
+            ("application_name", application_name),
         ):
             if value is not None:
                 check_id(name, value)
@@ -102,6 +106,7 @@ class EnqueueSettings:
             app_version,
             policy,
             pin_version,
+            application_name,
         )
 
 
@@ -182,6 +187,7 @@ def placement_on(
         delay_until_epoch_ms=delay_until,
         app_version=options.app_version,
         pin_version=options.pin_version,
+        application_name=options.application_name,
     )
 
 

@@ -45,8 +45,8 @@ class EnqueueOptions(TypedDict, total=False):
 
     ``workflow_name`` and ``queue_name`` are required; ``workflow_timeout`` is in seconds,
     ``class_name`` and ``instance_name`` name the class (and configured instance) of a method
-    workflow. ``serialization_type``, ``application_name``, ``otel_context`` and ``shard_key``
-    are accepted for DBOS's API.
+    workflow; ``application_name`` owns it (by default, the enqueuing application).
+    ``serialization_type``, ``otel_context`` and ``shard_key`` are accepted for DBOS's API.
     """
 
     workflow_name: Required[str]
@@ -119,6 +119,7 @@ def enqueue_by_options(
         delay_seconds=options.get("delay_seconds"),
         duplication_policy=options.get("duplication_policy"),
         pin_version=False,
+        application_name=options.get("application_name"),
     )
     runtime = runtime_here()
     class_name, instance_name = options.get("class_name"), options.get("instance_name")

@@ -103,12 +103,16 @@ class Heartbeat:
     async def adopt(self, dead: list[str]) -> None:
         """Take over the PENDING work of the executors in ``dead``."""
         runtime = self._runtime
-        requeued = await requeue_workflows(runtime.db, dead)
+        requeued = await requeue_workflows(runtime.db, dead, runtime.application_name)
         freed = await release_slots_of(runtime.db, dead)  # their code died with them
         for queue_name in sorted({*requeued, *freed}):
             runtime.dispatcher.announce(queue_name)
         rows = await adopt_workflows(
-            runtime.db, dead, runtime.executor_id, runtime.application_version
+            runtime.db,
+            dead,
+            runtime.executor_id,
+            runtime.application_version,
+            runtime.application_name,
         )
         if rows:
             logger.warning(
@@ -138,6 +142,7 @@ class Heartbeat:
             runtime.db,
             runtime.executor_id,
             runtime.application_version,
+            runtime.application_name,
             older_than_ms=int(self.adoption_timeout * 1000),
         )
         unattended = {row["workflow_uuid"]: row for row in rows}
@@ -156,7 +161,7 @@ class Heartbeat:
         queued = [row["workflow_uuid"] for row in confirmed if row["queue_name"] is not None]
         if queued:
             for queue_name in await requeue_workflows(
-                runtime.db, [runtime.executor_id], workflow_ids=queued
+                runtime.db, [runtime.executor_id], runtime.application_name, workflow_ids=queued
             ):
                 runtime.dispatcher.announce(queue_name)
         for row in confirmed:

@@ -7,6 +7,7 @@ sees what the first execution saw.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,8 @@ async def _statuses_of(runtime: Runtime, f: WorkflowFilter) -> list[WorkflowStat
 
 def _listing(name: str, f: WorkflowFilter) -> Coroutine[Any, Any, list[WorkflowStatus]]:
     runtime = runtime_here()
+    if f.application_names is None:  # by default, this application's (and unclaimed) ones
+        f = dataclasses.replace(f, application_names=[runtime.application_name])
     return awaited(checkpointed(name, lambda: runtime.forward(_statuses_of(runtime, f))))
 
 

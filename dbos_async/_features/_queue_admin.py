@@ -81,7 +81,7 @@ async def register_queue(
         raise DBOSConflictingRegistrationError(
             name, f"Queue {name!r} is declared in code with Queue(...) in this process"
         )
-    owner = runtime.config.application_name
+    owner = runtime.application_name
 
     async def run() -> Queue:
         row, inserted = await upsert_queue_row(
@@ -123,8 +123,7 @@ async def list_queues(application_name: str | list[str] | None = None) -> list[Q
     runtime = runtime_here()
     names: list[str] | None
     if application_name is None:
-        own = runtime.config.application_name
-        names, unclaimed = ([own] if own is not None else None), True
+        names, unclaimed = [runtime.application_name], True
     else:
         names = [application_name] if isinstance(application_name, str) else application_name
         if not all(isinstance(n, str) and n for n in names):

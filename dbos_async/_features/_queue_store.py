@@ -21,7 +21,6 @@ from .._core._runtime import Runtime
 from .._sysdb._queue_table import get_queue_row, list_queue_rows, update_queue_row
 
 __all__ = [
-    "application_names_filter",
     "changed_settings",
     "reload_queue",
     "reload_queues",
@@ -90,22 +89,14 @@ def stored_from_row(row: Mapping[str, Any]) -> StoredQueue:
     return StoredQueue(settings_from_row(row), row["application_name"])
 
 
-def application_names_filter(runtime: Runtime) -> list[str] | None:
-    """Whose stored queues this process serves: its application's (and unclaimed ones), or
-    everybody's when it has no application name."""
-    name = runtime.config.application_name
-    return None if name is None else [name]
-
-
 def _serves(runtime: Runtime, row: asyncpg.Record) -> bool:
-    mine = runtime.config.application_name
-    return mine is None or row["application_name"] in (None, mine)
+    return row["application_name"] in (None, runtime.application_name)
 
 
 async def reload_queues(runtime: Runtime) -> None:
-    """Load every stored queue this process serves into its catalog; wake the dispatcher for
-    those that changed."""
-    rows = await list_queue_rows(runtime.db, application_names_filter(runtime), unclaimed=True)
+    """Load every stored queue this process serves (its application's and unclaimed ones)
+    into its catalog; wake the dispatcher for those that changed."""
+    rows = await list_queue_rows(runtime.db, [runtime.application_name], unclaimed=True)
     fresh = {row["name"]: stored_from_row(row) for row in rows}
     for name in set(runtime.queues.stored) - set(fresh):
         runtime.queues.update(name, None)

@@ -54,14 +54,16 @@ async def recover_pending(runtime: Runtime) -> list[str]:
     the others resume here at once.
     """
     requeued = await requeue_for_recovery(
-        runtime.db, runtime.executor_id, runtime.application_version
+        runtime.db, runtime.executor_id, runtime.application_version, runtime.application_name
     )
     if requeued:
         logger.info("Returned unfinished work to queues %s", ", ".join(requeued))
         for queue_name in requeued:
             runtime.dispatcher.announce(queue_name)
     recovered = []
-    ids = await pending_workflow_ids(runtime.db, runtime.executor_id, runtime.application_version)
+    ids = await pending_workflow_ids(
+        runtime.db, runtime.executor_id, runtime.application_version, runtime.application_name
+    )
     for workflow_id in ids:
         try:
             if await recover_workflow(runtime, workflow_id):

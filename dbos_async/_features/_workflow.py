@@ -225,6 +225,8 @@ class QueuePlacement:
     app_version: str | None = None
     pin_version: bool = True
     """Without ``app_version``: run on this process's version (else on the latest one)."""
+    application_name: str | None = None
+    """The application that owns the workflow (None: this process's)."""
 
 
 async def record_start(
@@ -276,6 +278,8 @@ async def record_start(
             queue_partition_key=placement.partition_key if placement else None,
             delay_until_epoch_ms=placement.delay_until_epoch_ms if placement else None,
             attributes=_stored_attributes(call),
+            application_name=(placement.application_name if placement else None)
+            or runtime.application_name,
         ),
     )
     if not inserted and replayed_id is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncpg
 
 from ._database import Database
-from ._workflows import now_ms
+from ._workflows import now_ms, of_application
 
 __all__ = [
     "adopt_workflows",
@@ -65,42 +65,54 @@ async def beat(
 
 
 async def requeue_workflows(
-    db: Database, executor_ids: list[str], *, workflow_ids: list[str] | None = None
+    db: Database,
+    executor_ids: list[str],
+    application: str | None,
+    *,
+    workflow_ids: list[str] | None = None,
 ) -> list[str]:
-    """Put the PENDING queued workflows of these executors back in their queues (only those in
-    ``workflow_ids``, if given); return the queues that got work back."""
+    """Put the PENDING queued workflows of these executors that are ``application``'s back in
+    their queues (only those in ``workflow_ids``, if given); the queues that got work back."""
     rows = await db.fetch(
-        """
+        f"""
         UPDATE workflow_status
         SET status = 'ENQUEUED', started_at_epoch_ms = NULL, updated_at = $3
         WHERE status = 'PENDING' AND queue_name IS NOT NULL AND executor_id = ANY($1::text[])
             AND ($2::text[] IS NULL OR workflow_uuid = ANY($2::text[]))
+            AND {of_application("$4")}
         RETURNING queue_name
         """,
         executor_ids,
         workflow_ids,
         now_ms(),
+        application,
     )
     return sorted({row["queue_name"] for row in rows})
 
 
 async def adopt_workflows(
-    db: Database, dead_executor_ids: list[str], executor_id: str, application_version: str
+    db: Database,
+    dead_executor_ids: list[str],
+    executor_id: str,
+    application_version: str,
+    application: str | None,
 ) -> list[asyncpg.Record]:
     """Make ``executor_id`` the owner of the dead executors' unqueued PENDING workflows of
-    ``application_version``, counting a recovery attempt on each; return their rows."""
+    ``application_version`` and ``application``, counting a recovery attempt on each; return
+    their rows."""
     return await db.fetch(
-        """
+        f"""
         UPDATE workflow_status
         SET executor_id = $2, recovery_attempts = recovery_attempts + 1, updated_at = $4
         WHERE status = 'PENDING' AND queue_name IS NULL AND executor_id = ANY($1::text[])
-            AND application_version = $3
+            AND application_version = $3 AND {of_application("$5")}
         RETURNING *
         """,
         dead_executor_ids,
         executor_id,
         application_version,
         now_ms(),
+        application,
     )
 
 
@@ -120,17 +132,24 @@ async def forget_dead_executors(db: Database, *, lapsed_after_ms: int) -> None:
 
 
 async def unattended_workflows(
-    db: Database, executor_id: str, application_version: str, *, older_than_ms: int
+    db: Database,
+    executor_id: str,
+    application_version: str,
+    application: str | None,
+    *,
+    older_than_ms: int,
 ) -> list[asyncpg.Record]:
-    """This executor's PENDING workflows last claimed or started more than ``older_than_ms``
-    ago: ``workflow_uuid`` and ``queue_name``. The caller keeps those it does not run."""
+    """This executor's PENDING workflows of ``application`` last claimed or started more than
+    ``older_than_ms`` ago: ``workflow_uuid`` and ``queue_name``. The caller keeps those it does
+    not run."""
     return await db.fetch(
-        """
+        f"""
         SELECT workflow_uuid, queue_name FROM workflow_status
         WHERE status = 'PENDING' AND executor_id = $1 AND application_version = $2
-            AND updated_at < $3
+            AND updated_at < $3 AND {of_application("$4")}
         """,
         executor_id,
         application_version,
         now_ms() - older_than_ms,
+        application,
     )

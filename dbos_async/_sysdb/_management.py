@@ -93,7 +93,8 @@ _ANY_OF = (
     ("parent_workflow_ids", "parent_workflow_id = ANY({}::text[])"),
     ("forked_from", "forked_from = ANY({}::text[])"),
     ("schedule_names", "schedule_name = ANY({}::text[])"),
-    ("application_names", "application_name = ANY({}::text[])"),
+    # Workflows nobody owns (written before applications had names) are every application's.
+    ("application_names", "(application_name = ANY({}::text[]) OR application_name IS NULL)"),
 )
 # Each time bound: (WorkflowFilter field, condition).
 _BOUNDS = (

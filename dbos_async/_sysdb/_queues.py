@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ._database import Database
-from ._workflows import now_ms
+from ._workflows import now_ms, of_application
 
 _MAX_CLAIM = 1000  # at most this many workflows started per claim
 
@@ -84,16 +84,17 @@ def _claim_sql(shared: bool) -> str:
 
     Two fixed shapes (rather than one with optional parts) let Postgres reuse each one's plan.
     Parameters: $1 queue, $2 executor, $3 version, $4 now, $5 this process's room, $6 the
-    partition, then (shared) $7 concurrency, $8 rate limit, $9 its period (ms), $10 partition
-    concurrency, $11 partition rate limit, $12 its period (ms).
+    partition, $7 the application (its own and unclaimed workflows only), then (shared) $8
+    concurrency, $9 rate limit, $10 its period (ms), $11 partition concurrency, $12 partition
+    rate limit, $13 its period (ms).
     """
     limit = "$5::bigint"
     if shared:
         rooms = [
-            _room("$7::bigint", _RUNNING.format(where="")),
-            _room("$8::bigint", _STARTED.format(period="$9::bigint", where="")),
-            _room("$10::bigint", _RUNNING.format(where=_IN_PARTITION)),
-            _room("$11::bigint", _STARTED.format(period="$12::bigint", where=_IN_PARTITION)),
+            _room("$8::bigint", _RUNNING.format(where="")),
+            _room("$9::bigint", _STARTED.format(period="$10::bigint", where="")),
+            _room("$11::bigint", _RUNNING.format(where=_IN_PARTITION)),
+            _room("$12::bigint", _STARTED.format(period="$13::bigint", where=_IN_PARTITION)),
         ]
         limit = f"GREATEST(0, LEAST($5::bigint, {', '.join(rooms)}))"
     return f"""
@@ -101,12 +102,14 @@ WITH picked AS (
     SELECT workflow_uuid FROM workflow_status
     WHERE queue_name = $1 AND status = 'ENQUEUED' {_IN_PARTITION}
         AND (application_version = $3 OR application_version IS NULL)
+        AND {of_application("$7")}
     ORDER BY priority, created_at
     LIMIT {limit}
     FOR UPDATE SKIP LOCKED
 )
 UPDATE workflow_status AS w
 SET status = 'PENDING', executor_id = $2, application_version = $3,
+    application_name = COALESCE(w.application_name, $7::text),
     started_at_epoch_ms = $4, updated_at = $4, recovery_attempts = w.recovery_attempts + 1,
     workflow_deadline_epoch_ms = CASE
         WHEN w.workflow_timeout_ms IS NOT NULL AND w.workflow_deadline_epoch_ms IS NULL
@@ -135,6 +138,7 @@ async def claim(
     app_version: str,
     limits: ClaimLimits,
     partition_key: str | None = None,
+    application: str | None = None,
 ) -> list[asyncpg.Record]:
     """Move up to the allowed number of ``ENQUEUED`` rows to ``PENDING`` for this executor.
 
@@ -147,10 +151,11 @@ async def claim(
     now = now_ms()
     local = (queue_name, executor_id, app_version, now, min(limits.local_capacity, _MAX_CLAIM))
     if not limits.shared:
-        return await db.fetch(_CLAIM_LOCAL, *local, partition_key)
+        return await db.fetch(_CLAIM_LOCAL, *local, partition_key, application)
     args = (
         *local,
         partition_key,
+        application,
         limits.concurrency,
         limits.rate_limit,
         limits.rate_period_ms or 0,
@@ -209,23 +214,26 @@ async def promote_due_delayed(db: Database) -> tuple[list[str], int | None]:
     return list(row["queues"]), row["next_due"]
 
 
-async def requeue_for_recovery(db: Database, executor_id: str, app_version: str) -> list[str]:
+async def requeue_for_recovery(
+    db: Database, executor_id: str, app_version: str, application: str | None
+) -> list[str]:
     """Put this executor's unfinished *queued* workflows back in their queues.
 
     They then count against their queue's limits again and are claimed like any other work,
     so a global limit holds while a crashed process's work is recovered.
     """
     rows = await db.fetch(
-        """
+        f"""
         UPDATE workflow_status
         SET status = 'ENQUEUED', started_at_epoch_ms = NULL, updated_at = $3
         WHERE status = 'PENDING' AND queue_name IS NOT NULL
-            AND executor_id = $1 AND application_version = $2
+            AND executor_id = $1 AND application_version = $2 AND {of_application("$4")}
         RETURNING queue_name
         """,
         executor_id,
         app_version,
         now_ms(),
+        application,
     )
     return sorted({row["queue_name"] for row in rows})
 

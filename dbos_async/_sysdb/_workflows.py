@@ -22,6 +22,7 @@ __all__ = [
     "insert_step_output",
     "insert_workflow",
     "load_step_outputs",
+    "of_application",
     "owned_by",
     "mark_awaited",
     "mark_recovery_exhausted",
@@ -65,6 +66,8 @@ class NewWorkflow:
     delay_until_epoch_ms: int | None = None
     attributes: str | None = None
     """A JSON object (text), stored in the ``attributes`` column."""
+    application_name: str | None = None
+    """The application that owns the workflow (None: unclaimed, any application's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +97,10 @@ INSERT INTO workflow_status (
     executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
     parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
     created_at, updated_at, recovery_attempts,
-    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes
+    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
+    application_name
 ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17,
-          CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21, $22::jsonb)
+          CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21, $22::jsonb, $23)
 {_SAME_START}
 RETURNING true
 """
@@ -126,6 +130,7 @@ def _start_columns(wf: NewWorkflow, now: int) -> tuple[object, ...]:
         wf.queue_partition_key,
         wf.delay_until_epoch_ms,
         wf.attributes,
+        wf.application_name,
     )
 
 
@@ -136,7 +141,8 @@ INSERT INTO workflow_status (
     executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
     parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
     created_at, updated_at, recovery_attempts,
-    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes
+    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
+    application_name
 )
 SELECT u.id, u.status, u.name, u.class_name, u.config_name, u.inputs, u.serialization,
     u.executor_id, u.version, u.user_name, u.assumed_role,
@@ -144,15 +150,15 @@ SELECT u.id, u.status, u.name, u.class_name, u.config_name, u.inputs, u.serializ
         THEN ARRAY(SELECT jsonb_array_elements_text(u.roles::jsonb)) END,
     u.parent, u.timeout_ms, u.deadline, u.queue_name, $17, $17,
     CASE WHEN u.status = 'PENDING' THEN 1 ELSE 0 END,
-    u.priority, NULL, u.partition_key, u.delay_until, u.attributes::jsonb
+    u.priority, NULL, u.partition_key, u.delay_until, u.attributes::jsonb, u.app
 FROM unnest(
     $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[],
     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
     $14::bigint[], $15::bigint[], $16::text[], $18::int[], $19::text[], $20::bigint[],
-    $21::text[]
+    $21::text[], $22::text[]
 ) AS u(id, status, name, class_name, config_name, inputs, serialization, executor_id,
        version, user_name, assumed_role, roles, parent, timeout_ms, deadline, queue_name,
-       priority, partition_key, delay_until, attributes)
+       priority, partition_key, delay_until, attributes, app)
 {_SAME_START}
 RETURNING workflow_uuid
 """
@@ -178,6 +184,7 @@ async def _insert_workflows(db: Database, batch: Sequence[NewWorkflow]) -> list[
             list(columns[19]),
             list(columns[20]),
             list(columns[21]),
+            list(columns[22]),
         )
     }
     return written_once([wf.workflow_id for wf in batch], inserted)
@@ -480,14 +487,26 @@ async def load_step_outputs(db: Database, workflow_id: str) -> dict[int, StepOut
     return {row["function_id"]: StepOutput(**dict(row)) for row in rows}
 
 
-async def pending_workflow_ids(db: Database, executor_id: str, app_version: str) -> list[str]:
-    """IDs of the unqueued PENDING workflows this executor and application version own."""
+def of_application(param: str) -> str:
+    """The condition that a workflow row is the application ``param``'s: it owns it, or nobody
+    does (an application without a name, NULL, sees every row)."""
+    return (
+        f"({param}::text IS NULL OR application_name IS NULL OR application_name = {param}::text)"
+    )
+
+
+async def pending_workflow_ids(
+    db: Database, executor_id: str, app_version: str, application: str | None
+) -> list[str]:
+    """IDs of the unqueued PENDING workflows this executor, application version and
+    application own."""
     rows = await db.fetch(
         "SELECT workflow_uuid FROM workflow_status WHERE status = 'PENDING' "
         "AND executor_id = $1 AND application_version = $2 AND queue_name IS NULL "
-        "ORDER BY created_at",
+        f"AND {of_application('$3')} ORDER BY created_at",
         executor_id,
         app_version,
+        application,
     )
     return [row["workflow_uuid"] for row in rows]
 

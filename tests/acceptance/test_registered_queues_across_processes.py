@@ -27,6 +27,8 @@ pytestmark = pytest.mark.acceptance
 
 APP = "registered_queue_app.py"
 APP_VERSION = "registered-queues-v1"
+APPLICATION = make_config("")["name"]
+"""The workers work for the test's application, which registers their queues."""
 NOTIFIED_WITHIN_SECONDS = 10.0
 """Longer than a notification takes, far shorter than the queue's 60 s safety re-check."""
 
@@ -43,10 +45,17 @@ async def driver(database_url: str) -> AsyncIterator[type[DBOS]]:
         await DBOS.destroy_async()
 
 
-async def _workers(children: Children, database_url: str, count: int) -> list[Child]:
+async def _workers(
+    children: Children, database_url: str, count: int, application: str = APPLICATION
+) -> list[Child]:
     workers = []
     for n in range(count):
-        env = child_env(database_url, APP_EXECUTOR_ID=f"rq-worker-{n}", APP_VERSION=APP_VERSION)
+        env = child_env(
+            database_url,
+            APP_EXECUTOR_ID=f"rq-worker-{n}",
+            APP_VERSION=APP_VERSION,
+            APP_NAME=application,
+        )
         workers.append(await children.spawn(APP, env=env))
     for worker in workers:
         await worker.read_until("READY ")
@@ -149,3 +158,32 @@ async def test_partition_limits_hold_across_three_processes(
     assert max(_most_overlapping(spans) for spans in by_key_and_pid.values()) == 1
     assert _most_overlapping([(r["started"], r["ended"]) for r in runs]) <= 5
     assert len({row["pid"] for row in runs}) > 1
+
+
+async def test_another_applications_worker_leaves_our_work_alone(
+    driver: type[DBOS], database_url: str, tmp_path: Path
+) -> None:
+    """Two applications share the system database and a queue nobody owns (as one written
+    before applications had names): a worker of the other application serves the queue but
+    never dequeues this application's workflow, while this application's worker runs it."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO dbos.queues (name, created_at, updated_at) VALUES ('xq_ours', 0, 0)"
+        )
+    finally:
+        await conn.close()
+    async with Children(tmp_path) as children:
+        (stranger,) = await _workers(children, database_url, 1, application="other-app")
+        handle = await DBOS.enqueue_workflow_with_options_async(
+            {"workflow_name": "gated_task", "queue_name": "xq_ours"}, 7
+        )
+        (ours,) = await _workers(children, database_url, 1)
+        assert await ours.read_until("STARTED ") == "7"
+        await DBOS.send_async(handle.workflow_id, "go", "go")
+        assert await handle.get_result() == 7
+        status = await handle.get_status()
+        assert status is not None and status.application_name == APPLICATION
+        await _stop(stranger)
+        await _stop(ours)
+    assert not any(line.startswith("STARTED") for line in stranger.lines), stranger.describe()

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from dbos_async import (
@@ -261,3 +262,32 @@ async def bm_parent_done(x: int) -> int:
     started = await DBOS.start_workflow_async(bm_simple, x)
     other: int = await started.get_result()
     return await bm_simple(x) + other
+
+
+async def test_listings_default_to_this_application_and_unclaimed_workflows(
+    dbos: type[DBOS], database_url: str
+) -> None:
+    ids = []
+    for x in range(3):
+        handle = await DBOS.start_workflow_async(bm_simple, x)
+        await handle.get_result()
+        ids.append(handle.workflow_id)
+    mine, theirs, unclaimed = ids
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "UPDATE dbos.workflow_status SET application_name = CASE workflow_uuid "
+            "WHEN $1 THEN 'billing' WHEN $2 THEN NULL ELSE application_name END",
+            theirs,
+            unclaimed,
+        )
+    finally:
+        await conn.close()
+    listed = {s.workflow_id for s in await DBOS.list_workflows_async()}
+    assert listed == {mine, unclaimed}
+    status = await DBOS.get_workflow_status_async(mine)
+    assert status is not None and status.application_name == "test-app"
+    billing = {s.workflow_id for s in await DBOS.list_workflows_async(application_name="billing")}
+    assert billing == {theirs, unclaimed}
+    both = await DBOS.list_workflows_async(application_name=["billing", "test-app"])
+    assert {s.workflow_id for s in both} == set(ids)

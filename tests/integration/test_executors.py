@@ -29,7 +29,13 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 async def _pending(
-    db: Database, prefix: str, count: int, executor: str, *, queue: str | None = None
+    db: Database,
+    prefix: str,
+    count: int,
+    executor: str,
+    *,
+    queue: str | None = None,
+    application: str | None = None,
 ) -> list[str]:
     ids = [f"{prefix}-{i}" for i in range(count)]
     await asyncio.gather(
@@ -37,7 +43,16 @@ async def _pending(
             insert_workflow(
                 db,
                 NewWorkflow(
-                    workflow_id, "wf", None, None, b"", "msgpack", executor, "v", queue_name=queue
+                    workflow_id,
+                    "wf",
+                    None,
+                    None,
+                    b"",
+                    "msgpack",
+                    executor,
+                    "v",
+                    queue_name=queue,
+                    application_name=application,
                 ),
             )
             for workflow_id in ids
@@ -70,7 +85,7 @@ async def test_a_heartbeat_reports_only_silent_executors_that_own_work(db: Datab
 async def test_each_workflow_has_exactly_one_adopter(db: Database) -> None:
     ids = await _pending(db, "orphan", 200, "dead")
     adopted = await asyncio.gather(
-        *(adopt_workflows(db, ["dead"], f"live-{i}", "v") for i in range(8))
+        *(adopt_workflows(db, ["dead"], f"live-{i}", "v", None) for i in range(8))
     )
     by_adopter = {
         f"live-{i}": {row["workflow_uuid"] for row in rows} for i, rows in enumerate(adopted)
@@ -93,11 +108,11 @@ async def test_adoption_takes_only_its_own_version_and_requeues_queued_work(db: 
         "UPDATE workflow_status SET status = 'PENDING' WHERE workflow_uuid = ANY($1::text[])",
         queued,
     )
-    assert await requeue_workflows(db, ["dead"]) == ["q"]
-    assert [row["workflow_uuid"] for row in await adopt_workflows(db, ["dead"], "me", "v2")] == []
-    assert sorted(r["workflow_uuid"] for r in await adopt_workflows(db, ["dead"], "me", "v")) == (
-        sorted(direct)
-    )
+    assert await requeue_workflows(db, ["dead"], None) == ["q"]
+    none = await adopt_workflows(db, ["dead"], "me", "v2", None)
+    assert [row["workflow_uuid"] for row in none] == []
+    adopted = await adopt_workflows(db, ["dead"], "me", "v", None)
+    assert sorted(r["workflow_uuid"] for r in adopted) == sorted(direct)
     statuses = await db.fetch(
         "SELECT workflow_uuid, status, executor_id FROM workflow_status ORDER BY workflow_uuid"
     )
@@ -117,3 +132,22 @@ async def test_long_gone_executors_without_work_are_forgotten(db: Database) -> N
     await forget_dead_executors(db, lapsed_after_ms=30_000)
     left = await db.fetch("SELECT executor_id FROM executors ORDER BY executor_id")
     assert [row["executor_id"] for row in left] == ["owner", "recent"]
+
+
+async def test_adoption_takes_only_its_own_applications_work(db: Database) -> None:
+    """Applications sharing a system database (and an executor ID) adopt only their own
+    workflows and those nobody owns."""
+    theirs = await _pending(db, "theirs", 2, "dead", application="billing")
+    mine = await _pending(db, "mine", 2, "dead", application="shop")
+    unclaimed = await _pending(db, "unclaimed", 1, "dead")
+    queued_theirs = await _pending(db, "q-theirs", 1, "dead", queue="q", application="billing")
+    await db.execute(
+        "UPDATE workflow_status SET status = 'PENDING' WHERE workflow_uuid = ANY($1::text[])",
+        queued_theirs,
+    )
+    assert await requeue_workflows(db, ["dead"], "shop") == []
+    adopted = await adopt_workflows(db, ["dead"], "me", "v", "shop")
+    assert sorted(r["workflow_uuid"] for r in adopted) == sorted(mine + unclaimed)
+    assert await requeue_workflows(db, ["dead"], "billing") == ["q"]
+    adopted = await adopt_workflows(db, ["dead"], "other", "v", "billing")
+    assert sorted(r["workflow_uuid"] for r in adopted) == sorted(theirs)

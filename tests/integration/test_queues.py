@@ -513,7 +513,14 @@ async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str
         # The engine's claims themselves: local limits only, and global plus rate limits.
         local_claim = _plan(
             await conn.fetch(
-                "EXPLAIN " + _CLAIM_LOCAL, "q", "executor", "v1", int(time.time() * 1000), 10, None
+                "EXPLAIN " + _CLAIM_LOCAL,
+                "q",
+                "executor",
+                "v1",
+                int(time.time() * 1000),
+                10,
+                None,
+                "test-app",
             )
         )
         now = int(time.time() * 1000)
@@ -527,6 +534,7 @@ async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str
                 now,
                 10,
                 None,
+                "test-app",
                 5,
                 100,
                 60_000,
@@ -544,6 +552,7 @@ async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str
                 now,
                 10,
                 "p1",
+                "test-app",
                 None,
                 None,
                 0,

@@ -2,7 +2,7 @@
 the queues the test registers in the system database.
 
 Run as ``python registered_queue_app.py``: it launches DBOS (executor ``APP_EXECUTOR_ID``) on
-``APP_DB_URL``, prints ``READY <pid>``, and runs queued work until SIGTERM (exit code 0).
+``APP_DB_URL`` as application ``APP_NAME``, prints ``READY <pid>``, and runs queued work until SIGTERM (exit code 0).
 
 * ``gated_task(i)`` prints ``STARTED <i>`` and waits for a message on topic ``"go"``.
 * ``partition_task(key, i)`` works for ``WORK_SECONDS`` in a step that then records
@@ -68,7 +68,8 @@ async def main() -> None:
     _side_pool = await asyncpg.create_pool(DB_URL, min_size=1, max_size=2)
     DBOS(
         config={
-            "name": "registered-queue-app",
+            # The test's own application: it registers the queues these workers serve.
+            "name": os.environ["APP_NAME"],
             "system_database_url": DB_URL,
             "executor_id": EXECUTOR_ID,
             "application_version": APP_VERSION,
