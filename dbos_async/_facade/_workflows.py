@@ -13,6 +13,7 @@ from .._core._validation import check_id
 from .._features._decorators import (
     bound_arguments,
     dbos_class,
+    prepare_start,
     run_step_async,
     run_step_sync,
     step,
@@ -23,7 +24,7 @@ from .._features._handles import WorkflowHandle, WorkflowHandleAsync, read_statu
 from .._features._reservations import reserve_step
 from .._features._scheduler import scheduled
 from .._features._step import checkpointed
-from .._features._workflow import prepare_call, start_workflow, wait_result
+from .._features._workflow import start_workflow, wait_result
 from ._base import FacadeBase
 
 __all__ = ["WorkflowAPI"]
@@ -46,7 +47,7 @@ class WorkflowAPI(FacadeBase):
     ) -> Awaitable[WorkflowHandleAsync[Any]]:
         """Start ``func`` as a workflow in the background; return a handle on it."""
         runtime = runtime_here()
-        call = prepare_call(workflow_info(func), bound_arguments(func, args), kwargs)
+        call = prepare_start(workflow_info(func), bound_arguments(func, args), kwargs)
 
         async def run() -> WorkflowHandleAsync[Any]:
             workflow_id = await runtime.forward(start_workflow(runtime, call))

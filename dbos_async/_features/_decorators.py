@@ -19,6 +19,7 @@ from .._core._roles import RoleRequirement, authorize, role_requirement_of
 from .._core._runtime import Runtime, current_runtime
 from .._core._validation import check_int
 from ._arg_validation import ArgsValidator, resolve_validator
+from ._enqueue import refuse_enqueue_options
 from ._step import RetryPolicy, StepSettings, run_step
 from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
 
@@ -26,6 +27,7 @@ __all__ = [
     "dbos_class",
     "is_async_callable",
     "mark_coroutine_function",
+    "prepare_start",
     "run_step_async",
     "run_step_at",
     "run_step_sync",
@@ -119,7 +121,7 @@ def workflow(
             @functools.wraps(func)
             def async_wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
                 runtime = runtime_here()
-                return _start_and_wait(runtime, prepare_call(info, args, kwargs))
+                return _start_and_wait(runtime, prepare_start(info, args, kwargs))
 
             wrapper: Callable[..., Any] = mark_coroutine_function(async_wrapper)
         else:
@@ -129,7 +131,7 @@ def workflow(
                 runtime = runtime_here()
                 return block_on(
                     runtime,
-                    lambda: _start_and_wait(runtime, prepare_call(info, args, kwargs)),
+                    lambda: _start_and_wait(runtime, prepare_start(info, args, kwargs)),
                     operation=f"The sync workflow {info.name}",
                     alternative=f"await DBOS.start_workflow_async({info.name}, ...)",
                 )
@@ -139,6 +141,15 @@ def workflow(
         return cast(F, wrapper)
 
     return decorate
+
+
+def prepare_start(
+    info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> WorkflowCall:
+    """:func:`prepare_call` for a workflow started (not enqueued): enqueue-only options of an
+    enclosing ``SetEnqueueOptions`` are refused, as DBOS refuses them."""
+    refuse_enqueue_options()
+    return prepare_call(info, args, kwargs)
 
 
 def _checkpointed_step(

@@ -38,6 +38,7 @@ __all__ = [
     "enqueue",
     "enqueue_on",
     "queue_settings",
+    "refuse_enqueue_options",
 ]
 
 INTERNAL_QUEUE = "_dbos_internal_queue"
@@ -113,6 +114,29 @@ class EnqueueSettings:
 _enqueue_options: ContextVar[EnqueueSettings | None] = ContextVar(
     "dbos_enqueue_options", default=None
 )
+
+
+def refuse_enqueue_options() -> None:
+    """Raise :class:`DBOSInvalidArgumentError` if an enclosing ``SetEnqueueOptions`` sets an
+    option that only an enqueue can honour: the workflow being started is not enqueued."""
+    options = _enqueue_options.get()
+    if options is None:
+        return
+    misplaced = [
+        name
+        for name, value in (
+            ("deduplication_id", options.deduplication_id),
+            ("priority", options.priority),
+            ("queue_partition_key", options.queue_partition_key),
+            ("delay_seconds", options.delay_seconds),
+        )
+        if value is not None
+    ]
+    if misplaced:
+        raise DBOSInvalidArgumentError(
+            f"SetEnqueueOptions sets {', '.join(misplaced)}, but this workflow is started, not "
+            "enqueued: those options apply only to an enqueue on a queue"
+        )
 
 
 def current_enqueue_options() -> EnqueueSettings:

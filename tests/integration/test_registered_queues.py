@@ -439,3 +439,22 @@ async def test_listen_queues_limits_what_this_process_dequeues(database_url: str
             DBOS.listen_queues(["late"])
     finally:
         await DBOS.destroy_async()
+
+
+async def test_enqueue_only_options_are_refused_on_a_started_workflow(
+    dbos: type[DBOS], database_url: str
+) -> None:
+    enqueue_only: list[dict[str, Any]] = [
+        {"priority": 1},
+        {"deduplication_id": "d"},
+        {"queue_partition_key": "k"},
+        {"delay_seconds": 5},
+    ]
+    for options in enqueue_only:
+        with SetEnqueueOptions(**options), pytest.raises(DBOSInvalidArgumentError, match="only"):
+            await DBOS.start_workflow_async(rq_double, 1)
+        with SetEnqueueOptions(**options), pytest.raises(DBOSInvalidArgumentError, match="only"):
+            await rq_double(1)
+    assert await _workflow_count(database_url) == 0
+    with SetEnqueueOptions(app_version="any"):  # not enqueue-only: a start ignores it
+        assert await rq_double(2) == 4
