@@ -34,6 +34,7 @@ __all__ = [
     "DuplicationPolicy",
     "EnqueueSettings",
     "SetEnqueueOptions",
+    "check_queue",
     "current_enqueue_options",
     "enqueue",
     "enqueue_on",
@@ -185,11 +186,8 @@ async def queue_settings(runtime: Runtime, name: str) -> QueueSettings:
     return settings
 
 
-def placement_on(
-    queue_name: str, settings: QueueSettings, options: EnqueueSettings
-) -> QueuePlacement:
-    """Where an enqueue with ``options`` puts its workflow, checked against the queue."""
-    key = options.queue_partition_key
+def check_partition_key(queue_name: str, settings: QueueSettings, key: str | None) -> None:
+    """A partitioned queue takes a ``queue_partition_key``, any other none."""
     if settings.partitioned and key is None:
         raise DBOSInvalidArgumentError(
             f"Queue {queue_name!r} is partitioned: every enqueue needs a queue_partition_key"
@@ -198,6 +196,19 @@ def placement_on(
         raise DBOSInvalidArgumentError(
             f"Queue {queue_name!r} is not partitioned: it takes no queue_partition_key"
         )
+
+
+async def check_queue(runtime: Runtime, queue_name: str, partition_key: str | None) -> None:
+    """That ``queue_name`` exists and takes ``partition_key`` (a resume, fork or rewind)."""
+    check_partition_key(queue_name, await queue_settings(runtime, queue_name), partition_key)
+
+
+def placement_on(
+    queue_name: str, settings: QueueSettings, options: EnqueueSettings
+) -> QueuePlacement:
+    """Where an enqueue with ``options`` puts its workflow, checked against the queue."""
+    key = options.queue_partition_key
+    check_partition_key(queue_name, settings, key)
     if settings.has_partition_limits and options.deduplication_id is not None:
         raise DBOSInvalidArgumentError(
             f"Queue {queue_name!r} has partition limits: deduplication is not supported on it"

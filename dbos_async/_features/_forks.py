@@ -24,7 +24,7 @@ from .._core._validation import check_id, check_int, check_number
 from .._sysdb._changes import rewind_workflow_row
 from .._sysdb._management import ForkRequest, fork_workflow_row
 from .._sysdb._workflows import get_workflow
-from ._enqueue import INTERNAL_QUEUE
+from ._enqueue import INTERNAL_QUEUE, check_queue
 from ._handles import WorkflowHandleAsync
 from ._management import managed
 
@@ -40,21 +40,17 @@ async def _handle(runtime: Runtime, workflow_id: Awaitable[str]) -> WorkflowHand
     return WorkflowHandleAsync(runtime, await workflow_id)
 
 
-def _target(runtime: Runtime, queue_name: str | None, partition_key: str | None) -> str:
-    """The queue a fork or rewind goes to, checked against its partitioning."""
+def _target(queue_name: str | None, partition_key: str | None) -> str:
+    """The queue a fork or rewind goes to (checked against the queue by :func:`check_queue`
+    before anything is written)."""
     target = INTERNAL_QUEUE if queue_name is None else check_id("queue_name", queue_name)
     if partition_key is not None:
         check_id("queue_partition_key", partition_key)
-    settings = runtime.queues.settings(target)
-    partitioned = settings is not None and settings.partitioned
-    if partitioned and partition_key is None:
-        raise DBOSInvalidArgumentError(f"Queue {target!r} is partitioned: give queue_partition_key")
-    if not partitioned and partition_key is not None:
-        raise DBOSInvalidArgumentError(f"Queue {target!r} is not partitioned")
     return target
 
 
 async def _fork(runtime: Runtime, fork: ForkRequest) -> str:
+    await check_queue(runtime, fork.queue_name, fork.queue_partition_key)
     try:
         found = await fork_workflow_row(runtime.db, fork)
     except asyncpg.UniqueViolationError:
@@ -113,7 +109,7 @@ def fork_workflow(
         original_id=workflow_id,
         forked_id=assigned.workflow_id if assigned is not None else str(uuid.uuid4()),
         start_step=start_step,
-        queue_name=_target(runtime, queue_name, queue_partition_key),
+        queue_name=_target(queue_name, queue_partition_key),
         application_version=application_version,
         queue_partition_key=queue_partition_key,
         timeout_ms=timeout_ms,
@@ -131,6 +127,7 @@ async def _rewind(
     partition_key: str | None,
     application_version: str | None,
 ) -> str:
+    await check_queue(runtime, queue_name, partition_key)
     before = await rewind_workflow_row(
         runtime.db,
         workflow_id,
@@ -169,7 +166,7 @@ def rewind_workflow(
     if application_version is not None:
         check_id("application_version", application_version)
     runtime = runtime_here()
-    target = _target(runtime, queue_name, queue_partition_key)
+    target = _target(queue_name, queue_partition_key)
     rewound = managed(
         "DBOS.rewindWorkflow",
         runtime,

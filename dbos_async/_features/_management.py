@@ -24,7 +24,7 @@ from .._sysdb._changes import (
     update_attributes_row,
 )
 from .._sysdb._notify import WORKFLOW_DONE
-from ._enqueue import INTERNAL_QUEUE
+from ._enqueue import INTERNAL_QUEUE, queue_settings
 from ._handles import WorkflowHandleAsync
 from ._step import checkpointed
 
@@ -97,6 +97,7 @@ def cancel_workflow(
 
 
 async def _resume(runtime: Runtime, workflow_ids: list[str], queue_name: str) -> list[str]:
+    await queue_settings(runtime, queue_name)  # it must exist (a partition key is kept)
     missing, resumed = await resume_workflow_rows(runtime.db, workflow_ids, queue_name)
     if missing:
         raise DBOSNonExistentWorkflowError(missing[0])

@@ -26,6 +26,7 @@ from dbos_async import (
     SetWorkflowID,
 )
 from dbos_async._core._registry import default_registry
+from dbos_async.error import DBOSQueueNotFoundError
 from tests.waypoints import Waypoints
 
 calls: Counter[str] = Counter()
@@ -200,6 +201,40 @@ async def test_fork_onto_a_partition_with_a_timeout(dbos: type[DBOS]) -> None:
     assert [s.workflow_id for s in await DBOS.list_workflows_async(is_fork=True)] == ["bm-fork"]
     originals = await DBOS.list_workflows_async(was_forked_from=True)
     assert [s.workflow_id for s in originals] == ["bm-original"]
+
+
+async def test_resume_and_fork_onto_named_queues_and_versions(
+    dbos: type[DBOS], database_url: str
+) -> None:
+    with SetWorkflowID("bm-source"):
+        assert await bm_simple(3) == 3
+    await DBOS.register_queue_async("bm_registered")
+    # Onto a queue registered in the database, on this process's version: it runs here.
+    fork = await DBOS.fork_workflow_async(
+        "bm-source", 1, queue_name="bm_registered", application_version=dbos.application_version
+    )
+    assert await fork.get_result() == 3
+    status = await fork.get_status()
+    assert status is not None and status.queue_name == "bm_registered"
+    # On another version: no process of this version runs it.
+    elsewhere = await DBOS.fork_workflow_async("bm-source", 1, application_version="v-other")
+    elsewhere_status = await elsewhere.get_status()
+    assert elsewhere_status is not None
+    assert (elsewhere_status.status, elsewhere_status.app_version) == ("ENQUEUED", "v-other")
+    # A cancelled workflow resumed onto a named queue runs there.
+    await DBOS.cancel_workflow_async(elsewhere.workflow_id)
+    resumed = await DBOS.resume_workflow_async(elsewhere.workflow_id, queue_name="bm_registered")
+    resumed_status = await resumed.get_status()
+    assert resumed_status is not None and resumed_status.queue_name == "bm_registered"
+    # Unknown queues are refused before anything changes.
+    count = len(await DBOS.list_workflows_async())
+    with pytest.raises(DBOSQueueNotFoundError):
+        await DBOS.fork_workflow_async("bm-source", 1, queue_name="bm_nowhere")
+    with pytest.raises(DBOSQueueNotFoundError):
+        await DBOS.resume_workflow_async("bm-source", queue_name="bm_nowhere")
+    with pytest.raises(DBOSQueueNotFoundError):
+        await DBOS.rewind_workflow_async("bm-source", queue_name="bm_nowhere")
+    assert len(await DBOS.list_workflows_async()) == count
 
 
 async def test_set_workflow_delay_moves_a_delayed_start(dbos: type[DBOS]) -> None:
