@@ -122,12 +122,13 @@ async def test_asyncio_wait_is_replayed_as_first_seen(dbos: type[DBOS], database
     with SetWorkflowID("waits-first"):
         await DBOS.start_workflow_async(first_of_two)
     await waypoints.reached("slow started")
-    waypoints.gate("slow").set()  # both done now: a replay must still say only "a" was done
-    steps: list[Any] = []
-    async with asyncio.timeout(10):
-        while len(steps) < 3 or steps[2]["function_name"] != "DBOS.asyncio_wait":
+    waited: list[Any] = []
+    async with asyncio.timeout(10):  # "a" finished, "b" still held: the wait's record appears
+        while not waited:
             steps = await DBOS.list_workflow_steps_async("waits-first")
-    assert steps[2]["output"] == [0]
+            waited = [s for s in steps if s["function_name"] == "DBOS.asyncio_wait"]
+    assert waited[0]["output"] == [0]
+    waypoints.gate("slow").set()  # both done now: a replay must still say only "a" was done
     await DBOS.destroy_async()
     DBOS(config=make_config(database_url))
     await DBOS.launch_async()
