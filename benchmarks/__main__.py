@@ -10,14 +10,16 @@ for example, with DBOS Transact installed in a virtual environment of its own::
     .venv-dbos/bin/pip install -e ".[bench]"   # dbos==3.4.0, and dbos_async for _common.py
     .venv/bin/python -m benchmarks --dbos-python .venv-dbos/bin/python --out /tmp/bench.json
 
-It runs ``benchmarks.workflows``, ``benchmarks.queues`` and ``benchmarks.messaging`` one after
-the other, each in a subprocess of its own (so the ``DBOS`` singletons of two runs never meet),
-first with ``--impl dbos_async`` (in this interpreter), then, if ``import dbos`` works in the
-interpreter given by ``--dbos-python`` (by default this one), with ``--impl dbos`` in that
-interpreter. ``--quick`` is passed through. The server is ``--url``, else
-``$DBOS_BENCH_DATABASE_URL``, else ``$DBOS_SYSTEM_DATABASE_URL``, else the embedded Postgres
-(started here once and handed to every script as ``--url``). Each script recreates and drops
-its own database; DBOS Transact's runs use databases of their own (``dbos_transact_bench*``).
+It runs ``benchmarks.workflows``, ``benchmarks.queues``, ``benchmarks.messaging`` and
+``benchmarks.client`` one after the other, each in a subprocess of its own (so the ``DBOS``
+singletons of two runs never meet), first with ``--impl dbos_async`` (in this interpreter),
+then, if ``import dbos`` works in the interpreter given by ``--dbos-python`` (by default this
+one), with ``--impl dbos`` in that interpreter; ``benchmarks.client`` runs for dbos_async only
+(DBOS Transact's ``DBOSClient`` polls for results once a second: nothing like-for-like).
+``--quick`` is passed through. The server is ``--url``, else ``$DBOS_BENCH_DATABASE_URL``, else
+``$DBOS_SYSTEM_DATABASE_URL``, else the embedded Postgres (started here once and handed to
+every script as ``--url``). Each script recreates and drops its own database; DBOS Transact's
+runs use databases of their own (``dbos_transact_bench*``).
 
 Each script prints its table and one line of JSON; this collects the JSON lines, then prints
 one combined table, per workload: ours (dbos_async), DBOS (Transact, where run), the raw
@@ -59,7 +61,8 @@ from benchmarks._common import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ("workflows", "queues", "messaging")
+SCRIPTS = ("workflows", "queues", "messaging", "client")
+OURS_ONLY = frozenset({"client"})  # never run with --impl dbos
 OURS, DBOS = "dbos_async", "dbos"
 LOAD_SAMPLE_S = 5.0
 DEFAULT_TIMEOUT_S = 1200.0
@@ -473,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             ours = run_script(script, OURS, sys.executable, url, args.quick, args.timeout)
             runs.append(ours)
             theirs = None
-            if with_dbos:
+            if with_dbos and script not in OURS_ONLY:
                 theirs = run_script(script, DBOS, dbos_python, url, args.quick, args.timeout)
                 runs.append(theirs)
             combined += combine(script, ours, theirs)

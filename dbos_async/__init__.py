@@ -18,11 +18,13 @@ from ._core._context import (
     StepStatus,
     WorkflowIDReusePolicy,
 )
+from ._core._portable import PortableWorkflowError, WorkflowSerializationFormat
 from ._core._registry import DBOSConfiguredInstance
-from ._core._serialization import Serializer
+from ._core._serialization import DBOSPortableJSONSerializer, Serializer
 from ._core._status import StepInfo, WorkflowStatus, WorkflowStatusString
 from ._core._tracing import PropagateOtelContext
 from ._dbos import DBOS
+from ._facade._client import DBOSClient
 from ._features._arg_validation import make_pydantic_args_validator, pydantic_args_validator
 from ._features._decorators import StepOptions
 from ._features._enqueue import DuplicationPolicy, SetEnqueueOptions
@@ -72,6 +74,7 @@ __all__ = [
     "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
     "DBOSBaseException",
     "DBOSBlockingCallInLoopError",
+    "DBOSClient",
     "DBOSConfig",
     "DBOSConfigurationError",
     "DBOSConfiguredInstance",
@@ -89,6 +92,7 @@ __all__ = [
     "DBOSNotInWorkflowError",
     "DBOSNotLaunchedError",
     "DBOSPatchNondeterminismError",
+    "DBOSPortableJSONSerializer",
     "DBOSQueryTimeoutError",
     "DBOSQueueDeduplicatedError",
     "DBOSRecoveryError",
@@ -105,6 +109,7 @@ __all__ = [
     "DuplicationPolicy",
     "EnqueueOptions",
     "MaxRecoveryAttemptsExceededError",
+    "PortableWorkflowError",
     "PropagateOtelContext",
     "Queue",
     "SendMessage",
@@ -120,6 +125,7 @@ __all__ = [
     "WorkflowHandle",
     "WorkflowHandleAsync",
     "WorkflowIDReusePolicy",
+    "WorkflowSerializationFormat",
     "WorkflowStatus",
     "WorkflowStatusString",
     "error",

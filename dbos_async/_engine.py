@@ -21,9 +21,11 @@ from ._features._dispatcher import Dispatcher
 from ._features._enqueue import INTERNAL_QUEUE
 from ._features._heartbeat import Heartbeat
 from ._features._queue import Queue
+from ._features._queue_store import settings_to_columns
 from ._features._recovery import recover_pending
 from ._features._scheduler import Scheduler
 from ._sysdb import Database, Notifier, connect_database
+from ._sysdb._declarations import declare_names
 from ._sysdb._messages import (
     keys_with_events,
     keys_with_messages,
@@ -74,6 +76,7 @@ class Engine:
         notifier.on(QUEUE_SETTINGS, dispatcher.on_settings_changed)
         notifier.on_sweep(dispatcher.reload_all)
         await dispatcher.reload_all()
+        await self._declare(db)
         logger.info(
             "dbos_async launched: executor %s, application version %s",
             runtime.executor_id,
@@ -89,6 +92,18 @@ class Engine:
         self._heartbeat = heartbeat
         for part in (*self._starters, heartbeat):
             part.start()
+
+    async def _declare(self, db: Database) -> None:
+        """Record the workflows and queues this process declares in code, for clients."""
+        runtime = self.runtime
+        registry = runtime.registry
+        queues = {
+            name: settings_to_columns(queue.settings)
+            for name, queue in registry.queues.items()
+            if name != INTERNAL_QUEUE
+        }
+        owner = runtime.application_name or runtime.config.name
+        await declare_names(db, owner, sorted(registry.workflows), queues)
 
     def _notifier(self, db: Database) -> Notifier:
         runtime = self.runtime

@@ -9,6 +9,7 @@ time, whichever task runs the step.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ __all__ = [
     "runtime_here",
     "current_step",
     "current_workflow",
+    "isolated_context",
     "take_next_workflow_id",
     "AssignedWorkflowID",
     "WorkflowIDReusePolicy",
@@ -70,6 +72,9 @@ class WorkflowContext:
     request: Request | None = None
     trace_parent: TraceContext | None = None
     """The caller's trace context: the workflow's span is its child (None: tracing off)."""
+    serialization: str | None = None
+    """The format the workflow's row records (None: the configured one): its output and error
+    are written in it, and so are the values it sends, sets and writes unless told otherwise."""
     blocking_calls: set[concurrent.futures.Future[Any]] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -334,10 +339,24 @@ def request_scope(request: Request) -> Iterator[Request]:
 # The runtime serving the code running here -------------------------------------------------
 
 
+_scope_runtime: ContextVar[Runtime | None] = ContextVar("dbos_scope_runtime", default=None)
+
+
 def runtime_here() -> Runtime:
-    """The runtime of the workflow running here, else the process's launched runtime."""
+    """The runtime of the workflow running here, else that of the scope (a client's calls),
+    else the process's launched runtime."""
     ctx = current_workflow()
-    return ctx.runtime if ctx is not None else current_runtime()
+    if ctx is not None:
+        return ctx.runtime
+    return _scope_runtime.get() or current_runtime()
+
+
+def isolated_context(runtime: Runtime) -> contextvars.Context:
+    """A fresh context whose operations use ``runtime``: no workflow, no ``SetWorkflowID``,
+    timeout, authentication or enqueue options of the caller (a client's calls run in one)."""
+    context = contextvars.Context()
+    context.run(_scope_runtime.set, runtime)
+    return context
 
 
 def block_on(

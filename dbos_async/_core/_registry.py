@@ -44,6 +44,8 @@ class WorkflowInfo:
     roles: RoleRequirement = field(default_factory=RoleRequirement)
     validate_args: ArgsValidator | None = None
     """Checks (and may convert) the arguments of a run from the workflow's row."""
+    serialization: str | None = None
+    """The format its inputs, output and error are recorded in (None: the configured one)."""
 
 
 @dataclass

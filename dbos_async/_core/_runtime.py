@@ -76,7 +76,7 @@ class Runtime:
         )
         # The application this process works for: it recovers, dequeues and adopts only its
         # own workflows and those nobody owns (written before applications had names).
-        self.application_name = config.application_name or config.name
+        self.application_name: str | None = config.application_name or config.name
         self.active: dict[str, asyncio.Task[Any]] = {}
         self.contexts: dict[str, RunningWorkflow] = {}
         self._background: set[asyncio.Task[Any]] = set()

@@ -3,7 +3,8 @@
 A user's format comes in one of two shapes, both recorded by name on every row they write:
 DBOS 3.x's :class:`Serializer` (``serialize(data) -> str``, ``deserialize(text)``, ``name()``),
 or a :class:`BytesSerializer` (a ``name`` attribute, ``dumps(value) -> bytes``, ``loads(data)``).
-:func:`as_bytes_serializer` checks either and turns the first into the second.
+:func:`as_bytes_serializer` checks either and turns the first into the second. Portable JSON
+(``_portable``) is always readable, and written where a workflow or a call asks for it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import decimal
 import enum
 import functools
 import importlib
+import json
 import pickle
 import sys
 import threading
@@ -26,10 +28,19 @@ from typing import Any, Protocol, cast, runtime_checkable
 import msgpack
 
 from ._errors import DBOSConfigurationError, DBOSSerializationError
+from ._portable import (
+    PORTABLE_JSON,
+    PortableJSON,
+    error_data,
+    error_from_data,
+    inputs_from,
+    portable_inputs,
+)
 
 __all__ = [
     "Serializer",
     "BytesSerializer",
+    "DBOSPortableJSONSerializer",
     "MsgpackSerializer",
     "PickleSerializer",
     "Codec",
@@ -127,7 +138,27 @@ class _TextSerializer:
         return self._deserialize(data.decode("utf-8", "surrogatepass"))
 
 
-_BUILTIN_NAMES = frozenset({"msgpack", "pickle"})
+class DBOSPortableJSONSerializer(Serializer):
+    """Portable JSON as a DBOS 3.x serializer: compact JSON text any DBOS language reads.
+
+    Pass it as ``DBOSConfig(serializer=...)`` to write every value as portable JSON (only JSON
+    types, ``datetime``, ``date``, ``Decimal``, tuples and sets; anything else is refused).
+    """
+
+    def serialize(self, data: Any) -> str:
+        """``data`` as compact JSON text; raises DBOSSerializationError without a portable form."""
+        return PortableJSON().dumps(data).decode("utf-8")
+
+    def deserialize(self, serialized_data: str) -> Any:
+        """Parse JSON text (None stays None)."""
+        return None if serialized_data is None else json.loads(serialized_data)
+
+    def name(self) -> str:
+        """``"portable_json"``, the name every DBOS language records for this format."""
+        return PORTABLE_JSON
+
+
+_BUILTIN_NAMES = frozenset({"msgpack", "pickle", PORTABLE_JSON})
 
 
 def _has_methods(obj: object, *names: str) -> bool:
@@ -139,8 +170,10 @@ def as_bytes_serializer(serializer: object) -> BytesSerializer:
 
     Raises :class:`DBOSConfigurationError` naming what is missing or wrong.
     """
-    if isinstance(serializer, (MsgpackSerializer, PickleSerializer)):
+    if isinstance(serializer, (MsgpackSerializer, PickleSerializer, PortableJSON)):
         return serializer
+    if isinstance(serializer, DBOSPortableJSONSerializer):
+        return PortableJSON()
     kind = _dotted(type(serializer))
     raw_name: Any = getattr(serializer, "name", None)
     # DBOS's shape wins unless the object is plainly ours (dumps, loads and a str name).
@@ -443,7 +476,8 @@ class PickleSerializer:
 
 
 class Codec:
-    """Encodes with the configured serializer; decodes by the serializer name recorded on the row."""
+    """Encodes with the configured serializer (or a format a caller names); decodes by the
+    serializer name recorded on the row, portable JSON included."""
 
     def __init__(
         self,
@@ -466,7 +500,10 @@ class Codec:
             if chosen is None or isinstance(chosen, MsgpackSerializer)
             else chosen
         )
-        self._by_name: dict[str, BytesSerializer] = {"msgpack": msgpack_serializer}
+        self._by_name: dict[str, BytesSerializer] = {
+            "msgpack": msgpack_serializer,
+            PORTABLE_JSON: PortableJSON(),
+        }
         if allow:
             self._by_name["pickle"] = PickleSerializer()
         self._by_name[self._serializer.name] = self._serializer
@@ -481,15 +518,34 @@ class Codec:
         """Whether pickle is enabled, for writing fallbacks and reading pickle rows."""
         return self._allow_pickle
 
-    def dumps(self, value: Any) -> bytes:
-        """Encode ``value`` with the configured serializer; raises DBOSSerializationError."""
+    def name_of(self, fmt: str | None) -> str:
+        """The name recorded for values written in ``fmt`` (None: the configured serializer)."""
+        return self._serializer.name if fmt is None else fmt
+
+    def knows(self, name: str | None) -> bool:
+        """Whether values of the format ``name`` can be written and read here."""
+        return name is None or name in self._by_name
+
+    def _serializer_for(self, name: str | None) -> BytesSerializer:
+        serializer = self._serializer if name is None else self._by_name.get(name)
+        if serializer is None:
+            if name == "pickle":
+                raise DBOSSerializationError(_PICKLE_REFUSED.format(what="This row was written"))
+            known = ", ".join(sorted(self._by_name))
+            raise DBOSSerializationError(f"Unknown serializer {name!r} (known: {known})")
+        return serializer
+
+    def dumps(self, value: Any, fmt: str | None = None) -> bytes:
+        """Encode ``value`` in ``fmt`` (None: the configured serializer); raises
+        DBOSSerializationError."""
+        serializer = self._serializer_for(fmt)
         try:
-            return self._serializer.dumps(value)
+            return serializer.dumps(value)
         except DBOSSerializationError:
             raise
         except Exception as exc:
             type_name = _dotted(type(value))
-            message = f"Cannot serialize a value of type {type_name} with {self.name}: {exc}"
+            message = f"Cannot serialize a value of type {type_name} with {serializer.name}: {exc}"
             raise DBOSSerializationError(
                 f"{message} (pass allow_pickle / a custom serializer)", type_name
             ) from exc
@@ -498,12 +554,7 @@ class Codec:
         """Decode ``data`` with the serializer named ``name`` (None: the configured one)."""
         if data is None:
             return None
-        serializer = self._serializer if name is None else self._by_name.get(name)
-        if serializer is None:
-            if name == "pickle":
-                raise DBOSSerializationError(_PICKLE_REFUSED.format(what="This row was written"))
-            known = ", ".join(sorted(self._by_name))
-            raise DBOSSerializationError(f"Unknown serializer {name!r} (known: {known})")
+        serializer = self._serializer_for(name)
         try:
             return serializer.loads(data)
         except DBOSSerializationError:
@@ -513,18 +564,43 @@ class Codec:
                 f"Cannot deserialize {serializer.name} data: {exc}"
             ) from exc
 
-    def dumps_exception(self, error: BaseException) -> bytes:
-        """Encode an exception; never raises because of the exception's contents.
+    def dumps_inputs(
+        self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], fmt: str | None = None
+    ) -> bytes:
+        """Encode a workflow's arguments: ``{"positionalArgs", "namedArgs"}`` in portable JSON,
+        an ``(args, kwargs)`` pair otherwise."""
+        if self.name_of(fmt) == PORTABLE_JSON:
+            return self.dumps(portable_inputs(args, kwargs), fmt)
+        return self.dumps((list(args), kwargs), fmt)
 
-        If the error (or its args/attributes) cannot be encoded, a plain ``Exception`` whose
-        message is ``"<module.QualName>: <str(error)>"`` is encoded instead. If the configured
-        serializer cannot encode even that, the message string alone is encoded.
+    def loads_inputs(
+        self, data: bytes | None, name: str | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Decode a workflow's recorded arguments, whichever shape they were written in."""
+        return inputs_from(self.loads(data, name))
+
+    def loads_exception(self, data: bytes | None, name: str | None) -> Any:
+        """Decode a recorded error: portable error data becomes a PortableWorkflowError."""
+        decoded = self.loads(data, name)
+        if data is not None and self.name_of(name) == PORTABLE_JSON:
+            return error_from_data(decoded)
+        return decoded
+
+    def dumps_exception(self, error: BaseException, fmt: str | None = None) -> bytes:
+        """Encode an exception in ``fmt``; never raises because of the exception's contents.
+
+        In portable JSON it is written as error data (name, message, code, data). Otherwise, if
+        the error (or its args/attributes) cannot be encoded, a plain ``Exception`` whose
+        message is ``"<module.QualName>: <str(error)>"`` is encoded instead. If the serializer
+        cannot encode even that, the message string alone is encoded.
         """
+        if self.name_of(fmt) == PORTABLE_JSON:
+            return self.dumps(error_data(error), fmt)
         try:
-            return self.dumps(error)
+            return self.dumps(error, fmt)
         except Exception:
             message = f"{_dotted(type(error))}: {_safe_str(error)}"
         try:
-            return self.dumps(Exception(message))
+            return self.dumps(Exception(message), fmt)
         except Exception:
-            return self.dumps(message)
+            return self.dumps(message, fmt)

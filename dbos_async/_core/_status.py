@@ -81,11 +81,20 @@ class StepInfo(TypedDict):
     completed_at_epoch_ms: int | None
 
 
-def _safe_loads(codec: Codec, data: bytes | None, name: str | None) -> Any:
-    """Decode a value for display; an undecodable value comes back as its raw bytes."""
+def _safe_loads(codec: Codec, data: bytes | None, name: str | None, *, error: bool = False) -> Any:
+    """Decode a value (an error, with ``error``) for display; an undecodable value comes back
+    as its raw bytes."""
     with contextlib.suppress(Exception):
-        return codec.loads(data, name)
+        return codec.loads_exception(data, name) if error else codec.loads(data, name)
     return data
+
+
+def _safe_inputs(codec: Codec, data: bytes, name: str | None) -> dict[str, Any] | None:
+    """Recorded workflow inputs as ``{"args": tuple, "kwargs": dict}`` (None if undecodable)."""
+    with contextlib.suppress(Exception):
+        args, kwargs = codec.loads_inputs(data, name)
+        return {"args": args, "kwargs": kwargs}
+    return None
 
 
 def status_from_row(
@@ -95,9 +104,7 @@ def status_from_row(
     fmt = row["serialization"]
     workflow_input = None
     if load_input and row["inputs"] is not None:
-        decoded = _safe_loads(codec, row["inputs"], fmt)
-        if isinstance(decoded, (list, tuple)) and len(decoded) == 2:
-            workflow_input = {"args": tuple(decoded[0]), "kwargs": dict(decoded[1])}
+        workflow_input = _safe_inputs(codec, row["inputs"], fmt)
     roles = row["authenticated_roles"]
     return WorkflowStatus(
         workflow_id=row["workflow_uuid"],
@@ -110,7 +117,7 @@ def status_from_row(
         authenticated_roles=list(roles) if roles is not None else None,
         input=workflow_input,
         output=_safe_loads(codec, row["output"], fmt) if load_output else None,
-        error=_safe_loads(codec, row["error"], fmt) if load_output else None,
+        error=_safe_loads(codec, row["error"], fmt, error=True) if load_output else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         queue_name=row["queue_name"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._core._portable import SerializationType, WorkflowSerializationFormat
 from .._features._messaging import (
     asyncio_wait,
     get_all_events,
@@ -52,9 +53,19 @@ class CommunicationAPI(FacadeBase):
         return cls._block(lambda: recv(topic, timeout_seconds), "recv")
 
     @classmethod
-    def set_event(cls, key: str, value: Any) -> None:
-        """Set this workflow's event ``key`` to ``value`` (last value wins)."""
-        cls._block(lambda: set_event_value(key, value), "set_event")
+    def set_event(
+        cls,
+        key: str,
+        value: Any,
+        *,
+        serialization_type: SerializationType = WorkflowSerializationFormat.DEFAULT,
+    ) -> None:
+        """Set this workflow's event ``key`` to ``value`` (last value wins); ``serialization_type``
+        as for ``set_event_async``."""
+        cls._block(
+            lambda: set_event_value(key, value, serialization_type=serialization_type),
+            "set_event",
+        )
 
     @classmethod
     def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
@@ -72,9 +83,19 @@ class CommunicationAPI(FacadeBase):
         cls._block(lambda: sleep(seconds), "sleep")
 
     @classmethod
-    def write_stream(cls, key: str, value: Any) -> None:
-        """Append ``value`` to this workflow's stream ``key``."""
-        cls._block(lambda: write_stream_value(key, value), "write_stream")
+    def write_stream(
+        cls,
+        key: str,
+        value: Any,
+        *,
+        serialization_type: SerializationType = WorkflowSerializationFormat.DEFAULT,
+    ) -> None:
+        """Append ``value`` to this workflow's stream ``key``; ``serialization_type`` as for
+        ``write_stream_async``."""
+        cls._block(
+            lambda: write_stream_value(key, value, serialization_type=serialization_type),
+            "write_stream",
+        )
 
     @classmethod
     def close_stream(cls, key: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any, TypedDict, TypeVar, cast
 
 from .._core._context import block_on, current_auth, current_step, current_workflow, runtime_here
 from .._core._errors import DBOSConflictingRegistrationError, DBOSInvalidArgumentError
+from .._core._portable import SerializationType, format_name
 from .._core._registry import MethodKind, WorkflowInfo, default_registry
 from .._core._roles import RoleRequirement, authorize, role_requirement_of
 from .._core._runtime import Runtime, current_runtime
@@ -95,18 +96,26 @@ def workflow(
     *,
     name: str | None = None,
     max_recovery_attempts: int | None = 100,
+    serialization_type: SerializationType = None,
     validate_args: ArgsValidator | None = None,
 ) -> Callable[[F], F]:
     """Make a function a durable workflow: its steps are checkpointed, and it resumes after a crash.
 
     Calling it runs it to completion and returns its result (async functions return a coroutine).
+    ``serialization_type=WorkflowSerializationFormat.PORTABLE`` records its inputs, output and
+    error as portable JSON (readable from SQL and other languages), and makes portable JSON the
+    default for what it sends, sets and writes; arguments that have no portable form are
+    refused before anything is written.
     ``validate_args`` checks, and may convert, the arguments of a run from the workflow's row
     (dequeued, recovered, resumed, forked): ``(args, kwargs) -> (args, kwargs)``, or
     ``pydantic_args_validator`` to validate against the function's type hints. A failure ends
-    the workflow in ``ERROR`` with the validator's exception.
+    the workflow in ``ERROR`` with the validator's exception. Without one, a run from portable
+    inputs gets ``datetime``, ``date``, ``Decimal`` and ``UUID`` arguments back from strings by
+    the function's type hints.
     """
     if max_recovery_attempts is not None:
         check_int("max_recovery_attempts", max_recovery_attempts, minimum=0)
+    serialization = format_name(serialization_type)
     validator_for = resolve_validator(validate_args)
 
     def decorate(func: F) -> F:
@@ -114,6 +123,7 @@ def workflow(
         info = WorkflowInfo(name or func.__qualname__, func, is_async, max_recovery_attempts)
         info.roles = role_requirement_of(func)  # shared with the wrapper by functools.wraps
         info.validate_args = validator_for(info)
+        info.serialization = serialization
         default_registry.add_workflow(info)
 
         if is_async:

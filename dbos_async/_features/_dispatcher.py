@@ -44,6 +44,7 @@ __all__ = ["Dispatcher"]
 logger = logging.getLogger("dbos_async")
 
 _UNBOUNDED = 1_000_000
+_SKIPPED_ROW_RECHECK_SECONDS = 0.002
 
 
 def _room(limit: int | None, used: int) -> int:
@@ -145,7 +146,8 @@ class Dispatcher:
         catalog = runtime.queues
         known = {name for name in catalog.names() if self._listens_to(name)}
         names = {name for name in known if self._next_check.get(name, 0.0) <= now}
-        names.update(self._woken & known)
+        woken = self._woken & known
+        names.update(woken)
         self._woken.clear()
         if now_ms() >= self._delays_due_at:
             promoted, next_due = await promote_due_delayed(runtime.db)
@@ -155,8 +157,14 @@ class Dispatcher:
         for name in names:
             settings = catalog.settings(name)
             if settings is not None:
-                pause = min(pause, await self._dispatch(name, settings))
-                self._next_check[name] = time.monotonic() + settings.polling_interval_sec
+                rate_pause, claimed_nothing = await self._dispatch(name, settings)
+                pause = min(pause, rate_pause)
+                recheck = settings.polling_interval_sec
+                if claimed_nothing and name in woken:
+                    # Woken for work it did not find: a row may have been locked for a moment
+                    # by another statement (a waiter marking it awaited), which a claim skips.
+                    recheck = min(recheck, _SKIPPED_ROW_RECHECK_SECONDS)
+                self._next_check[name] = time.monotonic() + recheck
         now = time.monotonic()
         for name in known:
             pause = min(pause, self._next_check.get(name, now) - now)
@@ -164,15 +172,16 @@ class Dispatcher:
             pause = min(pause, (self._delays_due_at - now_ms()) / 1000)
         return max(0.0, min(pause, 60.0))
 
-    async def _dispatch(self, name: str, settings: QueueSettings) -> float:
-        """Claim and start what queue ``name`` allows here; how soon a rate window may admit
-        more (inf without a rate limit)."""
+    async def _dispatch(self, name: str, settings: QueueSettings) -> tuple[float, bool]:
+        """Claim and start what queue ``name`` allows here. Returns how soon a rate window may
+        admit more (inf without a rate limit), and whether it had room but claimed nothing."""
         shape = settings.claim_shape()
         partitions: list[str | None] = [None]
         if settings.partitioned:
             partitions = list(await partitions_with_work(self._runtime.db, name))
             random.shuffle(partitions)  # no partition waits behind the others every round
         running = self._running.setdefault(name, {})
+        had_room, claimed = False, 0
         for partition in partitions:
             in_queue = sum(len(ids) for ids in running.values())
             in_partition = running.setdefault(partition, set())
@@ -180,6 +189,7 @@ class Dispatcher:
             if queue_room <= 0:
                 break
             local = min(queue_room, _room(shape.partition_worker, len(in_partition)))
+            had_room = had_room or local > 0
             rows = await claim(
                 self._runtime.db,
                 name,
@@ -189,11 +199,13 @@ class Dispatcher:
                 partition,
                 self._runtime.application_name,
             )
+            claimed += len(rows)
             for row in rows:
                 await self._start(row, in_partition)
         limiters = [limiter for limiter in (shape.rate, shape.partition_rate) if limiter]
         # A rate-limited queue may have work that only a later window admits.
-        return min((limiter["period"] / 4 for limiter in limiters), default=math.inf)
+        rate_pause = min((limiter["period"] / 4 for limiter in limiters), default=math.inf)
+        return rate_pause, had_room and claimed == 0
 
     async def _start(self, row: Any, running: set[str]) -> None:
         workflow_id = row["workflow_uuid"]

@@ -23,10 +23,11 @@ from .._core._errors import (
 from .._core._queue_settings import QueueSettings
 from .._core._runtime import Runtime
 from .._core._validation import check_id, check_int, check_number
+from .._sysdb._declarations import declared_queue
 from .._sysdb._queues import deduplicated_workflow
 from .._sysdb._workflows import now_ms
 from ._handles import WorkflowHandleAsync
-from ._queue_store import reload_queue
+from ._queue_store import reload_queue, settings_from_row
 from ._workflow import QueuePlacement, WorkflowCall, record_child, record_start
 
 __all__ = [
@@ -174,16 +175,21 @@ class SetEnqueueOptions(_ContextSetter["EnqueueSettings | None"]):
 
 
 async def queue_settings(runtime: Runtime, name: str) -> QueueSettings:
-    """The settings of queue ``name``: declared here, known from the system database, or read
-    from it now (registered by another process a moment ago); else
-    :class:`DBOSQueueNotFoundError`."""
+    """The settings of queue ``name``: declared here, known from the system database, read
+    from it now (registered by another process a moment ago), or declared in code by another
+    process of this application; else :class:`DBOSQueueNotFoundError`."""
     settings = runtime.queues.settings(name)
-    if settings is None:
-        stored = await reload_queue(runtime, name)
-        if stored is None:
-            raise DBOSQueueNotFoundError(name)
-        settings = stored.settings
-    return settings
+    if settings is not None:
+        return settings
+    if name == INTERNAL_QUEUE:  # every engine serves it (a client declares none)
+        return QueueSettings()
+    stored = await reload_queue(runtime, name)
+    if stored is not None:
+        return stored.settings
+    declared = await declared_queue(runtime.db, runtime.application_name, name)
+    if declared is None:
+        raise DBOSQueueNotFoundError(name)
+    return settings_from_row(declared)
 
 
 def check_partition_key(queue_name: str, settings: QueueSettings, key: str | None) -> None:

@@ -24,6 +24,7 @@ from .._core._context import (
     runtime_here,
 )
 from .._core._errors import DBOSInvalidArgumentError, DBOSWorkflowFunctionNotFoundError
+from .._core._portable import format_name
 from .._core._registry import WorkflowInfo
 from .._core._sync import awaited
 from .._core._validation import check_id, check_number
@@ -45,8 +46,10 @@ class EnqueueOptions(TypedDict, total=False):
 
     ``workflow_name`` and ``queue_name`` are required; ``workflow_timeout`` is in seconds,
     ``class_name`` and ``instance_name`` name the class (and configured instance) of a method
-    workflow; ``application_name`` owns it (by default, the enqueuing application).
-    ``serialization_type``, ``otel_context`` and ``shard_key`` are accepted for DBOS's API.
+    workflow; ``application_name`` owns it (by default, the enqueuing application);
+    ``serialization_type`` records its inputs (and later its output) in that format (by default,
+    the workflow's declared one if it is registered here, else the configured one).
+    ``otel_context`` and ``shard_key`` are accepted for DBOS's API.
     """
 
     workflow_name: Required[str]
@@ -105,10 +108,7 @@ def enqueue_by_options(
     for required in ("workflow_name", "queue_name"):
         if required not in options:
             raise DBOSInvalidArgumentError(f"EnqueueOptions needs {required!r}")
-    if options.get("serialization_type") not in (None, "default", "DEFAULT"):
-        raise DBOSInvalidArgumentError(
-            "serialization_type is not supported yet: workflows use the configured serializer"
-        )
+    fmt = format_name(options.get("serialization_type"))
     name = check_id("workflow_name", options["workflow_name"])
     queue_name = check_id("queue_name", options["queue_name"])
     settings = EnqueueSettings.checked(
@@ -135,6 +135,8 @@ def enqueue_by_options(
             dict(kwargs),
             identity=(class_name or info.class_name, instance_name),
         )
+    if fmt is not None:
+        call.serialization = fmt
     return awaited(enqueue_on(runtime, call, queue_name, settings))
 
 

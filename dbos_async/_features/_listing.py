@@ -97,8 +97,9 @@ async def _statuses_of(runtime: Runtime, f: WorkflowFilter) -> list[WorkflowStat
 
 def _listing(name: str, f: WorkflowFilter) -> Coroutine[Any, Any, list[WorkflowStatus]]:
     runtime = runtime_here()
-    if f.application_names is None:  # by default, this application's (and unclaimed) ones
-        f = dataclasses.replace(f, application_names=[runtime.application_name])
+    own = runtime.application_name
+    if f.application_names is None and own is not None:  # by default, this application's
+        f = dataclasses.replace(f, application_names=[own])  # (and unclaimed) workflows
     return awaited(checkpointed(name, lambda: runtime.forward(_statuses_of(runtime, f))))
 
 
@@ -314,7 +315,7 @@ async def _steps_of(
             function_id=row["function_id"],
             function_name=row["function_name"],
             output=_safe_loads(codec, row["output"], row["serialization"]),
-            error=_safe_loads(codec, row["error"], row["serialization"]),
+            error=_safe_loads(codec, row["error"], row["serialization"], error=True),
             child_workflow_id=row["child_workflow_id"],
             started_at_epoch_ms=row["started_at_epoch_ms"],
             completed_at_epoch_ms=row["completed_at_epoch_ms"],

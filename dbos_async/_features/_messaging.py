@@ -24,6 +24,7 @@ from .._core._errors import (
     DBOSNotInWorkflowError,
     DBOSWorkflowConflictIDError,
 )
+from .._core._portable import SerializationType, WorkflowSerializationFormat, format_name
 from .._core._runtime import Runtime
 from .._core._sync import awaited
 from .._core._tracing import traced_operation
@@ -57,6 +58,7 @@ __all__ = [
     "send_bulk",
     "set_event_value",
     "sleep",
+    "value_format",
     "wake",
 ]
 
@@ -75,6 +77,19 @@ def _validate_topic(topic: object) -> str:
     if not isinstance(topic, str):
         raise DBOSInvalidArgumentError(f"A topic must be a string or None, got {topic!r}")
     return topic
+
+
+def value_format(serialization_type: object) -> str | None:
+    """The format a value sent, set or written is recorded in: the one ``serialization_type``
+    asks for, else (inside a workflow) the workflow's own, else the configured one (None).
+
+    Raises :class:`DBOSInvalidArgumentError` for an unknown ``serialization_type``.
+    """
+    fmt = format_name(serialization_type)
+    if fmt is None:
+        ctx = current_workflow()
+        fmt = ctx.serialization if ctx is not None else None
+    return fmt
 
 
 def wake(runtime: Runtime, channel: str, workflow_id: str, key: str, *, remote: bool) -> None:
@@ -148,23 +163,27 @@ def send(
     topic: str | None = None,
     idempotency_key: str | None = None,
     *,
+    serialization_type: SerializationType = WorkflowSerializationFormat.DEFAULT,
     send_to_forks: bool = False,
     shard_key: str | None = None,
 ) -> Coroutine[Any, Any, None]:
     """Send ``message`` to a workflow; inside a workflow the send is a checkpointed step.
 
-    With ``send_to_forks`` every workflow forked from the destination (and from its forks)
-    gets it too. ``shard_key`` is accepted for DBOS's API (the system database is not sharded).
+    ``serialization_type=WorkflowSerializationFormat.PORTABLE`` stores it as portable JSON
+    (the default inside a portable workflow). With ``send_to_forks`` every workflow forked
+    from the destination (and from its forks) gets it too. ``shard_key`` is accepted for
+    DBOS's API (the system database is not sharded).
     """
+    fmt = value_format(serialization_type)
     if send_to_forks:
         single = [SendMessage(destination_id, message, topic, idempotency_key)]
-        return _send_many(single, to_forks=True, operation="DBOS.send")
+        return _send_many(single, to_forks=True, operation="DBOS.send", fmt=fmt)
     check_id("destination_id", destination_id)
     topic_key = _validate_topic(topic)
     if idempotency_key is not None:
         check_id("idempotency_key", idempotency_key)
     runtime = runtime_here()
-    payload = runtime.codec.dumps(message)  # an unserializable message fails before any write
+    payload = runtime.codec.dumps(message, fmt)  # an unserializable message fails before any write
     ctx = current_workflow() if current_step() is None else None
     function_id = ctx.reserve_function_id() if ctx is not None else None
 
@@ -186,7 +205,7 @@ def send(
                 destination_id,
                 topic_key,
                 payload,
-                runtime.codec.name,
+                runtime.codec.name_of(fmt),
                 message_uuid,
                 sender=sender,
             )
@@ -206,20 +225,27 @@ def send(
 
 
 def send_bulk(
-    messages: list[SendMessage], *, send_to_forks: bool = False
+    messages: list[SendMessage],
+    *,
+    serialization_type: SerializationType = WorkflowSerializationFormat.DEFAULT,
+    send_to_forks: bool = False,
 ) -> Coroutine[Any, Any, None]:
     """Send many messages in one statement (one checkpointed step inside a workflow): all of
     them, or none when a destination does not exist (:class:`DBOSNonExistentWorkflowError`).
 
-    With ``send_to_forks`` every workflow forked from a destination gets its message too.
+    ``serialization_type`` as for :func:`send`. With ``send_to_forks`` every workflow forked
+    from a destination gets its message too.
     """
+    fmt = value_format(serialization_type)
     if not isinstance(messages, (list, tuple)) or not messages:
         raise DBOSInvalidArgumentError("send_bulk needs a non-empty list of SendMessage")
-    return _send_many(list(messages), to_forks=bool(send_to_forks), operation="DBOS.send_bulk")
+    return _send_many(
+        list(messages), to_forks=bool(send_to_forks), operation="DBOS.send_bulk", fmt=fmt
+    )
 
 
 def _send_many(
-    messages: list[SendMessage], *, to_forks: bool, operation: str
+    messages: list[SendMessage], *, to_forks: bool, operation: str, fmt: str | None
 ) -> Coroutine[Any, Any, None]:
     keys: set[str] = set()
     for message in messages:
@@ -234,7 +260,7 @@ def _send_many(
                 )
             keys.add(message.idempotency_key)
     runtime = runtime_here()
-    payloads = [runtime.codec.dumps(m.message) for m in messages]  # before any write
+    payloads = [runtime.codec.dumps(m.message, fmt) for m in messages]  # before any write
     ctx = current_workflow() if current_step() is None else None
     function_id = ctx.reserve_function_id() if ctx is not None else None
 
@@ -258,7 +284,7 @@ def _send_many(
                 m.destination_id,
                 _validate_topic(m.topic),
                 payload,
-                runtime.codec.name,
+                runtime.codec.name_of(fmt),
             )
             for index, (m, payload) in enumerate(zip(messages, payloads, strict=True))
         ]
@@ -344,14 +370,24 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
 # Events ------------------------------------------------------------------------------------
 
 
-def set_event_value(key: str, value: Any) -> Coroutine[Any, Any, None]:
-    """Set this workflow's event ``key`` to ``value`` (last value wins)."""
+def set_event_value(
+    key: str,
+    value: Any,
+    *,
+    serialization_type: SerializationType = WorkflowSerializationFormat.DEFAULT,
+) -> Coroutine[Any, Any, None]:
+    """Set this workflow's event ``key`` to ``value`` (last value wins).
+
+    ``serialization_type=WorkflowSerializationFormat.PORTABLE`` stores it as portable JSON
+    (the default inside a portable workflow).
+    """
     check_id("key", key)
+    fmt = value_format(serialization_type)
     ctx = current_workflow()
     if ctx is None:
         raise DBOSNotInWorkflowError("DBOS.set_event")
     runtime = ctx.runtime
-    payload = runtime.codec.dumps(value)
+    payload = runtime.codec.dumps(value, fmt)
     step = current_step()
     function_id = step.step_id if step is not None else ctx.reserve_function_id()
 
@@ -366,7 +402,7 @@ def set_event_value(key: str, value: Any) -> Coroutine[Any, Any, None]:
             function_id,
             key,
             payload,
-            runtime.codec.name,
+            runtime.codec.name_of(fmt),
             as_step=step is None,
             owner=runtime.executor_id,
         ):

@@ -16,7 +16,7 @@ from .._core._queue_settings import DEFAULT_POLLING_INTERVAL_SEC, Limiter, Queue
 from .._core._validation import check_id
 from .._sysdb._queue_table import delete_queue_row, list_queue_rows, upsert_queue_row
 from ._queue import Queue
-from ._queue_store import reload_queue, settings_to_columns, stored_from_row
+from ._queue_store import own_application, reload_queue, settings_to_columns, stored_from_row
 
 __all__ = [
     "QueueConflictResolution",
@@ -123,7 +123,7 @@ async def list_queues(application_name: str | list[str] | None = None) -> list[Q
     runtime = runtime_here()
     names: list[str] | None
     if application_name is None:
-        names, unclaimed = [runtime.application_name], True
+        names, unclaimed = own_application(runtime), True
     else:
         names = [application_name] if isinstance(application_name, str) else application_name
         if not all(isinstance(n, str) and n for n in names):

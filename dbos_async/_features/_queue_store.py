@@ -21,6 +21,7 @@ from .._core._runtime import Runtime
 from .._sysdb._queue_table import get_queue_row, list_queue_rows, update_queue_row
 
 __all__ = [
+    "own_application",
     "changed_settings",
     "reload_queue",
     "reload_queues",
@@ -89,14 +90,21 @@ def stored_from_row(row: Mapping[str, Any]) -> StoredQueue:
     return StoredQueue(settings_from_row(row), row["application_name"])
 
 
+def own_application(runtime: Runtime) -> list[str] | None:
+    """The applications whose rows a runtime sees by default: its own (with the unclaimed
+    ones), or every application's when it has none (a client without an application name)."""
+    return None if runtime.application_name is None else [runtime.application_name]
+
+
 def _serves(runtime: Runtime, row: asyncpg.Record) -> bool:
-    return row["application_name"] in (None, runtime.application_name)
+    own = runtime.application_name
+    return own is None or row["application_name"] in (None, own)
 
 
 async def reload_queues(runtime: Runtime) -> None:
     """Load every stored queue this process serves (its application's and unclaimed ones)
     into its catalog; wake the dispatcher for those that changed."""
-    rows = await list_queue_rows(runtime.db, [runtime.application_name], unclaimed=True)
+    rows = await list_queue_rows(runtime.db, own_application(runtime), unclaimed=True)
     fresh = {row["name"]: stored_from_row(row) for row in rows}
     for name in set(runtime.queues.stored) - set(fresh):
         runtime.queues.update(name, None)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .._core._context import WorkflowContext
-from .._core._errors import DBOSException, DBOSNotAuthorizedError
+from .._core._errors import DBOSException, DBOSNotAuthorizedError, DBOSSerializationError
+from .._core._portable import PORTABLE_JSON, coerce_to_hints
 from .._core._roles import Auth, authorize
 from .._core._tracing import TRACE_CONTEXT_ATTRIBUTE, trace_context_from
 from .._sysdb._queues import requeue_for_recovery
@@ -92,8 +93,9 @@ async def resume_claimed(
 
     Replays its recorded steps (read in one query when ``has_steps``). A workflow that crashed
     more often than its ``max_recovery_attempts`` is dead-lettered instead, and one whose
-    arguments fail its ``validate_args`` (which may also convert them) or whose stored user
-    lacks its required roles is recorded as failed; None then.
+    arguments cannot be read or fail its ``validate_args`` (which may also convert them;
+    without one, portable arguments are converted by the function's type hints) or whose
+    stored user lacks its required roles is recorded as failed; None then.
     """
     workflow_id = row["workflow_uuid"]
     info = runtime.registry.find_workflow(workflow_id, row["name"])
@@ -106,12 +108,23 @@ async def resume_claimed(
         )
         await mark_recovery_exhausted(runtime.db, workflow_id)
         return None
-    args, kwargs = runtime.codec.loads(row["inputs"], row["serialization"])
+    # The row's format wins: its output and error are recorded as its inputs were.
+    fmt = row["serialization"]
+    if not runtime.codec.knows(fmt):  # another configuration's: not this process's to fail
+        raise DBOSSerializationError(
+            f"Workflow {workflow_id} was recorded with the serializer {fmt!r}, "
+            "which this process is not configured with"
+        )
     try:
-        args, kwargs = validated_arguments(info, tuple(args), cast(dict[str, Any], kwargs))
+        args, kwargs = runtime.codec.loads_inputs(row["inputs"], fmt)
+        if fmt == PORTABLE_JSON and info.validate_args is None:
+            args, kwargs = coerce_to_hints(
+                info.func, args, kwargs, skip_first=info.kind in ("instance", "class")
+            )
+        args, kwargs = validated_arguments(info, args, kwargs)
     except Exception as invalid:
         logger.error("Workflow %s has invalid arguments: %s", workflow_id, invalid)
-        error = runtime.codec.dumps_exception(invalid)
+        error = runtime.codec.dumps_exception(invalid, fmt)
         await finish(runtime, workflow_id, row["queue_name"], "ERROR", None, error)
         return None
     roles = row["authenticated_roles"]
@@ -120,7 +133,7 @@ async def resume_claimed(
         authorize(info.roles, auth, info.name)
     except DBOSNotAuthorizedError as denied:
         logger.error("Workflow %s is not authorized to run: %s", workflow_id, denied)
-        error = runtime.codec.dumps_exception(denied)
+        error = runtime.codec.dumps_exception(denied, fmt)
         await finish(runtime, workflow_id, row["queue_name"], "ERROR", None, error)
         return None
     bound = runtime.registry.bound_target(workflow_id, info, row["class_name"], row["config_name"])
@@ -136,6 +149,7 @@ async def resume_claimed(
         deadline_epoch_ms=row["workflow_deadline_epoch_ms"],
         queue_name=row["queue_name"],
         trace_parent=_trace_parent_of(row),
+        serialization=fmt,
     )
     runtime.cancel_stale(workflow_id)
     return launch(runtime, ctx, Invocation(info, bound, args, kwargs))

@@ -107,7 +107,7 @@ def replay_recorded(ctx: WorkflowContext, function_id: int, name: str) -> Any:
         raise DBOSUnexpectedStepError(ctx.workflow_id, function_id, name, recorded.function_name)
     codec = ctx.runtime.codec
     if recorded.error is not None:
-        error = codec.loads(recorded.error, recorded.serialization)
+        error = codec.loads_exception(recorded.error, recorded.serialization)
         raise error if isinstance(error, BaseException) else Exception(str(error))
     return codec.loads(recorded.output, recorded.serialization)
 

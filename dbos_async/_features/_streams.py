@@ -20,6 +20,7 @@ from .._core._errors import (
     DBOSStreamTimeoutError,
     DBOSWorkflowConflictIDError,
 )
+from .._core._portable import SerializationType, WorkflowSerializationFormat
 from .._core._runtime import Runtime
 from .._core._status import TERMINAL_STATUSES
 from .._core._sync import awaited
@@ -27,11 +28,13 @@ from .._core._tracing import traced_operation
 from .._core._validation import check_id, check_int, check_number
 from .._sysdb._messages import CLOSED_STREAM, read_stream_from, write_stream
 from .._sysdb._notify import STREAMS
-from ._messaging import record_value, wake
+from ._messaging import record_value, value_format, wake
 from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
 
 __all__ = [
+    "check_stream_read",
     "close_stream",
+    "next_values",
     "read_stream_async",
     "read_stream_offset",
     "read_stream_sync",
@@ -41,14 +44,17 @@ __all__ = [
 _OFFSET_RETRIES = 20
 
 
-def _append(key: str, value: Any, *, close: bool) -> Coroutine[Any, Any, None]:
+def _append(
+    key: str, value: Any, *, close: bool, serialization_type: object = None
+) -> Coroutine[Any, Any, None]:
     operation = "DBOS.closeStream" if close else "DBOS.writeStream"
+    fmt = value_format(serialization_type)
     ctx = current_workflow()
     if ctx is None:
         raise DBOSNotInWorkflowError(operation)
     runtime = ctx.runtime
-    payload = None if close else runtime.codec.dumps(value)
-    serialization = CLOSED_STREAM if close else runtime.codec.name
+    payload = None if close else runtime.codec.dumps(value, fmt)
+    serialization = CLOSED_STREAM if close else runtime.codec.name_of(fmt)
     step = current_step()
     function_id = step.step_id if step is not None else ctx.reserve_function_id()
 
@@ -85,9 +91,18 @@ def _append(key: str, value: Any, *, close: bool) -> Coroutine[Any, Any, None]:
     return runtime.forward(traced_operation(name, ctx, run()))
 
 
-def write_stream_value(key: str, value: Any) -> Coroutine[Any, Any, None]:
-    """Append ``value`` to this workflow's stream ``key``."""
-    return _append(key, value, close=False)
+def write_stream_value(
+    key: str,
+    value: Any,
+    *,
+    serialization_type: SerializationType = WorkflowSerializationFormat.DEFAULT,
+) -> Coroutine[Any, Any, None]:
+    """Append ``value`` to this workflow's stream ``key``.
+
+    ``serialization_type=WorkflowSerializationFormat.PORTABLE`` stores it as portable JSON
+    (the default inside a portable workflow).
+    """
+    return _append(key, value, close=False, serialization_type=serialization_type)
 
 
 def close_stream(key: str) -> Coroutine[Any, Any, None]:
@@ -95,7 +110,7 @@ def close_stream(key: str) -> Coroutine[Any, Any, None]:
     return _append(key, None, close=True)
 
 
-async def _next_values(
+async def next_values(
     runtime: Runtime,
     workflow_id: str,
     key: str,
@@ -132,7 +147,16 @@ async def _next_values(
             await woken.wait(remaining)
 
 
-def _check_read(offset: object, polling_interval_sec: object, timeout_seconds: object) -> None:
+def check_stream_read(
+    workflow_id: object,
+    key: object,
+    offset: object,
+    polling_interval_sec: object,
+    timeout_seconds: object,
+) -> None:
+    """Check the arguments of a stream read (:class:`DBOSInvalidArgumentError`)."""
+    check_id("workflow_id", workflow_id)
+    check_id("key", key)
     check_int("offset", offset, minimum=0)
     if polling_interval_sec is not None:  # accepted for DBOS's API; waiting is event-driven
         check_number("polling_interval_sec", polling_interval_sec, minimum=0.001)
@@ -156,7 +180,7 @@ async def read_stream_async(
     :class:`DBOSStreamTimeoutError`. Inside a workflow each value delivered (and the end) is a
     checkpointed ``DBOS.readStream`` step, so a replay reads the same sequence.
     """
-    _check_read(offset, polling_interval_sec, timeout_seconds)
+    check_stream_read(workflow_id, key, offset, polling_interval_sec, timeout_seconds)
     runtime = runtime_here()
     ctx = current_workflow() if current_step() is None else None
     if ctx is not None:
@@ -165,7 +189,7 @@ async def read_stream_async(
         return
     while True:
         values, ended = await runtime.forward(
-            _next_values(runtime, workflow_id, key, offset, timeout_seconds=timeout_seconds)
+            next_values(runtime, workflow_id, key, offset, timeout_seconds=timeout_seconds)
         )
         for value in values:
             yield value
@@ -184,9 +208,7 @@ async def _read_checkpointed(
         if recorded is NOT_RECORDED:
             ensure_not_cancelled(ctx)
             values, _ = await runtime.forward(  # no value means the stream ended
-                _next_values(
-                    runtime, workflow_id, key, offset, at_most=1, timeout_seconds=per_value
-                )
+                next_values(runtime, workflow_id, key, offset, at_most=1, timeout_seconds=per_value)
             )
             recorded = [True, values[0]] if values else [False]
             await record_value(ctx, function_id, "DBOS.readStream", recorded)
@@ -199,7 +221,7 @@ async def _read_checkpointed(
 async def _value_at(
     runtime: Runtime, workflow_id: str, key: str, offset: int, wait_seconds: float | None
 ) -> Any:
-    values, _ = await _next_values(runtime, workflow_id, key, offset, 1, wait_seconds)
+    values, _ = await next_values(runtime, workflow_id, key, offset, 1, wait_seconds)
     if not values:  # it ended before ``offset``
         raise DBOSStreamTimeoutError(workflow_id, key, wait_seconds)
     return values[0]
@@ -218,9 +240,7 @@ def read_stream_offset(
     ``timeout_seconds`` for it to be written; :class:`DBOSStreamTimeoutError` when it is not,
     or when the stream ends before it. Checkpointed inside a workflow
     (``DBOS.readStreamOffset``)."""
-    check_id("workflow_id", workflow_id)
-    check_id("key", key)
-    _check_read(offset, polling_interval_sec, timeout_seconds)
+    check_stream_read(workflow_id, key, offset, polling_interval_sec, timeout_seconds)
     runtime = runtime_here()
     return awaited(
         checkpointed(

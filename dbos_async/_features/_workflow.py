@@ -52,7 +52,7 @@ from .._core._tracing import (
     traced,
 )
 from .._sysdb._notify import WORKFLOW_DONE
-from .._sysdb._retry import from_system_database, retry_until_available
+from .._sysdb._retry import Backoff, from_system_database, retry_until_available
 from .._sysdb._workflows import (
     NewWorkflow,
     complete_workflow,
@@ -128,6 +128,9 @@ class WorkflowCall:
     reject_existing: bool = False
     """Raise :class:`DBOSWorkflowIDInUseError` if the workflow ID exists (``SetWorkflowID``'s
     ``workflow_id_reuse_policy="reject"``)."""
+    serialization: str | None = None
+    """The format its row records (None: the configured one); the workflow's declared one
+    unless the enqueue names another."""
 
     def context(self, runtime: Runtime) -> WorkflowContext:
         """The context of this call's workflow, run directly here."""
@@ -139,6 +142,7 @@ class WorkflowCall:
             deadline_epoch_ms=self.deadline_epoch_ms,
             request=self.request,
             trace_parent=self.trace_parent,
+            serialization=self.serialization,
         )
 
 
@@ -186,6 +190,7 @@ def prepare_call(
         trace_parent=caller_trace_context(),
         reject_existing=assigned is not None and assigned.reuse_policy == "reject",
         attributes=workflow_attributes(),
+        serialization=info.serialization,
     )
 
 
@@ -242,7 +247,7 @@ async def record_start(
     codec = runtime.codec
     invocation = call.invocation
     # Serialize first: a value that cannot be recorded fails before any row is written.
-    inputs = codec.dumps((list(invocation.args), invocation.kwargs))
+    inputs = codec.dumps_inputs(invocation.args, invocation.kwargs, call.serialization)
     if call.workflow_id in runtime.active:
         if call.reject_existing and replayed_id is None:
             raise DBOSWorkflowIDInUseError(call.workflow_id, "PENDING", invocation.info.name)
@@ -259,7 +264,7 @@ async def record_start(
             class_name=class_name,
             config_name=config_name,
             inputs=inputs,
-            serialization=codec.name,
+            serialization=codec.name_of(call.serialization),
             executor_id=runtime.executor_id,
             application_version=_version_for(runtime, placement),
             authenticated_user=call.auth.user,
@@ -446,7 +451,7 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
     try:
         with traced(ctx.name, lambda: context_attributes(ctx, "workflow"), ctx.trace_parent):
             result = await invocation.run(runtime, ctx.workflow_id)
-        output = codec.dumps(result)
+        output = codec.dumps(result, ctx.serialization)
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
         # Another execution (or a cancellation) owns the outcome; report what it records.
         return await _wait_recorded(runtime, ctx.workflow_id)
@@ -462,7 +467,7 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
             raise  # the engine's fault, not the workflow's outcome
         if isinstance(error, DBOSSerializationError):
             logger.error("Workflow %s returned a value that cannot be recorded", ctx.workflow_id)
-        error_bytes = codec.dumps_exception(error)
+        error_bytes = codec.dumps_exception(error, ctx.serialization)
         if await finish(runtime, ctx.workflow_id, ctx.queue_name, "ERROR", None, error_bytes):
             raise
         return await _wait_recorded(runtime, ctx.workflow_id)
@@ -498,7 +503,7 @@ def _outcome(runtime: Runtime, row: asyncpg.Record) -> Any:
     if status == "SUCCESS":
         return runtime.codec.loads(row["output"], fmt)
     if status == "ERROR":
-        error = runtime.codec.loads(row["error"], fmt)
+        error = runtime.codec.loads_exception(row["error"], fmt)
         if isinstance(error, BaseException):
             raise error
         raise DBOSException(f"Workflow {row['workflow_uuid']} failed: {error!r}")
@@ -515,6 +520,7 @@ _NOT_DONE = object()
 async def _wait_recorded(runtime: Runtime, workflow_id: str) -> Any:
     """Wait until the database records an outcome for ``workflow_id`` and return it."""
     async with runtime.notifier.subscribe(WORKFLOW_DONE, workflow_id) as wake:
+        busy = Backoff(first=0.001, cap=0.05)
         while True:
             row = await get_workflow(runtime.db, workflow_id)
             if row is None:
@@ -526,7 +532,9 @@ async def _wait_recorded(runtime: Runtime, workflow_id: str) -> Any:
             if task is not None and task is not asyncio.current_task():
                 return await asyncio.shield(task)
             if not row["awaited"]:
-                await mark_awaited(runtime.db, workflow_id)
+                if not await mark_awaited(runtime.db, workflow_id):
+                    # Held for a moment (being claimed or completed): read again shortly.
+                    await asyncio.sleep(busy.next_delay())
                 continue  # it may have completed before the flag was set: read again
             await wake.wait(None)  # the hub's sweep re-checks if a notification is lost
 

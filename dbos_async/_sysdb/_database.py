@@ -30,6 +30,7 @@ from ._urls import database_name, normalize_url, redact, with_database
 
 __all__ = [
     "Database",
+    "check_migrated",
     "connect_database",
     "drop_database",
     "migrate_database",
@@ -226,6 +227,18 @@ def validate_schema(schema: str) -> str:
     return schema
 
 
+async def check_migrated(db: Database) -> None:
+    """Check that the system database answers and holds dbos_async's tables, else
+    :class:`DBOSInitializationError`."""
+    try:
+        await db.fetchval("SELECT max(version) FROM dbos_migrations")
+    except asyncpg.UndefinedTableError as error:
+        raise DBOSInitializationError(
+            f"The system database at {redact(db.url)} has no dbos_async tables in schema "
+            f"{db.schema!r}: launch a DBOS application on it first (or run DBOS.migrate())"
+        ) from error
+
+
 async def _create_database_if_missing(url: str) -> None:
     name = database_name(url)
     try:
@@ -283,9 +296,15 @@ async def _migrate(conn: asyncpg.Connection, schema: str) -> None:
 
 
 async def connect_database(
-    url: str, *, schema: str = "dbos", pool_size: int = 20, retry_limit: float = 300.0
+    url: str,
+    *,
+    schema: str = "dbos",
+    pool_size: int = 20,
+    retry_limit: float = 300.0,
+    migrate: bool = True,
 ) -> Database:
-    """Create the system database if missing, migrate it, and open the pool.
+    """Create the system database if missing, migrate it, and open the pool (without
+    ``migrate``, only open the pool: a client uses the database its engine set up).
 
     While the server is unreachable or starting up, keep trying with backoff for up to
     ``retry_limit`` seconds, then raise :class:`DBOSInitializationError`.
@@ -295,7 +314,7 @@ async def connect_database(
     backoff, started = Backoff(), time.monotonic()
     while True:
         try:
-            pool = await _open_pool(url, schema, pool_size)
+            pool = await _open_pool(url, schema, pool_size, migrate)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             waited = time.monotonic() - started
             delay = backoff.next_delay()
@@ -312,13 +331,14 @@ async def connect_database(
             return Database(pool, url, schema, retry_limit=retry_limit)
 
 
-async def _open_pool(url: str, schema: str, pool_size: int) -> asyncpg.Pool:
-    await _create_database_if_missing(url)
-    conn = await asyncpg.connect(url, timeout=_CONNECT_SECONDS)
-    try:
-        await _migrate(conn, schema)
-    finally:
-        await conn.close()
+async def _open_pool(url: str, schema: str, pool_size: int, migrate: bool) -> asyncpg.Pool:
+    if migrate:
+        await _create_database_if_missing(url)
+        conn = await asyncpg.connect(url, timeout=_CONNECT_SECONDS)
+        try:
+            await _migrate(conn, schema)
+        finally:
+            await conn.close()
     pool: asyncpg.Pool = await asyncpg.create_pool(
         url,
         min_size=0,  # asyncpg would log a traceback each time it cannot keep a floor

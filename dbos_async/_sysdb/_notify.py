@@ -93,8 +93,12 @@ class Notifier:
         *,
         sweep_seconds: float = 30.0,
         ping_seconds: float = 10.0,
+        listen_on_first_wait: bool = False,
     ) -> None:
         self._connect = connect
+        self._listen_on_first_wait = listen_on_first_wait
+        self._started = False
+        self._first_start: asyncio.Future[None] | None = None
         self._publish_with = publish_with
         self.sweep_seconds = sweep_seconds
         self.ping_seconds = ping_seconds
@@ -113,8 +117,12 @@ class Notifier:
         """Open the LISTEN connection and start watching it.
 
         If the server is away right now, the watcher keeps trying in the background; until it
-        succeeds, waiters are woken by the sweeps.
+        succeeds, waiters are woken by the sweeps. With ``listen_on_first_wait`` the hub calls
+        it itself when the first waiter subscribes.
         """
+        if self._started:
+            return
+        self._started = True
         try:
             await self._listen()
         except Exception as error:
@@ -144,6 +152,10 @@ class Notifier:
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str, key: str) -> AsyncIterator[WakeUp]:
         """Register a waiter for ``key`` on ``channel`` for the duration of the block."""
+        if self._listen_on_first_wait:
+            if self._first_start is None:
+                self._first_start = asyncio.ensure_future(self.start())
+            await asyncio.shield(self._first_start)  # listening before the caller reads
         wake = WakeUp()
         waiters = self._waiters.setdefault((channel, key), set())
         waiters.add(wake)

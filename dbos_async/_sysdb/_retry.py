@@ -111,15 +111,18 @@ def is_connection_lost(error: BaseException) -> bool:
 
 
 class Backoff:
-    """Capped exponential delays with jitter: about 20 ms, 40 ms, ... up to one second."""
+    """Capped exponential delays with jitter: by default about 20 ms, 40 ms, ... up to one
+    second."""
 
-    __slots__ = ("attempt",)
+    __slots__ = ("attempt", "cap", "first")
 
-    def __init__(self) -> None:
+    def __init__(self, first: float = _FIRST_DELAY, cap: float = _MAX_DELAY) -> None:
         self.attempt = 0
+        self.first = first
+        self.cap = cap
 
     def next_delay(self) -> float:
         """The delay before the next attempt (each between half and all of its nominal value)."""
-        nominal = min(_FIRST_DELAY * 2**self.attempt, _MAX_DELAY)
+        nominal = min(self.first * 2**self.attempt, self.cap)
         self.attempt += 1
         return random.uniform(nominal / 2, nominal)

@@ -296,16 +296,27 @@ async def complete_workflow(
     return recorded
 
 
-async def mark_awaited(db: Database, workflow_id: str) -> None:
-    """Ask for a NOTIFY when ``workflow_id`` completes (a waiter outside its process).
+async def mark_awaited(db: Database, workflow_id: str) -> bool:
+    """Ask for a NOTIFY when ``workflow_id`` completes (a waiter outside its process); whether
+    the flag was set now.
 
-    The completion's UPDATE locks the row, so it either sees this flag and notifies, or it
-    committed first and the waiter's next read sees the outcome.
+    The flag is set only while nothing else holds the row: a dispatcher's claim, which skips
+    locked rows, must never miss a workflow because its waiter was marking it. Not set (the row
+    was locked, or already flagged), the waiter reads the row again and retries. The completion's
+    UPDATE locks the row too, so it either sees the flag and notifies, or it committed first and
+    the waiter's next read sees the outcome.
     """
-    await db.execute(
-        "UPDATE workflow_status SET awaited = true WHERE workflow_uuid = $1 AND NOT awaited",
+    marked = await db.fetchval(
+        """
+        UPDATE workflow_status SET awaited = true
+        WHERE workflow_uuid = (SELECT workflow_uuid FROM workflow_status
+                               WHERE workflow_uuid = $1 AND NOT awaited
+                               FOR UPDATE SKIP LOCKED)
+        RETURNING true
+        """,
         workflow_id,
     )
+    return bool(marked)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ are inside at once and its peak, on which the limits are checked.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -458,3 +459,14 @@ async def test_enqueue_only_options_are_refused_on_a_started_workflow(
     assert await _workflow_count(database_url) == 0
     with SetEnqueueOptions(app_version="any"):  # not enqueue-only: a start ignores it
         assert await rq_double(2) == 4
+
+
+async def test_an_enqueue_awaited_at_once_is_not_missed(dbos: type[DBOS]) -> None:
+    """``get_result`` right after an enqueue marks the row awaited while the woken dispatcher
+    claims it (its claim skips a row locked that moment): the dispatcher must look again soon,
+    not at the queue's 60 s re-check."""
+    queue = await DBOS.register_queue_async("rq_awaited_at_once", polling_interval_sec=60)
+    async with asyncio.timeout(20):
+        for i in range(40):
+            handle = await queue.enqueue_async(rq_double, i)
+            assert await handle.get_result() == 2 * i
