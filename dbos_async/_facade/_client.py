@@ -31,6 +31,7 @@ from .._core._context import block_on, isolated_context
 from .._core._errors import (
     DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
+    DBOSQueueDeduplicatedError,
     DBOSWorkflowFunctionNotFoundError,
 )
 from .._core._registry import Registry
@@ -38,15 +39,24 @@ from .._core._runtime import Runtime
 from .._core._sync import LoopThread, ensure_not_in_loop
 from .._core._validation import check_id
 from .._features import _listing, _management, _messaging, _queue_admin, _streams
-from .._features._enqueue_by_name import EnqueueOptions, enqueue_by_options
+from .._features._enqueue import placed_row
+from .._features._enqueue_by_name import EnqueueOptions, enqueue_by_options, prepare_by_options
 from .._features._forks import fork_workflow, rewind_workflow
 from .._features._handles import WorkflowHandle, WorkflowHandleAsync, read_status, wait_first
+from .._features._messaging import SendMessage, outgoing_messages
 from .._setup import system_database_url
 from .._sysdb import Notifier, connect_database
 from .._sysdb._database import check_migrated
 from .._sysdb._declarations import workflow_declared
 from .._sysdb._messages import publish_notifications
 from .._sysdb._notify import QUEUES
+from .._sysdb._outbox import (
+    Statement,
+    enqueue_statement,
+    run_in_transaction,
+    run_in_transaction_sync,
+    send_statement,
+)
 
 __all__ = ["DBOSClient"]
 
@@ -174,6 +184,7 @@ class DBOSClient:
         self._opening: concurrent.futures.Future[Runtime] | None = None
         self._thread: LoopThread | None = None
         self._closed = False
+        self._declared: set[tuple[str | None, str]] = set()  # (application, workflow) checked
         if not lazy and not _in_running_loop():
             try:
                 self.check_connection()
@@ -320,20 +331,28 @@ class DBOSClient:
 
     # Enqueueing --------------------------------------------------------------------------------
 
+    async def _check_workflow(self, options: EnqueueOptions) -> None:
+        """Check the workflow's name against what the application's processes declared."""
+        name = options.get("workflow_name") if isinstance(options, dict) else None
+        if not isinstance(name, str) or not name:
+            return  # the options' own check names the problem
+        owner = options.get("application_name") or self.application_name
+        if (owner, name) in self._declared:
+            return
+        runtime = await self._opened()
+        declared = await runtime.forward(workflow_declared(runtime.db, owner, name))
+        if declared is False:
+            raise DBOSWorkflowFunctionNotFoundError(
+                "", f"no process of the application declares a workflow named {name!r}"
+            )
+        if declared:
+            self._declared.add((owner, name))  # a declaration is not taken back
+
     async def _enqueued(
         self, options: EnqueueOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> WorkflowHandleAsync[Any]:
-        """Check the workflow's name against what the application declared, then enqueue it
-        (in the client's scope)."""
-        name = options.get("workflow_name") if isinstance(options, dict) else None
-        if isinstance(name, str) and name:  # else the options' own check names the problem
-            runtime = await self._opened()
-            owner = options.get("application_name") or self.application_name
-            declared = await runtime.forward(workflow_declared(runtime.db, owner, name))
-            if declared is False:
-                raise DBOSWorkflowFunctionNotFoundError(
-                    "", f"no process of the application declares a workflow named {name!r}"
-                )
+        """Check the workflow's name, then enqueue it (in the client's scope)."""
+        await self._check_workflow(options)
         return await enqueue_by_options(options, args, kwargs)
 
     async def enqueue_async(
@@ -347,6 +366,130 @@ class DBOSClient:
         """:meth:`enqueue_async` from sync code."""
         handle = self._block(lambda: self._enqueued(options, args, kwargs), "enqueue")
         return WorkflowHandle.of(handle)
+
+    # In the caller's own transaction ---------------------------------------------------------
+
+    async def _row_for(
+        self, options: EnqueueOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, Statement]:
+        """The checked statement that enqueues what ``options`` name (in the client's scope)."""
+        if isinstance(options, dict) and options.get("duplication_policy") == "return-existing":
+            raise DBOSInvalidArgumentError(
+                "duplication_policy='return-existing' cannot be honoured inside your "
+                "transaction (a taken deduplication ID aborts it): use enqueue_async"
+            )
+        await self._check_workflow(options)
+        prepared = prepare_by_options(options, args, kwargs)
+        runtime = prepared.runtime
+        row = await runtime.forward(
+            placed_row(runtime, prepared.call, prepared.queue_name, prepared.settings)
+        )
+        return row.workflow_id, enqueue_statement(runtime.db.schema, row)
+
+    async def enqueue_in_transaction_async(
+        self, conn_or_session: Any, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> WorkflowHandleAsync[Any]:
+        """Enqueue inside the transaction of ``conn_or_session`` (an asyncpg ``Connection``
+        in a transaction, or SQLAlchemy's ``AsyncConnection`` or ``AsyncSession``): the
+        workflow exists, and the workers hear of it, only if that transaction commits."""
+        workflow_id, statement = await self._run(lambda: self._row_for(options, args, kwargs))
+        try:
+            await run_in_transaction(conn_or_session, statement)
+        except Exception as error:
+            _raise_if_deduplicated(error, workflow_id, options)
+            raise
+        return WorkflowHandleAsync(await self._opened(), workflow_id)
+
+    def enqueue_in_transaction(
+        self, conn_or_session: Any, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> WorkflowHandle[Any]:
+        """Enqueue inside the transaction of ``conn_or_session`` (SQLAlchemy's ``Connection``
+        or ``Session``): the workflow exists only if that transaction commits."""
+        workflow_id, statement = self._block(
+            lambda: self._row_for(options, args, kwargs), "enqueue_in_transaction"
+        )
+        try:
+            run_in_transaction_sync(conn_or_session, statement)
+        except Exception as error:
+            _raise_if_deduplicated(error, workflow_id, options)
+            raise
+        return WorkflowHandle(self._opened_blocking("enqueue_in_transaction"), workflow_id)
+
+    async def _send_statement(
+        self, messages: list[SendMessage], serialization_type: Any, send_to_forks: bool
+    ) -> Statement:
+        outgoing = outgoing_messages(messages, serialization_type)
+        runtime = await self._opened()
+        return send_statement(runtime.db.schema, outgoing, to_forks=bool(send_to_forks))
+
+    async def send_bulk_in_transaction_async(
+        self,
+        conn_or_session: Any,
+        messages: list[SendMessage],
+        *,
+        serialization_type: Any = None,
+        send_to_forks: bool = False,
+    ) -> None:
+        """Send ``messages`` inside the transaction of ``conn_or_session`` (as for
+        :meth:`enqueue_in_transaction_async`): all of them, only if it commits, or none when a
+        destination does not exist (:class:`DBOSNonExistentWorkflowError`)."""
+        statement = await self._run(
+            lambda: self._send_statement(messages, serialization_type, send_to_forks)
+        )
+        _raise_missing(await run_in_transaction(conn_or_session, statement))
+
+    def send_bulk_in_transaction(
+        self,
+        conn_or_session: Any,
+        messages: list[SendMessage],
+        *,
+        serialization_type: Any = None,
+        send_to_forks: bool = False,
+    ) -> None:
+        """:meth:`send_bulk_in_transaction_async` on SQLAlchemy's ``Connection`` or
+        ``Session``."""
+        statement = self._block(
+            lambda: self._send_statement(messages, serialization_type, send_to_forks),
+            "send_bulk_in_transaction",
+        )
+        _raise_missing(run_in_transaction_sync(conn_or_session, statement))
+
+    async def send_in_transaction_async(
+        self,
+        conn_or_session: Any,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+        *,
+        serialization_type: Any = None,
+        send_to_forks: bool = False,
+        shard_key: str | None = None,
+    ) -> None:
+        """Send ``message`` inside the transaction of ``conn_or_session`` (see
+        :meth:`send_bulk_in_transaction_async`)."""
+        one = [SendMessage(destination_id, message, topic, idempotency_key)]
+        await self.send_bulk_in_transaction_async(
+            conn_or_session, one, serialization_type=serialization_type, send_to_forks=send_to_forks
+        )
+
+    def send_in_transaction(
+        self,
+        conn_or_session: Any,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+        *,
+        serialization_type: Any = None,
+        send_to_forks: bool = False,
+        shard_key: str | None = None,
+    ) -> None:
+        """:meth:`send_in_transaction_async` on SQLAlchemy's ``Connection`` or ``Session``."""
+        one = [SendMessage(destination_id, message, topic, idempotency_key)]
+        self.send_bulk_in_transaction(
+            conn_or_session, one, serialization_type=serialization_type, send_to_forks=send_to_forks
+        )
 
     # Handles -----------------------------------------------------------------------------------
 
@@ -483,6 +626,22 @@ class DBOSClient:
 
 async def _awaiting(call: Callable[[], Awaitable[T]]) -> T:
     return await call()
+
+
+def _raise_if_deduplicated(error: Exception, workflow_id: str, options: EnqueueOptions) -> None:
+    """Raise a taken deduplication ID (SQLSTATE 23505, from asyncpg or through SQLAlchemy) as
+    :class:`DBOSQueueDeduplicatedError`."""
+    cause = getattr(error, "orig", error)
+    if getattr(cause, "sqlstate", None) == "23505":
+        raise DBOSQueueDeduplicatedError(
+            workflow_id, options["queue_name"], options.get("deduplication_id") or ""
+        ) from error
+
+
+def _raise_missing(rows: list[Any]) -> None:
+    missing = list(rows[0][0]) if rows else []
+    if missing:
+        raise DBOSNonExistentWorkflowError(missing[0])
 
 
 def _in_running_loop() -> bool:

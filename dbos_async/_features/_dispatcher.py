@@ -44,7 +44,7 @@ __all__ = ["Dispatcher"]
 logger = logging.getLogger("dbos_async")
 
 _UNBOUNDED = 1_000_000
-_SKIPPED_ROW_RECHECK_SECONDS = 0.002
+_SKIPPED_RECHECK = 0.0005  # seconds: the first re-check after a claim passed over a locked row
 
 
 def _room(limit: int | None, used: int) -> int:
@@ -73,6 +73,7 @@ class Dispatcher:
         self._woken: set[str] = set()
         self._to_reload: set[str] = set()
         self._next_check: dict[str, float] = {}  # monotonic time of each queue's re-check
+        self._skipped_rechecks: dict[str, float] = {}  # the next re-check after a locked row
         self._delays_due_at = 0.0  # epoch ms when a DELAYED workflow may become ready
         self.token = uuid.uuid4().hex[:12]  # marks this process's own NOTIFYs
 
@@ -146,8 +147,7 @@ class Dispatcher:
         catalog = runtime.queues
         known = {name for name in catalog.names() if self._listens_to(name)}
         names = {name for name in known if self._next_check.get(name, 0.0) <= now}
-        woken = self._woken & known
-        names.update(woken)
+        names.update(self._woken & known)
         self._woken.clear()
         if now_ms() >= self._delays_due_at:
             promoted, next_due = await promote_due_delayed(runtime.db)
@@ -157,13 +157,16 @@ class Dispatcher:
         for name in names:
             settings = catalog.settings(name)
             if settings is not None:
-                rate_pause, claimed_nothing = await self._dispatch(name, settings)
+                rate_pause, skipped_locked = await self._dispatch(name, settings)
                 pause = min(pause, rate_pause)
                 recheck = settings.polling_interval_sec
-                if claimed_nothing and name in woken:
-                    # Woken for work it did not find: a row may have been locked for a moment
-                    # by another statement (a waiter marking it awaited), which a claim skips.
-                    recheck = min(recheck, _SKIPPED_ROW_RECHECK_SECONDS)
+                if skipped_locked:
+                    # A candidate was locked for a moment by another statement (say, a waiter
+                    # marking it awaited): look again soon, then less and less soon.
+                    recheck = min(recheck, self._skipped_rechecks.get(name, _SKIPPED_RECHECK))
+                    self._skipped_rechecks[name] = recheck * 2
+                else:
+                    self._skipped_rechecks.pop(name, None)
                 self._next_check[name] = time.monotonic() + recheck
         now = time.monotonic()
         for name in known:
@@ -174,14 +177,15 @@ class Dispatcher:
 
     async def _dispatch(self, name: str, settings: QueueSettings) -> tuple[float, bool]:
         """Claim and start what queue ``name`` allows here. Returns how soon a rate window may
-        admit more (inf without a rate limit), and whether it had room but claimed nothing."""
+        admit more (inf without a rate limit), and whether a claim passed over a candidate that
+        was locked at that moment."""
         shape = settings.claim_shape()
         partitions: list[str | None] = [None]
         if settings.partitioned:
             partitions = list(await partitions_with_work(self._runtime.db, name))
             random.shuffle(partitions)  # no partition waits behind the others every round
         running = self._running.setdefault(name, {})
-        had_room, claimed = False, 0
+        skipped_locked = False
         for partition in partitions:
             in_queue = sum(len(ids) for ids in running.values())
             in_partition = running.setdefault(partition, set())
@@ -189,8 +193,7 @@ class Dispatcher:
             if queue_room <= 0:
                 break
             local = min(queue_room, _room(shape.partition_worker, len(in_partition)))
-            had_room = had_room or local > 0
-            rows = await claim(
+            claimed = await claim(
                 self._runtime.db,
                 name,
                 self._runtime.executor_id,
@@ -199,13 +202,13 @@ class Dispatcher:
                 partition,
                 self._runtime.application_name,
             )
-            claimed += len(rows)
-            for row in rows:
+            skipped_locked = skipped_locked or claimed.skipped_locked
+            for row in claimed.rows:
                 await self._start(row, in_partition)
         limiters = [limiter for limiter in (shape.rate, shape.partition_rate) if limiter]
         # A rate-limited queue may have work that only a later window admits.
         rate_pause = min((limiter["period"] / 4 for limiter in limiters), default=math.inf)
-        return rate_pause, had_room and claimed == 0
+        return rate_pause, skipped_locked
 
     async def _start(self, row: Any, running: set[str]) -> None:
         workflow_id = row["workflow_uuid"]

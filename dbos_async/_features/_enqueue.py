@@ -25,10 +25,10 @@ from .._core._runtime import Runtime
 from .._core._validation import check_id, check_int, check_number
 from .._sysdb._declarations import declared_queue
 from .._sysdb._queues import deduplicated_workflow
-from .._sysdb._workflows import now_ms
+from .._sysdb._workflows import NewWorkflow, now_ms
 from ._handles import WorkflowHandleAsync
 from ._queue_store import reload_queue, settings_from_row
-from ._workflow import QueuePlacement, WorkflowCall, record_child, record_start
+from ._workflow import QueuePlacement, WorkflowCall, record_child, record_start, workflow_row
 
 __all__ = [
     "INTERNAL_QUEUE",
@@ -39,6 +39,7 @@ __all__ = [
     "current_enqueue_options",
     "enqueue",
     "enqueue_on",
+    "placed_row",
     "queue_settings",
     "refuse_enqueue_options",
 ]
@@ -252,6 +253,15 @@ async def enqueue(
         placement.queue_name, delayed_until_ms=placement.delay_until_epoch_ms
     )
     return call.workflow_id
+
+
+async def placed_row(
+    runtime: Runtime, call: WorkflowCall, queue_name: str, options: EnqueueSettings
+) -> NewWorkflow:
+    """The row that enqueues ``call`` on ``queue_name`` with ``options``, after checking both
+    (for an enqueue written on another connection, in the caller's transaction)."""
+    placement = placement_on(queue_name, await queue_settings(runtime, queue_name), options)
+    return workflow_row(runtime, call, placement)
 
 
 async def enqueue_on(

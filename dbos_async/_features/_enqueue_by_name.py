@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NotRequired, Required, TypedDict
 
 from .._core._context import (
@@ -26,6 +27,7 @@ from .._core._context import (
 from .._core._errors import DBOSInvalidArgumentError, DBOSWorkflowFunctionNotFoundError
 from .._core._portable import format_name
 from .._core._registry import WorkflowInfo
+from .._core._runtime import Runtime
 from .._core._sync import awaited
 from .._core._validation import check_id, check_number
 from ._decorators import bound_arguments, workflow_info
@@ -36,9 +38,15 @@ from ._enqueue import (
     enqueue_on,
 )
 from ._handles import WorkflowHandleAsync
-from ._workflow import prepare_call
+from ._workflow import WorkflowCall, prepare_call
 
-__all__ = ["EnqueueOptions", "enqueue_by_options", "enqueue_workflow"]
+__all__ = [
+    "EnqueueOptions",
+    "PreparedEnqueue",
+    "enqueue_by_options",
+    "enqueue_workflow",
+    "prepare_by_options",
+]
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -96,10 +104,29 @@ def enqueue_workflow(
     return awaited(enqueue_on(runtime, call, queue_name, current_enqueue_options()))
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedEnqueue:
+    """An enqueue by options, checked and resolved: what to record, on which queue, how."""
+
+    runtime: Runtime
+    call: WorkflowCall
+    queue_name: str
+    settings: EnqueueSettings
+
+
 def enqueue_by_options(
     options: EnqueueOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Awaitable[WorkflowHandleAsync[Any]]:
     """Enqueue the workflow ``options`` names, with these arguments; a handle on it."""
+    p = prepare_by_options(options, args, kwargs)
+    return awaited(enqueue_on(p.runtime, p.call, p.queue_name, p.settings))
+
+
+def prepare_by_options(
+    options: EnqueueOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> PreparedEnqueue:
+    """Check ``options`` and resolve the call they describe (its ID, timeout, authentication,
+    attributes and format), without writing anything."""
     if not isinstance(options, dict):
         raise DBOSInvalidArgumentError(f"options must be an EnqueueOptions dict, got {options!r}")
     unknown = set(options) - _KNOWN_OPTIONS
@@ -137,7 +164,7 @@ def enqueue_by_options(
         )
     if fmt is not None:
         call.serialization = fmt
-    return awaited(enqueue_on(runtime, call, queue_name, settings))
+    return PreparedEnqueue(runtime, call, queue_name, settings)
 
 
 def _contexts(options: EnqueueOptions) -> list[contextlib.AbstractContextManager[Any]]:

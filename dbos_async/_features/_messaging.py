@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 __all__ = [
     "SendMessage",
+    "outgoing_messages",
     "asyncio_wait",
     "durable_deadline",
     "record_value",
@@ -244,9 +245,7 @@ def send_bulk(
     )
 
 
-def _send_many(
-    messages: list[SendMessage], *, to_forks: bool, operation: str, fmt: str | None
-) -> Coroutine[Any, Any, None]:
+def _check_messages(messages: list[SendMessage]) -> None:
     keys: set[str] = set()
     for message in messages:
         if not isinstance(message, SendMessage):
@@ -259,6 +258,55 @@ def _send_many(
                     f"Idempotency key {message.idempotency_key!r} is used twice in one send"
                 )
             keys.add(message.idempotency_key)
+
+
+def _uuid_outside_workflow(message: SendMessage) -> str:
+    """A message's ID when no workflow sends it: its idempotency key makes it the same on a
+    retry."""
+    if message.idempotency_key is not None:
+        return f"{message.idempotency_key}::{message.destination_id}"
+    return str(uuid.uuid4())
+
+
+def _outgoing(
+    runtime: Runtime,
+    messages: list[SendMessage],
+    payloads: list[bytes],
+    fmt: str | None,
+    uuid_of: Callable[[int, SendMessage], str],
+) -> list[OutgoingMessage]:
+    return [
+        OutgoingMessage(
+            uuid_of(index, m),
+            m.destination_id,
+            _validate_topic(m.topic),
+            payload,
+            runtime.codec.name_of(fmt),
+        )
+        for index, (m, payload) in enumerate(zip(messages, payloads, strict=True))
+    ]
+
+
+def outgoing_messages(
+    messages: list[SendMessage],
+    serialization_type: SerializationType = WorkflowSerializationFormat.DEFAULT,
+) -> list[OutgoingMessage]:
+    """``messages`` checked and serialized, to be written outside any workflow (a client's
+    send in the caller's own transaction)."""
+    fmt = value_format(serialization_type)
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise DBOSInvalidArgumentError("Sending needs a non-empty list of SendMessage")
+    messages = list(messages)
+    _check_messages(messages)
+    runtime = runtime_here()
+    payloads = [runtime.codec.dumps(m.message, fmt) for m in messages]
+    return _outgoing(runtime, messages, payloads, fmt, lambda _, m: _uuid_outside_workflow(m))
+
+
+def _send_many(
+    messages: list[SendMessage], *, to_forks: bool, operation: str, fmt: str | None
+) -> Coroutine[Any, Any, None]:
+    _check_messages(messages)
     runtime = runtime_here()
     payloads = [runtime.codec.dumps(m.message, fmt) for m in messages]  # before any write
     ctx = current_workflow() if current_step() is None else None
@@ -267,9 +315,7 @@ def _send_many(
     def uuid_of(index: int, message: SendMessage) -> str:
         if ctx is not None:
             return f"{ctx.workflow_id}-{function_id}-{index}"
-        if message.idempotency_key is not None:
-            return f"{message.idempotency_key}::{message.destination_id}"
-        return str(uuid.uuid4())
+        return _uuid_outside_workflow(message)
 
     async def run() -> None:
         sender = None
@@ -278,16 +324,7 @@ def _send_many(
                 return
             ensure_not_cancelled(ctx)
             sender = (ctx.workflow_id, function_id, runtime.executor_id)
-        outgoing = [
-            OutgoingMessage(
-                uuid_of(index, m),
-                m.destination_id,
-                _validate_topic(m.topic),
-                payload,
-                runtime.codec.name_of(fmt),
-            )
-            for index, (m, payload) in enumerate(zip(messages, payloads, strict=True))
-        ]
+        outgoing = _outgoing(runtime, messages, payloads, fmt, uuid_of)
         missing, recorded, delivered = await insert_messages(
             runtime.db, outgoing, to_forks=to_forks, sender=sender, step_name=operation
         )

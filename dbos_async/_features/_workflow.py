@@ -81,6 +81,7 @@ __all__ = [
     "record_start",
     "start_workflow",
     "wait_result",
+    "workflow_row",
 ]
 
 logger = logging.getLogger("dbos_async")
@@ -244,49 +245,15 @@ async def record_start(
     replayed_id = await _replay_child_id(call)
     if replayed_id is not None:
         call.workflow_id = replayed_id
-    codec = runtime.codec
-    invocation = call.invocation
     # Serialize first: a value that cannot be recorded fails before any row is written.
-    inputs = codec.dumps_inputs(invocation.args, invocation.kwargs, call.serialization)
+    row = workflow_row(runtime, call, placement)
     if call.workflow_id in runtime.active:
         if call.reject_existing and replayed_id is None:
-            raise DBOSWorkflowIDInUseError(call.workflow_id, "PENDING", invocation.info.name)
+            raise DBOSWorkflowIDInUseError(call.workflow_id, "PENDING", row.name)
         await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
         return False
-    class_name, config_name = _identity(invocation)
-    queued = placement is not None
-    delayed = placement is not None and placement.delay_until_epoch_ms is not None
-    inserted = await insert_workflow(
-        runtime.db,
-        NewWorkflow(
-            workflow_id=call.workflow_id,
-            name=invocation.info.name,
-            class_name=class_name,
-            config_name=config_name,
-            inputs=inputs,
-            serialization=codec.name_of(call.serialization),
-            executor_id=runtime.executor_id,
-            application_version=_version_for(runtime, placement),
-            authenticated_user=call.auth.user,
-            assumed_role=call.auth.assumed_role,
-            authenticated_roles=list(call.auth.roles) if call.auth.roles else None,
-            parent_workflow_id=call.parent.workflow_id if call.parent is not None else None,
-            timeout_ms=call.timeout_ms,
-            # A queued workflow's own timeout starts when it is dequeued.
-            deadline_epoch_ms=None
-            if queued and call.timeout_ms is not None
-            else call.deadline_epoch_ms,
-            status="DELAYED" if delayed else "ENQUEUED" if queued else "PENDING",
-            queue_name=placement.queue_name if placement else None,
-            priority=placement.priority if placement else 0,
-            deduplication_id=placement.deduplication_id if placement else None,
-            queue_partition_key=placement.partition_key if placement else None,
-            delay_until_epoch_ms=placement.delay_until_epoch_ms if placement else None,
-            attributes=_stored_attributes(call),
-            application_name=(placement.application_name if placement else None)
-            or runtime.application_name,
-        ),
-    )
+    class_name, config_name = row.class_name, row.config_name
+    inserted = await insert_workflow(runtime.db, row)
     if not inserted and replayed_id is None:
         # (A replayed child ID may name a deduplicated enqueue's existing workflow.)
         await _check_same_function(runtime, call, class_name, config_name)
@@ -294,6 +261,47 @@ async def record_start(
     # same deterministic child ID, and a deduplicated enqueue leaves no record behind.
     await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
     return inserted
+
+
+def workflow_row(
+    runtime: Runtime, call: WorkflowCall, placement: QueuePlacement | None = None
+) -> NewWorkflow:
+    """The row that records ``call`` (on ``placement``'s queue, if given); its inputs are
+    serialized here, so a value that cannot be recorded fails before anything is written."""
+    codec = runtime.codec
+    invocation = call.invocation
+    inputs = codec.dumps_inputs(invocation.args, invocation.kwargs, call.serialization)
+    class_name, config_name = _identity(invocation)
+    queued = placement is not None
+    delayed = placement is not None and placement.delay_until_epoch_ms is not None
+    return NewWorkflow(
+        workflow_id=call.workflow_id,
+        name=invocation.info.name,
+        class_name=class_name,
+        config_name=config_name,
+        inputs=inputs,
+        serialization=codec.name_of(call.serialization),
+        executor_id=runtime.executor_id,
+        application_version=_version_for(runtime, placement),
+        authenticated_user=call.auth.user,
+        assumed_role=call.auth.assumed_role,
+        authenticated_roles=list(call.auth.roles) if call.auth.roles else None,
+        parent_workflow_id=call.parent.workflow_id if call.parent is not None else None,
+        timeout_ms=call.timeout_ms,
+        # A queued workflow's own timeout starts when it is dequeued.
+        deadline_epoch_ms=None
+        if queued and call.timeout_ms is not None
+        else call.deadline_epoch_ms,
+        status="DELAYED" if delayed else "ENQUEUED" if queued else "PENDING",
+        queue_name=placement.queue_name if placement else None,
+        priority=placement.priority if placement else 0,
+        deduplication_id=placement.deduplication_id if placement else None,
+        queue_partition_key=placement.partition_key if placement else None,
+        delay_until_epoch_ms=placement.delay_until_epoch_ms if placement else None,
+        attributes=_stored_attributes(call),
+        application_name=(placement.application_name if placement else None)
+        or runtime.application_name,
+    )
 
 
 def _version_for(runtime: Runtime, placement: QueuePlacement | None) -> str | None:

@@ -21,6 +21,7 @@ _MAX_CLAIM = 1000  # at most this many workflows started per claim
 
 __all__ = [
     "ClaimLimits",
+    "Claimed",
     "claim",
     "deduplicated_workflow",
     "partitions_with_work",
@@ -97,28 +98,42 @@ def _claim_sql(shared: bool) -> str:
             _room("$12::bigint", _STARTED.format(period="$13::bigint", where=_IN_PARTITION)),
         ]
         limit = f"GREATEST(0, LEAST($5::bigint, {', '.join(rooms)}))"
-    return f"""
-WITH picked AS (
-    SELECT workflow_uuid FROM workflow_status
-    WHERE queue_name = $1 AND status = 'ENQUEUED' {_IN_PARTITION}
+    candidates = f"""queue_name = $1 AND status = 'ENQUEUED' {_IN_PARTITION}
         AND (application_version = $3 OR application_version IS NULL)
-        AND {of_application("$7")}
+        AND {of_application("$7")}"""
+    # ``skipped_locked``: it had room for more, and a candidate it did not take exists (one
+    # another statement held locked for a moment, which FOR UPDATE SKIP LOCKED passes over).
+    # One row always comes back; without a claimed workflow its columns are NULL.
+    return f"""
+WITH allowed AS (
+    SELECT {limit} AS n
+), picked AS (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE {candidates}
     ORDER BY priority, created_at
-    LIMIT {limit}
+    LIMIT (SELECT n FROM allowed)
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE workflow_status AS w
+    SET status = 'PENDING', executor_id = $2, application_version = $3,
+        application_name = COALESCE(w.application_name, $7::text),
+        started_at_epoch_ms = $4, updated_at = $4, recovery_attempts = w.recovery_attempts + 1,
+        workflow_deadline_epoch_ms = CASE
+            WHEN w.workflow_timeout_ms IS NOT NULL AND w.workflow_deadline_epoch_ms IS NULL
+            THEN $4 + w.workflow_timeout_ms ELSE w.workflow_deadline_epoch_ms END
+    FROM picked
+    WHERE w.workflow_uuid = picked.workflow_uuid
+    RETURNING w.*,
+        EXISTS (SELECT 1 FROM operation_outputs AS o WHERE o.workflow_uuid = w.workflow_uuid)
+            AS has_steps
+), skipped AS (
+    SELECT (SELECT count(*) FROM picked) < (SELECT n FROM allowed)
+        AND EXISTS (SELECT 1 FROM workflow_status
+                    WHERE {candidates}
+                        AND workflow_uuid NOT IN (SELECT workflow_uuid FROM picked))
+        AS skipped_locked
 )
-UPDATE workflow_status AS w
-SET status = 'PENDING', executor_id = $2, application_version = $3,
-    application_name = COALESCE(w.application_name, $7::text),
-    started_at_epoch_ms = $4, updated_at = $4, recovery_attempts = w.recovery_attempts + 1,
-    workflow_deadline_epoch_ms = CASE
-        WHEN w.workflow_timeout_ms IS NOT NULL AND w.workflow_deadline_epoch_ms IS NULL
-        THEN $4 + w.workflow_timeout_ms ELSE w.workflow_deadline_epoch_ms END
-FROM picked
-WHERE w.workflow_uuid = picked.workflow_uuid
-RETURNING w.*,
-    EXISTS (SELECT 1 FROM operation_outputs AS o WHERE o.workflow_uuid = w.workflow_uuid)
-        AS has_steps
+SELECT claimed.*, skipped.skipped_locked FROM skipped LEFT JOIN claimed ON true
 """
 
 
@@ -131,6 +146,15 @@ def _lock_key(queue_name: str, partition_key: str | None) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a claim took, and whether it passed over a candidate locked at that moment (a
+    claim soon after may take it)."""
+
+    rows: list[asyncpg.Record]
+    skipped_locked: bool = False
+
+
 async def claim(
     db: Database,
     queue_name: str,
@@ -139,7 +163,7 @@ async def claim(
     limits: ClaimLimits,
     partition_key: str | None = None,
     application: str | None = None,
-) -> list[asyncpg.Record]:
+) -> Claimed:
     """Move up to the allowed number of ``ENQUEUED`` rows to ``PENDING`` for this executor.
 
     With shared limits the claim holds a transaction-scoped advisory lock (the queue's when a
@@ -147,11 +171,11 @@ async def claim(
     free room: the second counts after the first has committed.
     """
     if limits.local_capacity <= 0:
-        return []
+        return Claimed([])
     now = now_ms()
     local = (queue_name, executor_id, app_version, now, min(limits.local_capacity, _MAX_CLAIM))
     if not limits.shared:
-        return await db.fetch(_CLAIM_LOCAL, *local, partition_key, application)
+        return _claimed(await db.fetch(_CLAIM_LOCAL, *local, partition_key, application))
     args = (
         *local,
         partition_key,
@@ -179,7 +203,12 @@ async def claim(
             raise
         return list(rows)
 
-    return await db.run(claim_under_lock)
+    return _claimed(await db.run(claim_under_lock))
+
+
+def _claimed(rows: list[asyncpg.Record]) -> Claimed:
+    skipped = bool(rows and rows[0]["skipped_locked"])
+    return Claimed([row for row in rows if row["workflow_uuid"] is not None], skipped)
 
 
 async def partitions_with_work(db: Database, queue_name: str) -> list[str]:

@@ -28,6 +28,7 @@ from dbos_async._core._registry import default_registry
 from dbos_async.error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSInitializationError,
+    DBOSQueueDeduplicatedError,
     DBOSQueueNotFoundError,
 )
 from tests.waypoints import Waypoints
@@ -209,3 +210,120 @@ async def test_a_client_needs_a_migrated_database(admin_url: str) -> None:
 def test_a_client_that_cannot_check_its_database_leaves_nothing_open(admin_url: str) -> None:
     with pytest.raises(DBOSInitializationError, match="no dbos_async tables"):
         DBOSClient(admin_url, dbos_system_schema="nothing_here")  # checks at once, then closes
+
+
+# In the caller's own transaction ---------------------------------------------------------------
+
+
+@DBOS.workflow()
+async def cl_receive() -> Any:
+    return await DBOS.recv_async("outbox", timeout_seconds=30)
+
+
+async def _exists(database_url: str, workflow_id: str) -> bool:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = $1)",
+                workflow_id,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+class _Rollback(Exception):
+    pass
+
+
+async def test_enqueue_in_an_asyncpg_transaction_commits_or_rolls_back_with_it(
+    client: DBOSClient, database_url: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(_Rollback):
+            async with conn.transaction():
+                await client.enqueue_in_transaction_async(
+                    conn, _options("cl_double", workflow_id="tx-rolled-back"), 1
+                )
+                raise _Rollback
+        assert not await _exists(database_url, "tx-rolled-back")
+        async with conn.transaction():
+            handle = await client.enqueue_in_transaction_async(
+                conn, _options("cl_double", workflow_id="tx-committed", deduplication_id="d"), 2
+            )
+            assert not await _exists(database_url, "tx-committed")  # not before the commit
+        assert await handle.get_result() == 4
+        with pytest.raises(DBOSInvalidArgumentError, match="not in a transaction"):
+            await client.enqueue_in_transaction_async(conn, _options("cl_double"), 3)
+        blocker = await client.enqueue_async(
+            _options("cl_blocked", workflow_id="tx-holder", deduplication_id="taken")
+        )
+        await waypoints.reached("blocked")
+        with pytest.raises(DBOSQueueDeduplicatedError):
+            async with conn.transaction():
+                await client.enqueue_in_transaction_async(
+                    conn, _options("cl_double", deduplication_id="taken"), 5
+                )
+        waypoints.gate("blocked").set()
+        assert await blocker.get_result() == "released"
+    finally:
+        await conn.close()
+
+
+async def test_send_in_an_asyncpg_transaction(client: DBOSClient, database_url: str) -> None:
+    receiver = await client.enqueue_async(_options("cl_receive", workflow_id="tx-receiver"))
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(_Rollback):
+            async with conn.transaction():
+                await client.send_in_transaction_async(conn, "tx-receiver", "lost", "outbox")
+                raise _Rollback
+        async with conn.transaction():
+            await client.send_in_transaction_async(conn, "tx-receiver", "kept", "outbox")
+        assert await receiver.get_result() == "kept"
+        with pytest.raises(DBOSNonExistentWorkflowError):
+            async with conn.transaction():
+                await client.send_bulk_in_transaction_async(
+                    conn, [SendMessage("tx-nobody", 1, "outbox")]
+                )
+    finally:
+        await conn.close()
+
+
+async def test_enqueue_in_an_async_sqlalchemy_transaction(
+    client: DBOSClient, database_url: str
+) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.begin() as conn:
+            handle = await client.enqueue_in_transaction_async(conn, _options("cl_double"), 6)
+        assert await handle.get_result() == 12
+    finally:
+        await engine.dispose()
+
+
+def test_enqueue_and_send_in_a_sqlalchemy_session(dbos_sync: type[DBOS], database_url: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with DBOSClient(database_url, application_name="test-app") as client:
+            with Session(engine) as session, session.begin():
+                handle = client.enqueue_in_transaction(session, _options("cl_double"), 7)
+                receiver = client.enqueue_in_transaction(session, _options("cl_receive"))
+                client.send_in_transaction(
+                    session, receiver.workflow_id, "from a session", "outbox"
+                )
+            assert handle.get_result() == 14
+            assert receiver.get_result() == "from a session"
+            with pytest.raises(_Rollback), Session(engine) as session, session.begin():
+                rolled = client.enqueue_in_transaction(session, _options("cl_double"), 8)
+                raise _Rollback
+            assert client.list_workflows(workflow_ids=[rolled.workflow_id]) == []
+    finally:
+        engine.dispose()
