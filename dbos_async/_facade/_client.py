@@ -38,7 +38,7 @@ from .._core._registry import Registry
 from .._core._runtime import Runtime
 from .._core._sync import LoopThread, ensure_not_in_loop
 from .._core._validation import check_id
-from .._features import _listing, _management, _messaging, _queue_admin, _streams
+from .._features import _applications, _listing, _management, _messaging, _queue_admin, _streams
 from .._features._enqueue import placed_row
 from .._features._enqueue_by_name import EnqueueOptions, enqueue_by_options, prepare_by_options
 from .._features._forks import fork_workflow, rewind_workflow
@@ -622,6 +622,11 @@ class DBOSClient:
     list_queues = _blocking_form(_queue_admin.list_queues)
     delete_queue_async = _client_form(_queue_admin.delete_queue)
     delete_queue = _blocking_form(_queue_admin.delete_queue)
+
+    # Applications ------------------------------------------------------------------------------
+
+    rename_application_async = _client_form(_applications.rename_application)
+    rename_application = _blocking_form(_applications.rename_application)
 
 
 async def _awaiting(call: Callable[[], Awaitable[T]]) -> T:

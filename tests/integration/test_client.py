@@ -327,3 +327,32 @@ def test_enqueue_and_send_in_a_sqlalchemy_session(dbos_sync: type[DBOS], databas
             assert client.list_workflows(workflow_ids=[rolled.workflow_id]) == []
     finally:
         engine.dispose()
+
+
+async def test_rename_application_moves_its_rows(client: DBOSClient, database_url: str) -> None:
+    first = await client.enqueue_async(_options("cl_double"), 1)
+    await first.get_result()
+    second = await client.enqueue_async(_options("cl_double"), 2)
+    await second.get_result()
+    await client.register_queue_async("client_renamed_queue")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "UPDATE dbos.workflow_status SET application_name = NULL WHERE workflow_uuid = $1",
+            second.workflow_id,
+        )
+    finally:
+        await conn.close()
+    moved = await client.rename_application_async("test-app", "shop", batch_size=1)
+    assert (moved["workflows"], moved["queues"]) == (1, 1)
+    in_shop = await client.list_workflows_async(application_name="shop")
+    assert {s.workflow_id for s in in_shop} == {first.workflow_id, second.workflow_id}
+    adopted = await client.rename_application_async(None, "shop", adopt_unclaimed_rows=True)
+    assert adopted["workflows"] == 1
+    [status] = await client.list_workflows_async(
+        workflow_ids=[second.workflow_id], application_name="shop"
+    )
+    assert status.application_name == "shop"
+    with pytest.raises(DBOSInvalidArgumentError, match="adopt_unclaimed_rows"):
+        await client.rename_application_async(None, "shop")
+    await client.rename_application_async("shop", "test-app")
