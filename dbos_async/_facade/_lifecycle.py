@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core._config import DBOSConfig, ResolvedConfig, resolve_config
 from .._core._errors import DBOSInitializationError, DBOSInvalidArgumentError
@@ -16,7 +16,6 @@ from .._core._registry import default_registry
 from .._core._runtime import Runtime, set_current_runtime
 from .._core._sync import LoopThread, before_threads_join
 from .._core._validation import check_number
-from .._engine import Engine
 from .._setup import (
     configure_logging,
     reset_system_database,
@@ -25,6 +24,9 @@ from .._setup import (
     system_database_url,
 )
 from ._base import FacadeBase, classproperty
+
+if TYPE_CHECKING:
+    from .._engine import Engine  # imported when launching: a client never loads the engine
 
 __all__ = ["LifecycleAPI"]
 
@@ -100,6 +102,8 @@ class LifecycleAPI(FacadeBase):
             config = resolve_config(None)
             configure_logging(config.log_level)
             cls._config = config
+        from .._engine import Engine
+
         engine = Engine(config, default_registry, cls._listening)
         await engine.start(await system_database_url(config))
         return engine

@@ -22,7 +22,7 @@ from .._features._decorators import (
 )
 from .._features._handles import WorkflowHandle, WorkflowHandleAsync, read_status, wait_first
 from .._features._reservations import reserve_step
-from .._features._scheduler import scheduled
+from .._features._scheduled import scheduled
 from .._features._step import checkpointed
 from .._features._workflow import start_workflow, wait_result
 from ._base import FacadeBase

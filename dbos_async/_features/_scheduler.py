@@ -1,4 +1,4 @@
-"""Cron schedules: ``@DBOS.scheduled(cron)`` and the scheduler that enqueues each tick once.
+"""The scheduler of ``@DBOS.scheduled`` workflows (``_scheduled.py``): it enqueues each tick once.
 
 Every process running the app runs the scheduler. Each tick is enqueued on the internal queue
 under the workflow ID ``sched-<name>-<tick time>``, so however many processes see the tick, the
@@ -11,71 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from croniter import croniter
-
-from .._core._errors import DBOSException, DBOSInvalidArgumentError
-from .._core._registry import WorkflowInfo, default_registry
+from .._core._errors import DBOSException
 from .._core._roles import Auth
 from .._sysdb._supervisor import cancel_and_wait, supervise
-from ._decorators import workflow_info
+from ._scheduled import Schedule
 from ._workflow import Invocation, QueuePlacement, WorkflowCall
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime
 
-__all__ = ["Schedule", "Scheduler", "scheduled"]
+__all__ = ["Scheduler"]
 
 logger = logging.getLogger("dbos_async")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MAX_SLEEP = 1.0  # re-read the registry this often: schedules may be declared after launch
-
-
-def _parse(cron: str) -> bool:
-    """Validate ``cron``; return whether it has a leading seconds field."""
-    if not isinstance(cron, str):
-        raise DBOSInvalidArgumentError(f"A cron schedule must be a string, got {cron!r}")
-    with_seconds = len(cron.split()) == 6
-    if not croniter.is_valid(cron, second_at_beginning=with_seconds):
-        raise DBOSInvalidArgumentError(f"Invalid cron schedule: {cron!r}")
-    return with_seconds
-
-
-@dataclass(slots=True)
-class Schedule:
-    """A workflow and the cron expression that starts it."""
-
-    info: WorkflowInfo
-    cron: str
-    with_seconds: bool = False
-
-    def next_after(self, moment: datetime) -> datetime:
-        """The first tick strictly after ``moment``."""
-        tick: datetime = croniter(
-            self.cron, moment, second_at_beginning=self.with_seconds
-        ).get_next(datetime)
-        return tick
-
-
-def scheduled(cron: str) -> Callable[[F], F]:
-    """Run the decorated workflow on a cron schedule (5 fields, or 6 with seconds first).
-
-    The workflow takes ``(scheduled_time: datetime, actual_time: datetime)``. Each tick runs
-    exactly once, however many processes run the app.
-    """
-    with_seconds = _parse(cron)
-
-    def decorate(func: F) -> F:
-        info = workflow_info(func)
-        default_registry.schedules[info.name] = Schedule(info, cron, with_seconds)
-        return func
-
-    return decorate
 
 
 class Scheduler:
