@@ -26,6 +26,8 @@ from ._core._tracing import PropagateOtelContext
 from ._dbos import DBOS
 from ._facade._client import DBOSClient
 from ._features._arg_validation import make_pydantic_args_validator, pydantic_args_validator
+from ._features._datasource_async import AsyncSQLAlchemyDatasource
+from ._features._datasource_sync import SQLAlchemyDatasource
 from ._features._decorators import StepOptions
 from ._features._enqueue import DuplicationPolicy, SetEnqueueOptions
 from ._features._enqueue_by_name import EnqueueOptions
@@ -33,6 +35,7 @@ from ._features._handles import WorkflowHandle, WorkflowHandleAsync
 from ._features._messaging import SendMessage
 from ._features._queue import Queue
 from ._features._reservations import StepReservation
+from ._features._transactions import DatasourceOptions
 from ._setup import run_dbos_database_migrations
 from .error import (
     DBOSAwaitedWorkflowCancelledError,
@@ -69,6 +72,7 @@ from .error import (
 )
 
 __all__ = [
+    "AsyncSQLAlchemyDatasource",
     "DBOS",
     "DBOSAwaitedWorkflowCancelledError",
     "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
@@ -106,12 +110,14 @@ __all__ = [
     "DBOSWorkflowConflictIDError",
     "DBOSWorkflowFunctionNotFoundError",
     "DBOSWorkflowIDInUseError",
+    "DatasourceOptions",
     "DuplicationPolicy",
     "EnqueueOptions",
     "MaxRecoveryAttemptsExceededError",
     "PortableWorkflowError",
     "PropagateOtelContext",
     "Queue",
+    "SQLAlchemyDatasource",
     "SendMessage",
     "Serializer",
     "SetEnqueueOptions",

@@ -17,6 +17,7 @@ import asyncpg
 from ._core._config import ResolvedConfig
 from ._core._registry import Registry
 from ._core._runtime import Runtime
+from ._features._app_database import AppDatabase
 from ._features._dispatcher import Dispatcher
 from ._features._enqueue import INTERNAL_QUEUE
 from ._features._heartbeat import Heartbeat
@@ -68,6 +69,10 @@ class Engine:
         notifier = self._notifier(db)
         runtime.open(db, notifier)
         await notifier.start()
+        if config.application_database_url is not None:
+            app_database = AppDatabase(config.application_database_url, config.db_engine_kwargs)
+            await app_database.open()
+            runtime.app_database = app_database
         if INTERNAL_QUEUE not in runtime.registry.queues:
             Queue(INTERNAL_QUEUE, polling_interval_sec=_INTERNAL_QUEUE_POLL_SECONDS)
         dispatcher = Dispatcher(runtime, self._listening)
@@ -136,4 +141,6 @@ class Engine:
         if self._heartbeat is not None:  # beating until here, or others would adopt them
             await self._heartbeat.stop()
         await self.runtime.stop_workflows()
+        if self.runtime.app_database is not None:
+            await self.runtime.app_database.close()
         await self.runtime.close()

@@ -16,6 +16,7 @@ from ._core._config import ResolvedConfig
 from ._core._errors import DBOSInvalidArgumentError
 from ._embedded import embedded_database_url
 from ._sysdb import drop_database, migrate_database, truncate_database
+from ._sysdb._urls import database_name, normalize_url, with_database
 
 __all__ = [
     "configure_logging",
@@ -48,9 +49,13 @@ def run_detached(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def system_database_url(config: ResolvedConfig) -> str:
-    """The configured system database URL, else a database on the embedded Postgres."""
+    """The configured system database URL; else, beside a configured application database,
+    ``<its name>_dbos_sys`` on the same server; else a database on the embedded Postgres."""
     if config.system_database_url is not None:
         return config.system_database_url
+    if config.application_database_url is not None:
+        app_url = normalize_url(config.application_database_url)
+        return with_database(app_url, database_name(app_url) + "_dbos_sys")
     server_url = await asyncio.to_thread(embedded_database_url)
     prefix, _, query = server_url.partition("?")
     base = prefix.rsplit("/", 1)[0]

@@ -79,10 +79,7 @@ class DBOSConfig(TypedDict, total=False):
 # Keys DBOS documents that this engine does not act on (yet): accepted with a warning.
 _WITHOUT_EFFECT = frozenset(
     {
-        "application_database_url",
-        "database_url",
         "sys_db_polling_concurrency",
-        "db_engine_kwargs",
         "system_database_engine",
         "use_listen_notify",
         "run_migrations",
@@ -143,6 +140,10 @@ class ResolvedConfig:
     """Seconds without a heartbeat after which another executor adopts an executor's work."""
     application_name: str | None = None
     """The application this process works for in a system database several share (None: all)."""
+    application_database_url: str | None = None
+    """The database ``@DBOS.transaction`` writes to (None: transactions are unavailable)."""
+    db_engine_kwargs: dict[str, Any] | None = None
+    """SQLAlchemy engine arguments for the application database."""
 
 
 def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
@@ -207,6 +208,12 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
     log_level = str(config.get("log_level") or "INFO").upper()
     if log_level not in logging.getLevelNamesMapping():
         raise DBOSConfigurationError(f"log_level {log_level!r} is not a logging level")
+    app_url = config.get("application_database_url") or config.get("database_url") or None
+    if app_url is not None and not isinstance(app_url, str):
+        raise DBOSConfigurationError(f"application_database_url must be a string, got {app_url!r}")
+    engine_kwargs = config.get("db_engine_kwargs")
+    if engine_kwargs is not None and not isinstance(engine_kwargs, dict):
+        raise DBOSConfigurationError(f"db_engine_kwargs must be a dict, got {engine_kwargs!r}")
     return ResolvedConfig(
         name=name,
         system_database_url=url,
@@ -225,4 +232,6 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
         heartbeat_interval=heartbeat_interval,
         adoption_timeout=adoption_timeout,
         application_name=application_name,
+        application_database_url=app_url,
+        db_engine_kwargs=engine_kwargs,
     )

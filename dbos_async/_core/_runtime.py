@@ -86,6 +86,9 @@ class Runtime:
         self._notifier: Notifier | None = None
         self._dispatcher: QueueWaker | None = None
         self.queues = QueueCatalog(registry.queues)
+        self.app_database: Any = None
+        """The application database ``@DBOS.transaction`` uses (an ``AppDatabase``), if
+        ``application_database_url`` is configured."""
         # Threads still running a workflow's sync code (a cancelled workflow's thread runs on
         # until its code returns), and who waits for them to be done.
         self.threads_running: dict[str, int] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._core._context import (
     StepStatus,
@@ -16,6 +16,7 @@ from .._core._context import (
 from .._core._request import Request
 from .._core._runtime import current_runtime
 from .._core._tracing import current_span, tracer
+from .._features._transactions import current_transaction
 from ._base import FacadeBase, classproperty
 
 if TYPE_CHECKING:
@@ -89,6 +90,19 @@ class ContextAPI(FacadeBase):
     def tracer(cls) -> Tracer:
         """The OpenTelemetry tracer dbos_async's spans come from, for spans of your own."""
         return tracer()
+
+    @classproperty
+    def sql_session(cls) -> Any:
+        """Inside a transaction, its SQLAlchemy session: a ``Session`` in a plain function, an
+        ``AsyncSession`` in an ``async def``. Elsewhere :class:`DBOSException`."""
+        return current_transaction("DBOS.sql_session").session
+
+    @classproperty
+    def sql_connection(cls) -> Any:
+        """Inside a transaction, its driver connection: an ``asyncpg.Connection`` in an
+        ``async def`` (the lean path: no ORM), a ``psycopg.Connection`` in a plain function.
+        Its statements are part of the transaction; do not commit or close it."""
+        return current_transaction("DBOS.sql_connection").connection
 
     @classmethod
     def set_authentication(

@@ -10,6 +10,7 @@ from .._core._errors import DBOSNonExistentWorkflowError
 from .._core._roles import default_required_roles, required_roles
 from .._core._status import WorkflowStatus
 from .._core._validation import check_id
+from .._features._app_database import transaction
 from .._features._decorators import (
     bound_arguments,
     dbos_class,
@@ -35,6 +36,7 @@ class WorkflowAPI(FacadeBase):
 
     workflow = staticmethod(workflow)
     step = staticmethod(step)
+    transaction = staticmethod(transaction)
     dbos_class = staticmethod(dbos_class)
     required_roles = staticmethod(required_roles)
     default_required_roles = staticmethod(default_required_roles)

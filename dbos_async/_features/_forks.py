@@ -27,6 +27,7 @@ from .._sysdb._workflows import get_workflow
 from ._enqueue import INTERNAL_QUEUE, check_queue
 from ._handles import WorkflowHandleAsync
 from ._management import managed
+from ._transactions import delete_transaction_outputs
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime
@@ -128,6 +129,10 @@ async def _rewind(
     application_version: str | None,
 ) -> str:
     await check_queue(runtime, queue_name, partition_key)
+    row = await get_workflow(runtime.db, workflow_id)
+    if row is not None and row["status"] in _FINAL:
+        # Before the row is back on its queue: the rewound transactions must run again.
+        await delete_transaction_outputs([workflow_id], start_step)
     before = await rewind_workflow_row(
         runtime.db,
         workflow_id,

@@ -27,6 +27,7 @@ from .._sysdb._notify import WORKFLOW_DONE
 from ._enqueue import INTERNAL_QUEUE, queue_settings
 from ._handles import WorkflowHandleAsync
 from ._step import checkpointed
+from ._transactions import delete_transaction_outputs
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime
@@ -157,6 +158,7 @@ async def _delete(runtime: Runtime, workflow_ids: list[str], delete_children: bo
     for deleted_id in deleted:
         # Waiters here re-read the row and learn it no longer exists.
         runtime.notifier.notify_local(WORKFLOW_DONE, deleted_id)
+    await delete_transaction_outputs(deleted)
 
 
 def delete_workflows(

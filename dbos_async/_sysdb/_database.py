@@ -32,6 +32,7 @@ __all__ = [
     "Database",
     "check_migrated",
     "connect_database",
+    "create_database_if_missing",
     "drop_database",
     "migrate_database",
     "truncate_database",
@@ -239,7 +240,8 @@ async def check_migrated(db: Database) -> None:
         ) from error
 
 
-async def _create_database_if_missing(url: str) -> None:
+async def create_database_if_missing(url: str) -> None:
+    """Create the database ``url`` names unless it exists."""
     name = database_name(url)
     try:
         conn = await asyncpg.connect(url, timeout=_CONNECT_SECONDS)
@@ -333,7 +335,7 @@ async def connect_database(
 
 async def _open_pool(url: str, schema: str, pool_size: int, migrate: bool) -> asyncpg.Pool:
     if migrate:
-        await _create_database_if_missing(url)
+        await create_database_if_missing(url)
         conn = await asyncpg.connect(url, timeout=_CONNECT_SECONDS)
         try:
             await _migrate(conn, schema)

@@ -273,6 +273,7 @@ EVERY_KEY: dict[str, Any] = {
 EFFECTIVE = {
     "name",
     "system_database_url",
+    "db_engine_kwargs",
     "sys_db_pool_size",
     "log_level",
     "application_version",

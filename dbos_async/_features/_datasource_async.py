@@ -1,0 +1,318 @@
+"""``AsyncSQLAlchemyDatasource``: exactly-once transactions over asyncpg, on the event loop.
+
+Each transaction checks out one connection of the datasource's SQLAlchemy ``AsyncEngine`` and
+runs ``BEGIN``, the function, the output row and ``COMMIT`` on its asyncpg connection directly;
+the connection is used in SQLAlchemy's ``AUTOCOMMIT`` mode, so SQLAlchemy sends no transaction
+control of its own and an ``AsyncSession`` (made only if the function asks for one) runs its
+statements inside the same transaction. Inside the function, ``ds.sql_session()`` (or
+``DBOS.sql_session``) is that session and ``DBOS.sql_connection`` the asyncpg connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+from .._core._errors import DBOSInvalidArgumentError
+from .._core._serialization import Codec, as_bytes_serializer
+from .._sysdb._app_outputs import OutputsTable
+from .._sysdb._retry import is_connection_lost
+from ._datasource_setup import engine_kwargs_with_defaults, migrate_outputs, sqlalchemy_url
+from ._decorators import mark_coroutine_function
+from ._transactions import (
+    CONFLICT,
+    Attempt,
+    CommitOutcomeUnknown,
+    IsolationLevel,
+    OutputKey,
+    Ran,
+    TransactionSettings,
+    current_transaction,
+    enter_transaction,
+    leave_transaction,
+    missing_extra,
+    register_datasource,
+    transaction_call,
+    unregister_datasource,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+__all__ = ["AsyncSQLAlchemyDatasource"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ASYNCPG_ISOLATION = {
+    "SERIALIZABLE": "serializable",
+    "REPEATABLE READ": "repeatable_read",
+    "READ COMMITTED": "read_committed",
+}
+
+
+class _AsyncTransaction:
+    """The transaction an async datasource's function runs in (see ``TransactionScope``)."""
+
+    def __init__(
+        self, conn: AsyncConnection, driver: asyncpg.Connection, factory: Callable[..., Any]
+    ) -> None:
+        self._conn = conn
+        self._driver = driver
+        self._factory = factory
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self._factory(bind=self._conn)
+        return self._session
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        return self._driver
+
+    async def flush(self) -> None:
+        if self._session is not None:
+            await self._session.flush()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class AsyncSQLAlchemyDatasource:
+    """An application database for async transactions that run exactly once in workflows.
+
+    Create it with ``await AsyncSQLAlchemyDatasource.create(url)``; decorate ``async def``
+    functions with ``@ds.transaction()``, or call ``await ds.run_tx_step_async(None, f, ...)``.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        schema: str | None = None,
+        serializer: Any = None,
+        sessionmaker: Callable[..., Any] | None = None,
+    ) -> None:
+        if engine.dialect.name != "postgresql" or engine.dialect.driver != "asyncpg":
+            raise DBOSInvalidArgumentError(
+                "AsyncSQLAlchemyDatasource needs an asyncpg engine (postgresql+asyncpg://), "
+                f"got {engine.dialect.name}+{engine.dialect.driver}"
+            )
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        self.engine = engine
+        self.schema = schema or "dbos"
+        self.codec = Codec(as_bytes_serializer(serializer)) if serializer is not None else None
+        self._table = OutputsTable(self.schema)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._factory: Callable[..., Any] = sessionmaker or AsyncSession
+        register_datasource(self)
+
+    @staticmethod
+    async def create(
+        database_url: str,
+        engine_kwargs: dict[str, Any] | None = None,
+        engine: AsyncEngine | None = None,
+        schema: str | None = None,
+        serializer: Any = None,
+        sessionmaker: Callable[..., Any] | None = None,
+        run_migrations: bool = True,
+    ) -> AsyncSQLAlchemyDatasource:
+        """A datasource over ``database_url`` (or ``engine``), its outputs table created or
+        upgraded (checked only, with ``run_migrations=False``)."""
+        try:
+            from sqlalchemy.ext.asyncio import create_async_engine
+        except ImportError:
+            raise missing_extra("AsyncSQLAlchemyDatasource") from None
+        if engine is None:
+            engine = create_async_engine(
+                sqlalchemy_url(database_url, "asyncpg"),
+                **engine_kwargs_with_defaults(engine_kwargs),
+            )
+        datasource = AsyncSQLAlchemyDatasource(
+            engine, schema=schema, serializer=serializer, sessionmaker=sessionmaker
+        )
+        if run_migrations:
+            await datasource.run_migrations()
+        else:
+            await datasource.verify_migrations()
+        return datasource
+
+    @staticmethod
+    def migrate(
+        database_url: str, *, schema: str | None = None, application_role: str | None = None
+    ) -> None:
+        """Create or upgrade the outputs table in ``database_url`` (from sync code, e.g. a
+        deployment script); with ``application_role``, let that role use it."""
+        migrate_outputs(database_url, schema, application_role)
+
+    async def run_migrations(self) -> None:
+        """Create or upgrade the outputs table."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self._table.migrate_sync)
+
+    async def verify_migrations(self) -> None:
+        """Check that the outputs table is up to date, else :class:`DBOSInvalidArgumentError`."""
+        async with self.engine.connect() as conn:
+            missing = await conn.run_sync(self._table.missing_migrations)
+        if missing:
+            raise DBOSInvalidArgumentError(
+                f"The datasource's outputs table ({self.schema}.transaction_outputs) is not "
+                "migrated: run AsyncSQLAlchemyDatasource.migrate(url) or create it with "
+                "run_migrations=True"
+            )
+
+    async def dispose(self) -> None:
+        """Close the engine's connections; the datasource is not used again."""
+        unregister_datasource(self)
+        await self.engine.dispose()
+
+    @overload
+    def transaction(self, func: F, /) -> F: ...
+
+    @overload
+    def transaction(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        isolation_level: IsolationLevel = "SERIALIZABLE",
+    ) -> Callable[[F], F]: ...
+
+    def transaction(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        isolation_level: IsolationLevel = "SERIALIZABLE",
+    ) -> F | Callable[[F], F]:
+        """Make an ``async def`` a transaction: its writes and its recorded output commit
+        together, so inside a workflow it runs exactly once."""
+        TransactionSettings(name or "transaction", isolation_level)  # reject bad options now
+
+        def decorate(f: F) -> F:
+            if not inspect.iscoroutinefunction(f):
+                raise DBOSInvalidArgumentError(
+                    f"AsyncSQLAlchemyDatasource.transaction needs an async def; "
+                    f"{f.__qualname__} is sync (use SQLAlchemyDatasource)"
+                )
+            settings = TransactionSettings(name or f.__qualname__, isolation_level)
+
+            @functools.wraps(f)
+            def wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+                return transaction_call(self, settings, f, args, kwargs)
+
+            return cast(F, mark_coroutine_function(wrapper))
+
+        return decorate(func) if func is not None else decorate
+
+    def run_tx_step_async(
+        self,
+        ds_options: Any,
+        func: Callable[..., Coroutine[Any, Any, Any]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, Any]:
+        """Run ``func`` (an ``async def``) as a transaction, with ``ds_options``
+        (``{"name": ..., "isolation_level": ...}``)."""
+        settings = TransactionSettings.of(ds_options, func)
+        if not inspect.iscoroutinefunction(func):
+            raise DBOSInvalidArgumentError(f"{settings.name} must be an async def")
+        return transaction_call(self, settings, func, args, kwargs)
+
+    def sql_session(self) -> AsyncSession:
+        """The ``AsyncSession`` of the transaction running here."""
+        scope = current_transaction("AsyncSQLAlchemyDatasource.sql_session()")
+        if not isinstance(scope, _AsyncTransaction):
+            raise DBOSInvalidArgumentError("sql_session(): this is a sync transaction")
+        return scope.session
+
+    # The transaction loop's side -----------------------------------------------------------
+
+    async def attempt(
+        self,
+        settings: TransactionSettings,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key: OutputKey | None,
+    ) -> Attempt:
+        async with self._autocommit.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            transaction = driver.transaction(isolation=_ASYNCPG_ISOLATION[settings.isolation_level])
+            await transaction.start()
+            scope = _AsyncTransaction(conn, driver, self._factory)
+            try:
+                return await self._run(transaction, scope, func, args, kwargs, key)
+            except BaseException as error:
+                await _abandon(conn, driver, transaction, clean=isinstance(error, Exception))
+                raise
+            finally:
+                await scope.close()
+
+    async def _run(
+        self,
+        transaction: Any,
+        scope: _AsyncTransaction,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key: OutputKey | None,
+    ) -> Attempt:
+        driver = scope.connection
+        if key is not None and key.check_first:
+            stored = await self._table.read(driver, key.workflow_id, key.function_id)
+            if stored is not None:
+                await transaction.rollback()
+                return stored
+        token = enter_transaction(scope)
+        try:
+            value = await func(*args, **kwargs)
+        finally:
+            leave_transaction(token)
+        await scope.flush()
+        if key is not None:
+            recorded = await self._table.record(
+                driver, key.workflow_id, key.function_id, key.codec.dumps(value), key.codec.name
+            )
+            if not recorded:
+                await transaction.rollback()
+                return CONFLICT
+        try:
+            await transaction.commit()
+        except Exception as error:
+            if is_connection_lost(error):
+                raise CommitOutcomeUnknown(str(error)) from error
+            raise
+        return Ran(value)
+
+    async def delete_outputs(self, workflow_ids: Sequence[str], from_function_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self._table.delete_sync, workflow_ids, from_function_id)
+
+    def __repr__(self) -> str:
+        return f"AsyncSQLAlchemyDatasource({self.engine.url!r})"
+
+
+async def _abandon(
+    conn: AsyncConnection, driver: asyncpg.Connection, transaction: Any, *, clean: bool
+) -> None:
+    """Leave no transaction open on a connection going back to the pool: roll back, or drop
+    the connection when that is not safe (cancelled mid-statement, or the rollback failed)."""
+    if not driver.is_closed() and not driver.is_in_transaction():
+        return
+    if clean and not driver.is_closed():
+        try:
+            await transaction.rollback()
+            return
+        except Exception:
+            pass
+    await conn.invalidate()
