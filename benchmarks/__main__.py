@@ -10,9 +10,9 @@ for example, with DBOS Transact installed in a virtual environment of its own::
     .venv-dbos/bin/pip install -e ".[bench]"   # dbos==3.4.0, and dbos_async for _common.py
     .venv/bin/python -m benchmarks --dbos-python .venv-dbos/bin/python --out /tmp/bench.json
 
-It runs ``benchmarks.workflows``, ``benchmarks.queues``, ``benchmarks.messaging`` and
-``benchmarks.client`` one after the other, each in a subprocess of its own (so the ``DBOS``
-singletons of two runs never meet), first with ``--impl dbos_async`` (in this interpreter),
+It runs ``benchmarks.workflows``, ``benchmarks.queues``, ``benchmarks.messaging``,
+``benchmarks.transactions`` and ``benchmarks.client`` one after the other, each in a
+subprocess of its own (so the ``DBOS`` singletons of two runs never meet), first with ``--impl dbos_async`` (in this interpreter),
 then, if ``import dbos`` works in the interpreter given by ``--dbos-python`` (by default this
 one), with ``--impl dbos`` in that interpreter; ``benchmarks.client`` runs for dbos_async only
 (DBOS Transact's ``DBOSClient`` polls for results once a second: nothing like-for-like).
@@ -61,7 +61,7 @@ from benchmarks._common import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ("workflows", "queues", "messaging", "client")
+SCRIPTS = ("workflows", "queues", "messaging", "transactions", "client")
 OURS_ONLY = frozenset({"client"})  # never run with --impl dbos
 OURS, DBOS = "dbos_async", "dbos"
 LOAD_SAMPLE_S = 5.0

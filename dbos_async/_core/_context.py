@@ -76,9 +76,6 @@ class WorkflowContext:
     """The format the workflow's row records (None: the configured one): its output and error
     are written in it, and so are the values it sends, sets and writes unless told otherwise."""
     blocking_calls: set[concurrent.futures.Future[Any]] = field(default_factory=set)
-    first_execution: bool = False
-    """Whether this is the workflow's first execution (its row was just written by this start):
-    no earlier execution can have committed anything for it."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def reserve_function_id(self) -> int:

@@ -46,12 +46,6 @@ __all__ = ["AsyncSQLAlchemyDatasource"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_ASYNCPG_ISOLATION = {
-    "SERIALIZABLE": "serializable",
-    "REPEATABLE READ": "repeatable_read",
-    "READ COMMITTED": "read_committed",
-}
-
 
 class _AsyncTransaction:
     """The transaction an async datasource's function runs in (see ``TransactionScope``)."""
@@ -247,52 +241,61 @@ class AsyncSQLAlchemyDatasource:
         async with self._autocommit.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None
-            transaction = driver.transaction(isolation=_ASYNCPG_ISOLATION[settings.isolation_level])
-            await transaction.start()
+            where = (key.workflow_id, key.function_id) if key is not None else None
+            if not await self._table.begin(driver, settings.isolation_level, where):
+                assert where is not None
+                return await self._table.read(driver, *where) or CONFLICT
             scope = _AsyncTransaction(conn, driver, self._factory)
             try:
-                return await self._run(transaction, scope, func, args, kwargs, key)
+                return await self._run(scope, func, args, kwargs, key)
             except BaseException as error:
-                await _abandon(conn, driver, transaction, clean=isinstance(error, Exception))
+                await self._abandon(conn, driver, clean=isinstance(error, Exception))
                 raise
             finally:
                 await scope.close()
 
     async def _run(
         self,
-        transaction: Any,
         scope: _AsyncTransaction,
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         key: OutputKey | None,
-    ) -> Attempt:
-        driver = scope.connection
-        if key is not None and key.check_first:
-            stored = await self._table.read(driver, key.workflow_id, key.function_id)
-            if stored is not None:
-                await transaction.rollback()
-                return stored
+    ) -> Ran:
         token = enter_transaction(scope)
         try:
             value = await func(*args, **kwargs)
         finally:
             leave_transaction(token)
         await scope.flush()
-        if key is not None:
-            recorded = await self._table.record(
-                driver, key.workflow_id, key.function_id, key.codec.dumps(value), key.codec.name
-            )
-            if not recorded:
-                await transaction.rollback()
-                return CONFLICT
         try:
-            await transaction.commit()
+            if key is None:
+                await self._table.commit(scope.connection, None)
+            else:
+                output = key.codec.dumps(value)
+                where = (key.workflow_id, key.function_id)
+                await self._table.commit(scope.connection, where, output, key.codec.name)
         except Exception as error:
             if is_connection_lost(error):
                 raise CommitOutcomeUnknown(str(error)) from error
             raise
         return Ran(value)
+
+    async def _abandon(
+        self, conn: AsyncConnection, driver: asyncpg.Connection, *, clean: bool
+    ) -> None:
+        """Leave no transaction open on a connection going back to the pool: roll back, or
+        drop the connection when that is not safe (cancelled mid-statement, or the rollback
+        failed)."""
+        if not driver.is_closed() and not driver.is_in_transaction():
+            return
+        if clean and not driver.is_closed():
+            try:
+                await self._table.rollback(driver)
+                return
+            except Exception:
+                pass
+        await conn.invalidate()
 
     async def delete_outputs(self, workflow_ids: Sequence[str], from_function_id: int) -> None:
         async with self.engine.begin() as conn:
@@ -300,19 +303,3 @@ class AsyncSQLAlchemyDatasource:
 
     def __repr__(self) -> str:
         return f"AsyncSQLAlchemyDatasource({self.engine.url!r})"
-
-
-async def _abandon(
-    conn: AsyncConnection, driver: asyncpg.Connection, transaction: Any, *, clean: bool
-) -> None:
-    """Leave no transaction open on a connection going back to the pool: roll back, or drop
-    the connection when that is not safe (cancelled mid-statement, or the rollback failed)."""
-    if not driver.is_closed() and not driver.is_in_transaction():
-        return
-    if clean and not driver.is_closed():
-        try:
-            await transaction.rollback()
-            return
-        except Exception:
-            pass
-    await conn.invalidate()

@@ -229,11 +229,15 @@ class SQLAlchemyDatasource:
             conn = session.connection(
                 execution_options={"isolation_level": settings.isolation_level}
             )
-            if key is not None and key.check_first:
-                stored = self._table.read_sync(conn, key.workflow_id, key.function_id)
-                if stored is not None:
-                    session.rollback()
-                    return stored
+            if key is not None and not self._table.reserve_sync(
+                conn, key.workflow_id, key.function_id
+            ):
+                session.rollback()
+                stored = self._table.read_sync(
+                    session.connection(), key.workflow_id, key.function_id
+                )
+                session.rollback()
+                return stored or CONFLICT
             token = enter_transaction(_SyncTransaction(session))
             try:
                 value = func(*args, **kwargs)
@@ -242,11 +246,9 @@ class SQLAlchemyDatasource:
             session.flush()
             if key is not None:
                 output = key.codec.dumps(value)
-                if not self._table.record_sync(
+                self._table.fill_sync(
                     session.connection(), key.workflow_id, key.function_id, output, key.codec.name
-                ):
-                    session.rollback()
-                    return CONFLICT
+                )
             try:
                 session.commit()
             except DBAPIError as error:

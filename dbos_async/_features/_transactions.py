@@ -2,17 +2,18 @@
 
 A transaction of a workflow is a step whose outcome is recorded twice: its output row is
 written *in the user's own transaction* in the application database (``_sysdb._app_outputs``),
-then checkpointed in the system database like any step. A process that dies between the two
-commits leaves the first: the next execution finds it and returns the recorded output without
-running the function again. An execution that may not be the workflow's first looks for that
-row before it runs the function; every one inserts it with ``ON CONFLICT DO NOTHING``, so a
-concurrent duplicate execution rolls back and returns the winner's output (or is refused at the
-checkpoint), never commits a second time.
+then checkpointed in the system database like any step. The transaction reserves that row
+before it runs the function and fills it in as it commits, so a process that dies between the
+two commits leaves it behind: the next execution finds the row taken and returns the recorded
+output without running the function again. A concurrent duplicate execution waits on the row,
+then returns the winner's output (or is refused at the checkpoint); it never runs the function
+to a second commit.
 
-Serialization failures, deadlocks and lost connections are retried (waits from 1 ms, growing by half
-each time, at most 2 s): the function runs again only if its transaction did not commit. Outside a workflow
-a transaction is just a transaction, retried the same way, except that a connection lost while
-committing is raised, since nothing tells whether that commit happened.
+Serialization failures, deadlocks and lost connections are retried (waits from 1 ms, growing
+by half each time, at most 2 s): the function runs again only if its transaction did not
+commit. Outside a workflow a transaction is just a transaction, retried the same way, except
+that a connection lost while committing is raised, since nothing tells whether that commit
+happened.
 
 Datasources (``_datasource_async``, ``_datasource_sync``) provide the driver-level attempt;
 this module owns the loop around it and the context the function runs in.
@@ -121,8 +122,6 @@ class OutputKey:
     workflow_id: str
     function_id: int
     codec: Codec
-    check_first: bool
-    """Look for a recorded output before running (an earlier execution may have committed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +158,8 @@ class Datasource(Protocol):
         kwargs: dict[str, Any],
         key: OutputKey | None,
     ) -> Attempt:
-        """Run ``func`` once in a transaction; with ``key``, record its output there (or find
-        the one recorded, when ``key.check_first``)."""
+        """Run ``func`` once in a transaction; with ``key``, record its output there, or return
+        the output recorded there already without running ``func``."""
         ...
 
     async def delete_outputs(self, workflow_ids: Sequence[str], from_function_id: int) -> None:
@@ -265,7 +264,7 @@ def transaction_call(
         return _transact(datasource, settings, func, args, kwargs, None)
     function_id = ctx.reserve_function_id()
     codec = datasource.codec or ctx.runtime.codec
-    key = OutputKey(ctx.workflow_id, function_id, codec, not ctx.first_execution)
+    key = OutputKey(ctx.workflow_id, function_id, codec)
     return run_step(
         ctx,
         function_id,
@@ -294,14 +293,13 @@ async def _transact(
             logger.info("Transaction %s will run again in %.3gs: %r", settings.name, delay, error)
             await asyncio.sleep(delay)
             delay = min(delay * _RETRY_GROWTH, _MAX_RETRY_SECONDS)
-            outcome = CONFLICT  # look for a commit the failed attempt may have made
+            continue
         if isinstance(outcome, Ran):
             return outcome.value
         if isinstance(outcome, StoredOutput):
             assert key is not None
             return key.codec.loads(outcome.output, outcome.serialization)
-        if key is not None and not key.check_first:
-            key = OutputKey(key.workflow_id, key.function_id, key.codec, True)
+        # CONFLICT: the row was taken, then gone (its workflow deleted meanwhile): again.
 
 
 def _retried(error: BaseException) -> bool:

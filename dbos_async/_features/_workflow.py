@@ -144,7 +144,6 @@ class WorkflowCall:
             request=self.request,
             trace_parent=self.trace_parent,
             serialization=self.serialization,
-            first_execution=True,
         )
 
 
@@ -447,7 +446,6 @@ async def _restarted(runtime: Runtime, ctx: WorkflowContext) -> WorkflowContext:
         ctx,
         recorded=await load_step_outputs(runtime.db, ctx.workflow_id),
         blocking_calls=set(),
-        first_execution=False,
         _ids=itertools.count(1),
     )
     if runtime.contexts.get(ctx.workflow_id) is ctx:

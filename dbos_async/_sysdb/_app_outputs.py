@@ -48,6 +48,21 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 
 
+_ISOLATION = {
+    "SERIALIZABLE": "SERIALIZABLE",
+    "REPEATABLE READ": "REPEATABLE READ",
+    "READ COMMITTED": "READ COMMITTED",
+}
+
+
+def _text(value: str) -> str:
+    """``value`` as an escaped SQL string literal (an ``E''`` string: valid whatever
+    ``standard_conforming_strings`` says)."""
+    if "\x00" in value:
+        raise ValueError("a text value cannot hold NUL characters")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredOutput:
     """A transaction's recorded output, as its serializer wrote it."""
@@ -57,35 +72,85 @@ class StoredOutput:
 
 
 class OutputsTable:
-    """The statements on ``<schema>.transaction_outputs``."""
+    """The statements on ``<schema>.transaction_outputs``.
+
+    A transaction of a workflow *reserves* its output row first (``INSERT ... ON CONFLICT DO
+    NOTHING``, with no output yet), runs the function, then fills the row in as it commits. An
+    execution that finds the row taken stops before running the function: either the output
+    is recorded (committed earlier: it is read back), or another execution holds the row (it
+    waits for that one to finish, and reads what it recorded).
+    """
 
     def __init__(self, schema: str) -> None:
         quoted = '"' + validate_schema(schema) + '"'
         self.schema = schema
         self._quoted_schema = quoted
-        table = f"{quoted}.transaction_outputs"
+        self._table = table = f"{quoted}.transaction_outputs"
         self._select = (
             f"SELECT output, serialization FROM {table} WHERE workflow_id = $1 AND function_id = $2"
-        )
-        self._insert = (
-            f"INSERT INTO {table} (workflow_id, function_id, output, serialization) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true"
         )
         self._select_named = (
             f"SELECT output, serialization FROM {table} "
             "WHERE workflow_id = :workflow_id AND function_id = :function_id"
         )
-        self._insert_named = (
-            f"INSERT INTO {table} (workflow_id, function_id, output, serialization) "
-            "VALUES (:workflow_id, :function_id, :output, :serialization) "
+        self._reserve_named = (
+            f"INSERT INTO {table} (workflow_id, function_id) VALUES (:workflow_id, :function_id) "
             "ON CONFLICT DO NOTHING RETURNING true"
+        )
+        self._fill_named = (
+            f"UPDATE {table} SET output = :output, serialization = :serialization "
+            "WHERE workflow_id = :workflow_id AND function_id = :function_id"
         )
         self._delete_named = (
             f"DELETE FROM {table} "
             "WHERE workflow_id = ANY(:workflow_ids) AND function_id >= :from_function_id"
         )
 
-    # asyncpg, inside the caller's transaction -------------------------------------------
+    # asyncpg: transaction control in one round trip each --------------------------------
+    #
+    # BEGIN with the reservation, and the filled-in output with COMMIT, travel as one
+    # simple-protocol message each (values inlined as escaped literals), so a transaction of a
+    # workflow costs no round trip beyond a bare BEGIN and COMMIT.
+
+    async def begin(
+        self, conn: asyncpg.Connection, isolation_level: str, key: tuple[str, int] | None
+    ) -> bool:
+        """Open a transaction; with ``key`` (workflow ID, function ID), reserve its output
+        row in it. False (and no transaction open) when the row is taken."""
+        begin = f"BEGIN ISOLATION LEVEL {_ISOLATION[isolation_level]}"
+        if key is None:
+            await conn.execute(begin)
+            return True
+        status = await conn.execute(
+            f"{begin}; INSERT INTO {self._table} (workflow_id, function_id) "
+            f"VALUES ({_text(key[0])}, {int(key[1])}) ON CONFLICT DO NOTHING"
+        )
+        if status.endswith(" 1"):
+            return True
+        await conn.execute("ROLLBACK")
+        return False
+
+    async def commit(
+        self,
+        conn: asyncpg.Connection,
+        key: tuple[str, int] | None,
+        output: bytes | None = None,
+        serialization: str | None = None,
+    ) -> None:
+        """Fill in the reserved row (with ``key``) and commit."""
+        if key is None:
+            await conn.execute("COMMIT")
+            return
+        await conn.execute(
+            f"UPDATE {self._table} SET output = decode('{(output or b'').hex()}', 'hex'), "
+            f"serialization = {_text(serialization or '')} "
+            f"WHERE workflow_id = {_text(key[0])} AND function_id = {int(key[1])}; COMMIT"
+        )
+
+    @staticmethod
+    async def rollback(conn: asyncpg.Connection) -> None:
+        """Roll back the transaction open on ``conn``."""
+        await conn.execute("ROLLBACK")
 
     async def read(
         self, conn: asyncpg.Connection, workflow_id: str, function_id: int
@@ -93,20 +158,6 @@ class OutputsTable:
         """The output recorded for ``(workflow_id, function_id)``, or None."""
         row = await conn.fetchrow(self._select, workflow_id, function_id)
         return None if row is None else StoredOutput(row[0], row[1])
-
-    async def record(
-        self,
-        conn: asyncpg.Connection,
-        workflow_id: str,
-        function_id: int,
-        output: bytes,
-        serialization: str,
-    ) -> bool:
-        """Record an output; False when one is already recorded there."""
-        inserted = await conn.fetchval(
-            self._insert, workflow_id, function_id, output, serialization
-        )
-        return bool(inserted)
 
     # SQLAlchemy (sync connections, or async ones through ``run_sync``) ------------------
 
@@ -121,27 +172,35 @@ class OutputsTable:
         ).first()
         return None if row is None else StoredOutput(row[0], row[1])
 
-    def record_sync(
+    def reserve_sync(self, conn: Connection, workflow_id: str, function_id: int) -> bool:
+        """Reserve the output row in ``conn``'s transaction; False when it is taken."""
+        from sqlalchemy import text
+
+        reserved = conn.execute(
+            text(self._reserve_named), {"workflow_id": workflow_id, "function_id": function_id}
+        ).scalar()
+        return bool(reserved)
+
+    def fill_sync(
         self,
         conn: Connection,
         workflow_id: str,
         function_id: int,
         output: bytes,
         serialization: str,
-    ) -> bool:
-        """:meth:`record` on a SQLAlchemy connection."""
+    ) -> None:
+        """Fill in the reserved row, in ``conn``'s transaction."""
         from sqlalchemy import text
 
-        inserted = conn.execute(
-            text(self._insert_named),
+        conn.execute(
+            text(self._fill_named),
             {
                 "workflow_id": workflow_id,
                 "function_id": function_id,
                 "output": output,
                 "serialization": serialization,
             },
-        ).scalar()
-        return bool(inserted)
+        )
 
     def delete_sync(
         self, conn: Connection, workflow_ids: Sequence[str], from_function_id: int = 1

@@ -252,14 +252,14 @@ async def test_a_commit_whose_checkpoint_was_lost_is_not_run_again(
 async def test_a_duplicate_execution_never_commits_twice(
     dbos_app: type[DBOS], app_db: asyncpg.Connection
 ) -> None:
-    """When another execution recorded the transaction's output first, this one's writes roll
-    back and it returns the recorded output."""
+    """When another execution recorded the transaction's output first, this one does not run
+    the function: it returns the recorded output."""
     workflow_id = str(uuid.uuid4())
     async with dbos_app_codec_row(app_db, workflow_id, 1, 42):
         with SetWorkflowID(workflow_id):
             assert (await three_widgets("dup"))[0] == 42
-    assert calls[0] == "dup-a"  # it ran (a first execution does not look first) ...
-    assert "dup-a" not in await widget_names(app_db)  # ... and rolled back
+    assert "dup-a" not in calls
+    assert "dup-a" not in await widget_names(app_db)
 
 
 class dbos_app_codec_row:
@@ -518,3 +518,58 @@ async def test_a_datasource_outside_dbos_is_just_a_transaction(
         assert await widget_names(app_db) == ["good"]
     finally:
         await ds.dispose()
+
+
+async def test_concurrent_executions_of_one_transaction_commit_once(
+    app_database_url: str, app_db: asyncpg.Connection
+) -> None:
+    """Two executions of the same workflow's transaction at once: the second waits on the
+    first's reserved output row and returns the first's output without running the function."""
+    from dbos_async._core._serialization import Codec
+    from dbos_async._features._transactions import OutputKey, Ran, TransactionSettings
+
+    ds = await AsyncSQLAlchemyDatasource.create(app_database_url)
+    try:
+
+        async def insert(name: str) -> str:
+            calls.append(name)
+            await DBOS.sql_connection.execute("INSERT INTO widgets (name) VALUES ($1)", name)
+            points.passed("inserted")
+            await points.gate("commit").wait()
+            return f"{name} committed"
+
+        key = OutputKey(f"dup-{uuid.uuid4()}", 1, Codec(None))
+        settings = TransactionSettings("insert", "READ COMMITTED")
+        first = asyncio.create_task(ds.attempt(settings, insert, ("first",), {}, key))
+        await points.reached("inserted")
+        second = asyncio.create_task(ds.attempt(settings, insert, ("second",), {}, key))
+        for _ in range(1000):  # until the second waits on the reserved row (10 s at most)
+            waiting = await app_db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the second execution never waited on the reserved row")
+        points.gate("commit").set()
+        assert await first == Ran("first committed")
+        stored = await second
+        assert key.codec.loads(stored.output, stored.serialization) == "first committed"  # type: ignore[union-attr]
+        assert calls == ["first"]
+        assert await widget_names(app_db) == ["first"]
+    finally:
+        await ds.dispose()
+
+
+async def test_workflow_ids_with_quotes_and_backslashes(
+    dbos_app: type[DBOS], app_db: asyncpg.Connection
+) -> None:
+    """A workflow ID that SQL would misread unescaped records and replays its transactions."""
+    workflow_id = "o'brien\\x00'); DROP TABLE widgets; --"
+    for _ in range(2):
+        with SetWorkflowID(workflow_id):
+            assert await three_widgets("q") == [1, 2, 3]
+    assert calls == ["q-a", "q-b", "q-c"]
+    assert await recorded_outputs(app_db, workflow_id) == [1, 2, 3]
