@@ -316,7 +316,10 @@ def _retried(error: BaseException) -> bool:
         state = getattr(current, "sqlstate", None)
         if isinstance(state, str) and (state in _RETRIED_STATES or _transient_state(state)):
             return True
-        driver_level = isinstance(current, (asyncpg.PostgresError, OSError, asyncpg.InterfaceError))
+        driver_level = isinstance(
+            current,
+            (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError),
+        )
         if driver_level and is_transient(current, connection_usable=False):
             return True
         current = getattr(current, "orig", None) or current.__cause__

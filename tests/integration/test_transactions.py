@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import queue
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -423,7 +425,9 @@ async def test_sync_datasource_and_two_datasources_in_one_app(
     other_name = f"dbos_async_app2_{_session_token()}"
     other_url = with_database(admin_url, other_name)
     await _recreate(admin_url, other_name)
-    sync_ds = await asyncio.to_thread(SQLAlchemyDatasource.create, app_database_url)
+    sync_ds = await asyncio.to_thread(
+        SQLAlchemyDatasource.create, app_database_url.replace("postgresql", "postgresql+asyncpg")
+    )
     other_ds = await AsyncSQLAlchemyDatasource.create(
         other_url.replace("postgresql", "postgresql+asyncpg")
     )
@@ -573,3 +577,108 @@ async def test_workflow_ids_with_quotes_and_backslashes(
             assert await three_widgets("q") == [1, 2, 3]
     assert calls == ["q-a", "q-b", "q-c"]
     assert await recorded_outputs(app_db, workflow_id) == [1, 2, 3]
+
+
+server_pids: list[int] = []
+
+
+@DBOS.transaction()
+async def insert_after_gate(name: str) -> str:
+    calls.append(name)
+    if calls.count(name) == 1:
+        server_pids.append(DBOS.sql_connection.get_server_pid())
+        points.passed("in-transaction")
+        await points.gate("go").wait()
+    await DBOS.sql_connection.execute("INSERT INTO widgets (name) VALUES ($1)", name)
+    return name
+
+
+@DBOS.workflow()
+async def gated_workflow(name: str) -> str:
+    return await insert_after_gate(name)
+
+
+async def test_a_transaction_whose_connection_dies_runs_again(
+    dbos_app: type[DBOS], app_db: asyncpg.Connection
+) -> None:
+    """The server ends the transaction's connection mid-way: the transaction did not commit,
+    so it runs again on a fresh connection, and commits once."""
+    handle = await DBOS.start_workflow_async(gated_workflow, "reborn")
+    await points.reached("in-transaction")
+    assert await app_db.fetchval("SELECT pg_terminate_backend($1)", server_pids[-1])
+    points.gate("go").set()
+    assert await handle.get_result() == "reborn"
+    assert calls == ["reborn", "reborn"]
+    assert await widget_names(app_db) == ["reborn"]
+
+
+async def test_application_tables_in_the_system_database(
+    database_url: str, app_db: asyncpg.Connection
+) -> None:
+    """The application database may be the system database itself: the outputs table sits
+    beside the system tables, and transactions commit exactly once there too."""
+    system_db = await asyncpg.connect(database_url)
+    try:
+        await system_db.execute(
+            "CREATE TABLE IF NOT EXISTS widgets (id serial PRIMARY KEY, name text UNIQUE NOT "
+            "NULL, count integer NOT NULL DEFAULT 0)"
+        )
+        await system_db.execute("TRUNCATE widgets RESTART IDENTITY")
+        DBOS(config=make_config(database_url, application_database_url=database_url))
+        await DBOS.launch_async()
+        try:
+            workflow_id = str(uuid.uuid4())
+            for _ in range(2):
+                with SetWorkflowID(workflow_id):
+                    assert await three_widgets("one-db") == [1, 2, 3]
+        finally:
+            await DBOS.destroy_async()
+        assert calls == ["one-db-a", "one-db-b", "one-db-c"]
+        assert await recorded_outputs(system_db, workflow_id) == [1, 2, 3]
+    finally:
+        await system_db.execute("DROP TABLE widgets")
+        await system_db.close()
+
+
+async def test_the_system_database_defaults_to_one_beside_the_application_database(
+    admin_url: str,
+) -> None:
+    """With only ``application_database_url`` configured, the system database is
+    ``<its name>_dbos_sys`` on the same server, as in DBOS."""
+    from dbos_async._core._config import resolve_config
+    from dbos_async._setup import system_database_url
+
+    app_url = with_database(admin_url, "shop")
+    config = resolve_config({"name": "shop", "application_database_url": app_url})
+    assert await system_database_url(config) == with_database(admin_url, "shop_dbos_sys")
+
+
+sync_gate = threading.Event()
+
+
+@DBOS.transaction()
+def insert_after_gate_sync(name: str) -> str:
+    calls.append(name)
+    if calls.count(name) == 1:
+        server_pids.append(DBOS.sql_connection.info.backend_pid)
+        points_from_thread.put_nowait("in-transaction")
+        assert sync_gate.wait(20)
+    DBOS.sql_session.execute(text("INSERT INTO widgets (name) VALUES (:name)"), {"name": name})
+    return name
+
+
+points_from_thread: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+
+async def test_a_sync_transaction_whose_connection_dies_runs_again(
+    dbos_app: type[DBOS], app_db: asyncpg.Connection
+) -> None:
+    """As above, for a sync transaction over psycopg."""
+    sync_gate.clear()
+    task = asyncio.create_task(asyncio.to_thread(insert_after_gate_sync, "reborn-sync"))
+    assert await asyncio.to_thread(points_from_thread.get, timeout=20) == "in-transaction"
+    assert await app_db.fetchval("SELECT pg_terminate_backend($1)", server_pids[-1])
+    sync_gate.set()
+    assert await task == "reborn-sync"
+    assert calls == ["reborn-sync", "reborn-sync"]
+    assert await widget_names(app_db) == ["reborn-sync"]
