@@ -16,9 +16,12 @@ For each: sequential latency (C = 1, p50 and p99) and throughput with C = 100 an
 workflows launched at once (waves, as in ``benchmarks.workflows``).
 
 The limit is raw asyncpg doing the same commits with nothing around them: the application
-``INSERT`` as one single-statement commit, then the four commits of the workflow's checkpoints
-(its start, the transaction's output, the step's output, its end), on one held connection for
-C = 1 and through a pool of the same size for the waves.
+transaction as the least any interactive transaction costs (``BEGIN``, the ``INSERT``,
+``COMMIT``: three round trips, since the function's code runs between them), then the four
+commits of the workflow's checkpoints (its start, the transaction's output, the step's output,
+its end), on one held connection for C = 1 and through a pool of the same size for the waves.
+At C = 1 a second row puts ours beside a stricter floor, where the application ``INSERT`` is a
+single auto-committed statement (one round trip: what no transaction with code inside can do).
 
 It prints a table, then one line of JSON with every figure and the machine's description.
 
@@ -122,17 +125,27 @@ async def order_workflow(lean: bool) -> int:
 
 
 class Limit:
-    """The raw commits one workflow costs: the application INSERT, then the checkpoints."""
+    """The raw commits one workflow costs: the application transaction, then the checkpoints."""
 
     def __init__(self, commits: CommitLimit) -> None:
         self.commits = commits
 
+    @staticmethod
+    async def transaction_on(conn: asyncpg.Connection) -> None:
+        async with conn.transaction(isolation="serializable"):
+            await conn.fetchval(_INSERT_ORDER, "widget", 3)
+
     async def unit_on(self, conn: asyncpg.Connection) -> None:
+        await self.transaction_on(conn)
+        await self.commits.unit_on(conn, CHECKPOINT_COMMITS)
+
+    async def single_statement_unit_on(self, conn: asyncpg.Connection) -> None:
         await conn.fetchval(_INSERT_ORDER, "widget", 3)
         await self.commits.unit_on(conn, CHECKPOINT_COMMITS)
 
     async def unit_pooled(self) -> None:
-        await self.commits.pool.fetchval(_INSERT_ORDER, "widget", 3)
+        async with self.commits.pool.acquire() as conn:
+            await self.transaction_on(conn)
         await self.commits.unit_pooled(CHECKPOINT_COMMITS)
 
 
@@ -150,20 +163,32 @@ async def measure_sequential(
     share = plan.sequential_runs // plan.rounds
     ours_samples: list[float] = []
     raw_samples: list[float] = []
+    floor_samples: list[float] = []
     async with limit.commits.pool.acquire() as conn:
         for round_ in range(plan.rounds):
             warmup = plan.sequential_warmup if round_ == 0 else 0
             await time_sequential(lambda: order_workflow(lean), share, warmup, keep=ours_samples)
             await time_sequential(lambda: limit.unit_on(conn), share, warmup, keep=raw_samples)
+            await time_sequential(
+                lambda: limit.single_statement_unit_on(conn), share, warmup, keep=floor_samples
+            )
     ours = LatencyStats.from_seconds(ours_samples)
     raw = LatencyStats.from_seconds(raw_samples)
+    floor = LatencyStats.from_seconds(floor_samples)
     name = f"C=1 tx wf ({'asyncpg' if lean else 'AsyncSession'})"
     note = _note(plan.sequential_runs, reference.sequential_runs)
     rows = [
         Row(f"{name} p50", ours.p50_ms, raw.p50_ms, "ms", note),
         Row(f"{name} p99", ours.p99_ms, raw.p99_ms, "ms", note),
+        Row(f"{name} p50 vs 1-statement floor", ours.p50_ms, floor.p50_ms, "ms", note),
     ]
-    return rows, {"lean": lean, "ours": ours.as_dict(), "limit": raw.as_dict()}
+    detail = {
+        "lean": lean,
+        "ours": ours.as_dict(),
+        "limit": raw.as_dict(),
+        "single_statement_floor": floor.as_dict(),
+    }
+    return rows, detail
 
 
 async def measure_waves(

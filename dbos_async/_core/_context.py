@@ -8,10 +8,11 @@ time, whichever task runs the step.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import itertools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -76,11 +77,24 @@ class WorkflowContext:
     """The format the workflow's row records (None: the configured one): its output and error
     are written in it, and so are the values it sends, sets and writes unless told otherwise."""
     blocking_calls: set[concurrent.futures.Future[Any]] = field(default_factory=set)
+    deferred_checkpoints: set[asyncio.Task[None]] = field(default_factory=set)
+    """Checkpoints written in the background (an outcome already durable elsewhere): the
+    workflow's own outcome waits for them (:func:`_step.settle_deferred`)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def reserve_function_id(self) -> int:
         """Take the next function ID (1-based), at the moment an operation is called."""
         return next(self._ids)
+
+    def defer(self, checkpoint: Coroutine[Any, Any, None]) -> None:
+        """Write ``checkpoint`` in the background; a failure is kept for the settling."""
+        task = asyncio.get_running_loop().create_task(checkpoint)
+        self.deferred_checkpoints.add(task)
+        task.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            self.deferred_checkpoints.discard(task)
 
 
 @dataclass(frozen=True, slots=True)

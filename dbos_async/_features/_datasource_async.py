@@ -105,6 +105,9 @@ class AsyncSQLAlchemyDatasource:
         self._table = OutputsTable(self.schema)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._factory: Callable[..., Any] = sessionmaker or AsyncSession
+        self._idle: list[tuple[AsyncConnection, asyncpg.Connection]] = []
+        self._keep = max(1, getattr(engine.pool, "size", lambda: 5)() // 2)
+        self._disposed = False
         register_datasource(self)
 
     @staticmethod
@@ -164,6 +167,10 @@ class AsyncSQLAlchemyDatasource:
     async def dispose(self) -> None:
         """Close the engine's connections; the datasource is not used again."""
         unregister_datasource(self)
+        self._disposed = True
+        while self._idle:
+            conn, _ = self._idle.pop()
+            await conn.close()
         await self.engine.dispose()
 
     @overload
@@ -238,21 +245,49 @@ class AsyncSQLAlchemyDatasource:
         kwargs: dict[str, Any],
         key: OutputKey | None,
     ) -> Attempt:
-        async with self._autocommit.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None
+        conn, driver = await self._checkout()
+        reusable = False
+        try:
             where = (key.workflow_id, key.function_id) if key is not None else None
             if not await self._table.begin(driver, settings.isolation_level, where):
                 assert where is not None
-                return await self._table.read(driver, *where) or CONFLICT
-            scope = _AsyncTransaction(conn, driver, self._factory)
-            try:
-                return await self._run(scope, func, args, kwargs, key)
-            except BaseException as error:
-                await self._abandon(conn, driver, clean=isinstance(error, Exception))
-                raise
-            finally:
-                await scope.close()
+                outcome: Attempt = await self._table.read(driver, *where) or CONFLICT
+            else:
+                scope = _AsyncTransaction(conn, driver, self._factory)
+                try:
+                    outcome = await self._run(scope, func, args, kwargs, key)
+                finally:
+                    await scope.close()
+            reusable = True
+            return outcome
+        except BaseException as error:
+            reusable = await self._settle(driver, error)
+            raise
+        finally:
+            await self._checkin(conn, driver, reusable)
+
+    async def _checkout(self) -> tuple[AsyncConnection, asyncpg.Connection]:
+        """A connection for one transaction: one kept from an earlier transaction (checking it
+        out of SQLAlchemy's pool costs more than a round trip), else a new checkout."""
+        while self._idle:
+            conn, driver = self._idle.pop()
+            if not driver.is_closed():
+                return conn, driver
+            await conn.invalidate()
+        conn = await self._autocommit.connect()
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        return conn, driver
+
+    async def _checkin(
+        self, conn: AsyncConnection, driver: asyncpg.Connection, reusable: bool
+    ) -> None:
+        if not reusable:
+            await conn.invalidate()
+        elif len(self._idle) < self._keep and not self._disposed:
+            self._idle.append((conn, driver))
+        else:
+            await conn.close()
 
     async def _run(
         self,
@@ -281,21 +316,18 @@ class AsyncSQLAlchemyDatasource:
             raise
         return Ran(value)
 
-    async def _abandon(
-        self, conn: AsyncConnection, driver: asyncpg.Connection, *, clean: bool
-    ) -> None:
-        """Leave no transaction open on a connection going back to the pool: roll back, or
-        drop the connection when that is not safe (cancelled mid-statement, or the rollback
-        failed)."""
-        if not driver.is_closed() and not driver.is_in_transaction():
-            return
-        if clean and not driver.is_closed():
-            try:
-                await self._table.rollback(driver)
-                return
-            except Exception:
-                pass
-        await conn.invalidate()
+    async def _settle(self, driver: asyncpg.Connection, error: BaseException) -> bool:
+        """After a failed attempt, leave no transaction open on the connection; whether it can
+        serve again (not when cancelled mid-statement, lost, or unable to roll back)."""
+        if not isinstance(error, Exception) or is_connection_lost(error) or driver.is_closed():
+            return False
+        if not driver.is_in_transaction():
+            return True
+        try:
+            await self._table.rollback(driver)
+        except Exception:
+            return False
+        return True
 
     async def delete_outputs(self, workflow_ids: Sequence[str], from_function_id: int) -> None:
         async with self.engine.begin() as conn:

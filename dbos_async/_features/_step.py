@@ -45,6 +45,7 @@ __all__ = [
     "refusal",
     "replay_recorded",
     "run_step",
+    "settle_deferred",
 ]
 
 logger = logging.getLogger("dbos_async")
@@ -117,8 +118,15 @@ async def run_step(
     function_id: int,
     options: StepSettings,
     invoke: Callable[[], Awaitable[T]],
+    *,
+    durable_output: bool = False,
 ) -> T:
-    """Run one step of ``ctx``'s workflow at ``function_id`` and checkpoint its outcome."""
+    """Run one step of ``ctx``'s workflow at ``function_id`` and checkpoint its outcome.
+
+    ``durable_output``: a value the step returns is recorded elsewhere already (a transaction's
+    output, committed with its writes), so its checkpoint is written in the background and the
+    workflow goes on at once; its outcome waits for it (:func:`settle_deferred`).
+    """
     replayed = replay_recorded(ctx, function_id, options.name)
     if replayed is not NOT_RECORDED:
         return cast(T, replayed)
@@ -133,8 +141,24 @@ async def run_step(
             raise  # the engine's fault: the workflow runs again, the step is not recorded
         await _record(ctx, function_id, options.name, None, codec.dumps_exception(error), started)
         raise
-    await _record(ctx, function_id, options.name, codec.dumps(value), None, started)
+    checkpoint = _record(ctx, function_id, options.name, codec.dumps(value), None, started)
+    if durable_output:
+        ctx.defer(checkpoint)
+    else:
+        await checkpoint
     return value
+
+
+async def settle_deferred(ctx: WorkflowContext, *, raise_errors: bool = True) -> None:
+    """Wait for the checkpoints ``ctx`` writes in the background; raise the first failure
+    (a refusal, or an error of the system database) unless told not to."""
+    while ctx.deferred_checkpoints:
+        task = ctx.deferred_checkpoints.pop()
+        try:
+            await task
+        except Exception:
+            if raise_errors:
+                raise
 
 
 async def _record(

@@ -270,6 +270,7 @@ def transaction_call(
         function_id,
         StepSettings(settings.name),
         lambda: _transact(datasource, settings, func, args, kwargs, key),
+        durable_output=True,
     )
 
 

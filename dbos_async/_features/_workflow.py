@@ -63,6 +63,7 @@ from .._sysdb._workflows import (
     mark_awaited,
     now_ms,
 )
+from ._step import refusal, settle_deferred
 
 if TYPE_CHECKING:
     import asyncpg
@@ -342,8 +343,6 @@ async def record_child(
         child_workflow_id=child_id,
     )
     if not recorded:
-        from ._step import refusal
-
         raise await refusal(parent)
 
 
@@ -446,6 +445,7 @@ async def _restarted(runtime: Runtime, ctx: WorkflowContext) -> WorkflowContext:
         ctx,
         recorded=await load_step_outputs(runtime.db, ctx.workflow_id),
         blocking_calls=set(),
+        deferred_checkpoints=set(),
         _ids=itertools.count(1),
     )
     if runtime.contexts.get(ctx.workflow_id) is ctx:
@@ -459,6 +459,7 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
     try:
         with traced(ctx.name, lambda: context_attributes(ctx, "workflow"), ctx.trace_parent):
             result = await invocation.run(runtime, ctx.workflow_id)
+        await settle_deferred(ctx)
         output = codec.dumps(result, ctx.serialization)
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
         # Another execution (or a cancellation) owns the outcome; report what it records.
@@ -473,6 +474,7 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
     except Exception as error:
         if from_system_database(error):
             raise  # the engine's fault, not the workflow's outcome
+        await settle_deferred(ctx, raise_errors=False)
         if isinstance(error, DBOSSerializationError):
             logger.error("Workflow %s returned a value that cannot be recorded", ctx.workflow_id)
         error_bytes = codec.dumps_exception(error, ctx.serialization)

@@ -48,6 +48,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 
 
+_ROLLBACK_SECONDS = 5.0
 _ISOLATION = {
     "SERIALIZABLE": "SERIALIZABLE",
     "REPEATABLE READ": "REPEATABLE READ",
@@ -149,8 +150,8 @@ class OutputsTable:
 
     @staticmethod
     async def rollback(conn: asyncpg.Connection) -> None:
-        """Roll back the transaction open on ``conn``."""
-        await conn.execute("ROLLBACK")
+        """Roll back the transaction open on ``conn`` (giving up after a few seconds)."""
+        await conn.execute("ROLLBACK", timeout=_ROLLBACK_SECONDS)
 
     async def read(
         self, conn: asyncpg.Connection, workflow_id: str, function_id: int

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from dbos_async import (
     DBOS,
     AsyncSQLAlchemyDatasource,
+    DBOSAwaitedWorkflowCancelledError,
     DBOSException,
     DBOSInvalidArgumentError,
     SetWorkflowID,
@@ -682,3 +683,42 @@ async def test_a_sync_transaction_whose_connection_dies_runs_again(
     assert await task == "reborn-sync"
     assert calls == ["reborn-sync", "reborn-sync"]
     assert await widget_names(app_db) == ["reborn-sync"]
+
+
+@DBOS.workflow()
+async def widget_then_mark(name: str) -> int:
+    widget_id = await add_widget(name)
+    points.passed("after-transaction")
+    return widget_id
+
+
+async def test_the_outcome_waits_for_a_transactions_checkpoint(
+    dbos_app: type[DBOS], app_db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction's output is durable once it commits, so the workflow goes on while its
+    checkpoint is written; the workflow's own outcome waits for that checkpoint, and a
+    checkpoint refused meanwhile (the workflow was cancelled) keeps it from recording SUCCESS."""
+    import dbos_async._features._step as step_module
+
+    held, release = asyncio.Event(), asyncio.Event()
+    insert_step_output = vars(step_module)["insert_step_output"]
+
+    async def holding(db: Any, workflow_id: str, function_id: int, name: str, **kw: Any) -> bool:
+        if name == "add_widget":
+            held.set()
+            await release.wait()
+        return bool(await insert_step_output(db, workflow_id, function_id, name, **kw))
+
+    monkeypatch.setattr(step_module, "insert_step_output", holding)
+    handle = await DBOS.start_workflow_async(widget_then_mark, "held")
+    await asyncio.wait_for(held.wait(), 20)
+    await points.reached("after-transaction")
+    status = await DBOS.get_workflow_status_async(handle.workflow_id)
+    assert status is not None and status.status == "PENDING"
+    await DBOS.cancel_workflow_async(handle.workflow_id)
+    release.set()
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        await handle.get_result()
+    status = await DBOS.get_workflow_status_async(handle.workflow_id)
+    assert status is not None and status.status == "CANCELLED"
+    assert await widget_names(app_db) == ["held"]
