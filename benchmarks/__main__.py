@@ -11,11 +11,13 @@ for example, with DBOS Transact installed in a virtual environment of its own::
     .venv/bin/python -m benchmarks --dbos-python .venv-dbos/bin/python --out /tmp/bench.json
 
 It runs ``benchmarks.workflows``, ``benchmarks.queues``, ``benchmarks.messaging``,
-``benchmarks.transactions`` and ``benchmarks.client`` one after the other, each in a
-subprocess of its own (so the ``DBOS`` singletons of two runs never meet), first with ``--impl dbos_async`` (in this interpreter),
+``benchmarks.transactions``, ``benchmarks.client``, ``benchmarks.debounce`` and
+``benchmarks.schedules`` one after the other, each in a subprocess of its own (so the ``DBOS``
+singletons of two runs never meet), first with ``--impl dbos_async`` (in this interpreter),
 then, if ``import dbos`` works in the interpreter given by ``--dbos-python`` (by default this
-one), with ``--impl dbos`` in that interpreter; ``benchmarks.client`` runs for dbos_async only
-(DBOS Transact's ``DBOSClient`` polls for results once a second: nothing like-for-like).
+one), with ``--impl dbos`` in that interpreter; ``benchmarks.client`` and
+``benchmarks.schedules`` run for dbos_async only (DBOS Transact's ``DBOSClient`` polls for
+results once a second, its scheduler its table every 30 s: nothing like-for-like).
 ``--quick`` is passed through. The server is ``--url``, else ``$DBOS_BENCH_DATABASE_URL``, else
 ``$DBOS_SYSTEM_DATABASE_URL``, else the embedded Postgres (started here once and handed to
 every script as ``--url``). Each script recreates and drops its own database; DBOS Transact's
@@ -61,8 +63,16 @@ from benchmarks._common import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ("workflows", "queues", "messaging", "transactions", "client")
-OURS_ONLY = frozenset({"client"})  # never run with --impl dbos
+SCRIPTS = (
+    "workflows",
+    "queues",
+    "messaging",
+    "transactions",
+    "client",
+    "debounce",
+    "schedules",
+)
+OURS_ONLY = frozenset({"client", "schedules"})  # never run with --impl dbos
 OURS, DBOS = "dbos_async", "dbos"
 LOAD_SAMPLE_S = 5.0
 DEFAULT_TIMEOUT_S = 1200.0

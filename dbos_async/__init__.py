@@ -25,6 +25,7 @@ from ._core._status import StepInfo, WorkflowStatus, WorkflowStatusString
 from ._core._tracing import PropagateOtelContext
 from ._dbos import DBOS
 from ._facade._client import DBOSClient
+from ._facade._debouncer import Debouncer, DebouncerClient
 from ._features._arg_validation import make_pydantic_args_validator, pydantic_args_validator
 from ._features._datasource_async import AsyncSQLAlchemyDatasource
 from ._features._datasource_sync import SQLAlchemyDatasource
@@ -35,7 +36,9 @@ from ._features._handles import WorkflowHandle, WorkflowHandleAsync
 from ._features._messaging import SendMessage
 from ._features._queue import Queue
 from ._features._reservations import StepReservation
+from ._features._schedules import ClientScheduleInput, ScheduleInput, WorkflowSchedule
 from ._features._transactions import DatasourceOptions
+from ._features._versions import VersionInfo
 from ._setup import run_dbos_database_migrations
 from .error import (
     DBOSAwaitedWorkflowCancelledError,
@@ -78,6 +81,7 @@ __all__ = [
     "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
     "DBOSBaseException",
     "DBOSBlockingCallInLoopError",
+    "ClientScheduleInput",
     "DBOSClient",
     "DBOSConfig",
     "DBOSConfigurationError",
@@ -111,6 +115,8 @@ __all__ = [
     "DBOSWorkflowFunctionNotFoundError",
     "DBOSWorkflowIDInUseError",
     "DatasourceOptions",
+    "Debouncer",
+    "DebouncerClient",
     "DuplicationPolicy",
     "EnqueueOptions",
     "MaxRecoveryAttemptsExceededError",
@@ -118,6 +124,7 @@ __all__ = [
     "PropagateOtelContext",
     "Queue",
     "SQLAlchemyDatasource",
+    "ScheduleInput",
     "SendMessage",
     "Serializer",
     "SetEnqueueOptions",
@@ -128,9 +135,11 @@ __all__ = [
     "StepOptions",
     "StepReservation",
     "StepStatus",
+    "VersionInfo",
     "WorkflowHandle",
     "WorkflowHandleAsync",
     "WorkflowIDReusePolicy",
+    "WorkflowSchedule",
     "WorkflowSerializationFormat",
     "WorkflowStatus",
     "WorkflowStatusString",

@@ -12,12 +12,23 @@ from ._facade._context import ContextAPI
 from ._facade._lifecycle import LifecycleAPI
 from ._facade._management import ManagementAPI
 from ._facade._queues import QueueAPI
+from ._facade._schedules import ScheduleAPI
+from ._facade._versions import VersionAPI
 from ._facade._workflows import WorkflowAPI
 
 __all__ = ["DBOS"]
 
 
-class DBOS(LifecycleAPI, WorkflowAPI, QueueAPI, CommunicationAPI, ManagementAPI, ContextAPI):
+class DBOS(
+    LifecycleAPI,
+    WorkflowAPI,
+    QueueAPI,
+    CommunicationAPI,
+    ManagementAPI,
+    ScheduleAPI,
+    VersionAPI,
+    ContextAPI,
+):
     """Durable workflows on Postgres: decorators, lifecycle and operations, as in DBOS Transact.
 
     ``DBOS(config=...)`` configures the process; ``DBOS.launch()`` (sync code) or

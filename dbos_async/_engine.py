@@ -25,6 +25,7 @@ from ._features._queue import Queue
 from ._features._queue_store import settings_to_columns
 from ._features._recovery import recover_pending
 from ._features._scheduler import Scheduler
+from ._features._versions import VersionWatch, record_launch_version
 from ._sysdb import Database, Notifier, connect_database
 from ._sysdb._declarations import declare_names
 from ._sysdb._messages import (
@@ -33,7 +34,16 @@ from ._sysdb._messages import (
     publish_notifications,
     terminal_among,
 )
-from ._sysdb._notify import CANCEL, EVENTS, MESSAGES, QUEUE_SETTINGS, QUEUES, WORKFLOW_DONE
+from ._sysdb._notify import (
+    CANCEL,
+    EVENTS,
+    MESSAGES,
+    QUEUE_SETTINGS,
+    QUEUES,
+    SCHEDULES,
+    VERSIONS,
+    WORKFLOW_DONE,
+)
 from ._sysdb._queues import release_slots_of
 
 __all__ = ["Engine"]
@@ -82,6 +92,11 @@ class Engine:
         notifier.on_sweep(dispatcher.reload_all)
         await dispatcher.reload_all()
         await self._declare(db)
+        await record_launch_version(runtime)
+        versions = VersionWatch(runtime)
+        notifier.on(VERSIONS, versions.on_notification)
+        notifier.on_sweep(versions.refresh)
+        await versions.refresh()
         logger.info(
             "dbos_async launched: executor %s, application version %s",
             runtime.executor_id,
@@ -93,7 +108,10 @@ class Engine:
         await recover_pending(runtime)
         # Slots kept by cancelled workflows whose code ran in this executor's last life.
         await release_slots_of(db, [runtime.executor_id])
-        self._starters = [dispatcher, Scheduler(runtime)]
+        scheduler = Scheduler(runtime)
+        notifier.on(SCHEDULES, scheduler.on_changed)
+        notifier.on_sweep(scheduler.reload_all)
+        self._starters = [dispatcher, scheduler]
         self._heartbeat = heartbeat
         for part in (*self._starters, heartbeat):
             part.start()

@@ -103,8 +103,8 @@ def database_url(module_database_url: str) -> str:
         conn = await asyncpg.connect(module_database_url)
         try:
             await conn.execute(
-                "TRUNCATE dbos.workflow_status, dbos.operation_outputs, dbos.executors, dbos.queues "
-                "CASCADE"
+                "TRUNCATE dbos.workflow_status, dbos.operation_outputs, dbos.executors, dbos.queues, "
+                "dbos.application_versions, dbos.workflow_schedules CASCADE"
             )
         finally:
             await conn.close()

@@ -87,7 +87,6 @@ _WITHOUT_EFFECT = frozenset(
         "notification_coalesce_sec",
         "scheduler_polling_interval_sec",
         "kafka_queue_polling_interval_sec",
-        "enable_patching",
         "console_log_level",
         "otlp_log_level",
         "enable_otlp",
@@ -115,6 +114,8 @@ _KNOWN = frozenset(DBOSConfig.__annotations__)
 _NAME = re.compile(r"[a-z0-9_-]{3,256}")
 _APPLICATION_NAME_MAX = 256  # as long as a name may be: DBOS records the name there
 DEFAULT_APP_NAME = "dbos-async-app"
+PATCHING_VERSION = "PATCHING_ENABLED"
+"""The application version of every deployment when ``enable_patching`` is set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,23 @@ def _positive_seconds(config: Mapping[str, Any], key: str, default: float) -> fl
     if value is None:
         return default
     return check_number(key, value, strict=True, error=DBOSConfigurationError)
+
+
+def _application_version(config: Mapping[str, Any]) -> str | None:
+    """The configured version, else :data:`PATCHING_VERSION` with ``enable_patching`` (so that
+    every deployment is one version and patches decide what old executions run), else the
+    environment's (None: a hash of the registered workflows)."""
+    if config.get("application_version"):
+        return str(config["application_version"])
+    if config.get("enable_patching"):
+        logger.warning(
+            "enable_patching is deprecated (as in DBOS): DBOS.patch and DBOS.deprecate_patch "
+            "work without it. It pins the application version to %r; to keep every "
+            "deployment on one version, set application_version instead",
+            PATCHING_VERSION,
+        )
+        return PATCHING_VERSION
+    return os.environ.get("DBOS__APPVERSION") or None
 
 
 def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
@@ -221,9 +239,7 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
         pool_size=_positive_int(config, "sys_db_pool_size", 20),
         max_executor_threads=_positive_int(config, "max_executor_threads", 64),
         executor_id=config.get("executor_id") or os.environ.get("DBOS__VMID") or "local",
-        application_version=config.get("application_version")
-        or os.environ.get("DBOS__APPVERSION")
-        or None,
+        application_version=_application_version(config),
         serializer=serializer,
         allow_pickle=bool(config.get("allow_pickle")),
         log_level=log_level,

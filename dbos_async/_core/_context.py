@@ -86,6 +86,13 @@ class WorkflowContext:
         """Take the next function ID (1-based), at the moment an operation is called."""
         return next(self._ids)
 
+    def peek_function_id(self) -> int:
+        """The function ID the next operation will take, without taking it (``DBOS.patch``
+        leaves an old execution's checkpoint to the code that recorded it)."""
+        upcoming = next(self._ids)
+        self._ids = itertools.count(upcoming)
+        return upcoming
+
     def defer(self, checkpoint: Coroutine[Any, Any, None]) -> None:
         """Write ``checkpoint`` in the background; a failure is kept for the settling."""
         task = asyncio.get_running_loop().create_task(checkpoint)

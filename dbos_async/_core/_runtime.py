@@ -77,6 +77,9 @@ class Runtime:
         # The application this process works for: it recovers, dequeues and adopts only its
         # own workflows and those nobody owns (written before applications had names).
         self.application_name: str | None = config.application_name or config.name
+        self.runs_latest_version = True
+        """Whether this process runs its application's latest version, the one that dequeues
+        the work pinned to no version (kept current by ``_features._versions.VersionWatch``)."""
         self.active: dict[str, asyncio.Task[Any]] = {}
         self.contexts: dict[str, RunningWorkflow] = {}
         self._background: set[asyncio.Task[Any]] = set()

@@ -38,7 +38,16 @@ from .._core._registry import Registry
 from .._core._runtime import Runtime
 from .._core._sync import LoopThread, ensure_not_in_loop
 from .._core._validation import check_id
-from .._features import _applications, _listing, _management, _messaging, _queue_admin, _streams
+from .._features import (
+    _applications,
+    _listing,
+    _management,
+    _messaging,
+    _queue_admin,
+    _schedules,
+    _streams,
+    _versions,
+)
 from .._features._enqueue import placed_row
 from .._features._enqueue_by_name import EnqueueOptions, enqueue_by_options, prepare_by_options
 from .._features._forks import fork_workflow, rewind_workflow
@@ -623,10 +632,40 @@ class DBOSClient:
     delete_queue_async = _client_form(_queue_admin.delete_queue)
     delete_queue = _blocking_form(_queue_admin.delete_queue)
 
+    # Schedules -------------------------------------------------------------------------------
+
+    create_schedule_async = _client_form(_schedules.create_client_schedule)
+    create_schedule = _blocking_form(_schedules.create_client_schedule)
+    apply_schedules_async = _client_form(_schedules.apply_client_schedules)
+    apply_schedules = _blocking_form(_schedules.apply_client_schedules)
+    list_schedules_async = _client_form(_schedules.list_schedules)
+    list_schedules = _blocking_form(_schedules.list_schedules)
+    get_schedule_async = _client_form(_schedules.get_schedule)
+    get_schedule = _blocking_form(_schedules.get_schedule)
+    delete_schedule_async = _client_form(_schedules.delete_schedule)
+    delete_schedule = _blocking_form(_schedules.delete_schedule)
+    pause_schedule_async = _client_form(_schedules.pause_schedule)
+    pause_schedule = _blocking_form(_schedules.pause_schedule)
+    resume_schedule_async = _client_form(_schedules.resume_schedule)
+    resume_schedule = _blocking_form(_schedules.resume_schedule)
+    trigger_schedule_async = _client_form(_schedules.trigger_schedule)
+    trigger_schedule = _blocking_form(_schedules.trigger_schedule, _sync_handle)
+    backfill_schedule_async = _client_form(_schedules.backfill_schedule)
+    backfill_schedule = _blocking_form(_schedules.backfill_schedule, _sync_handles)
+
     # Applications ------------------------------------------------------------------------------
 
     rename_application_async = _client_form(_applications.rename_application)
     rename_application = _blocking_form(_applications.rename_application)
+
+    # Application versions ----------------------------------------------------------------------
+
+    list_application_versions_async = _client_form(_versions.list_application_versions)
+    list_application_versions = _blocking_form(_versions.list_application_versions)
+    get_latest_application_version_async = _client_form(_versions.get_latest_application_version)
+    get_latest_application_version = _blocking_form(_versions.get_latest_application_version)
+    set_latest_application_version_async = _client_form(_versions.set_latest_application_version)
+    set_latest_application_version = _blocking_form(_versions.set_latest_application_version)
 
 
 async def _awaiting(call: Callable[[], Awaitable[T]]) -> T:

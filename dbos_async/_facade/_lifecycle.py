@@ -105,7 +105,16 @@ class LifecycleAPI(FacadeBase):
         from .._engine import Engine
 
         engine = Engine(config, default_registry, cls._listening)
-        await engine.start(await system_database_url(config))
+        try:
+            await engine.start(await system_database_url(config))
+        except BaseException:
+            # A launch refused half-way (say, a version name another application owns) leaves
+            # no connection open behind it.
+            try:
+                await engine.stop()
+            except Exception:
+                logger.exception("Could not close what a failed launch opened")
+            raise
         return engine
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypedDict, TypeVar, cast
 
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger("dbos_async")
 T = TypeVar("T")
 
 _WORKFLOW_ATTR = "__dbos_workflow__"
@@ -98,6 +100,7 @@ def workflow(
     max_recovery_attempts: int | None = 100,
     serialization_type: SerializationType = None,
     validate_args: ArgsValidator | None = None,
+    auto_upgrade: bool | None = None,
 ) -> Callable[[F], F]:
     """Make a function a durable workflow: its steps are checkpointed, and it resumes after a crash.
 
@@ -111,10 +114,16 @@ def workflow(
     ``pydantic_args_validator`` to validate against the function's type hints. A failure ends
     the workflow in ``ERROR`` with the validator's exception. Without one, a run from portable
     inputs gets ``datetime``, ``date``, ``Decimal`` and ``UUID`` arguments back from strings by
-    the function's type hints.
+    the function's type hints. ``auto_upgrade`` (DBOS enterprise) is accepted and has no
+    effect.
     """
     if max_recovery_attempts is not None:
         check_int("max_recovery_attempts", max_recovery_attempts, minimum=0)
+    if auto_upgrade:
+        logger.warning(
+            "auto_upgrade (a DBOS enterprise feature) has no effect in dbos_async: a workflow "
+            "runs to its end on the version that started it"
+        )
     serialization = format_name(serialization_type)
     validator_for = resolve_validator(validate_args)
 

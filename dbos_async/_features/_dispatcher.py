@@ -201,6 +201,7 @@ class Dispatcher:
                 _limits(shape, local),
                 partition,
                 self._runtime.application_name,
+                latest_version=self._runtime.runs_latest_version,
             )
             skipped_locked = skipped_locked or claimed.skipped_locked
             for row in claimed.rows:

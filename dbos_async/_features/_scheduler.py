@@ -1,24 +1,32 @@
-"""The scheduler of ``@DBOS.scheduled`` workflows (``_scheduled.py``): it enqueues each tick once.
+"""The scheduler: every process enqueues the due ticks of its application's active schedules.
 
-Every process running the app runs the scheduler. Each tick is enqueued on the internal queue
-under the workflow ID ``sched-<name>-<tick time>``, so however many processes see the tick, the
-database keeps one workflow: the tick runs exactly once. A tick missed while no process ran is
-not replayed (as in DBOS). The workflow is called with ``(scheduled_time, actual_time)``.
+Schedules live in the system database (``_schedules``), those declared with
+``@DBOS.scheduled`` too (written at launch). The scheduler keeps them in memory with each one's
+next tick and sleeps until the earliest; a change anywhere is announced on ``SCHEDULES``, which
+makes it reload at once (and the notifier's periodic sweep reloads too, in case a notification
+was lost). Each tick is enqueued under ``sched-<name>-<tick>``: however many processes see it,
+the database keeps one workflow, so the tick runs once.
+
+A schedule declared in code runs only in the processes that declare it (a declaration removed
+from the code leaves its row behind, which then fires nothing). A schedule seen for the first
+time by this process (at launch, or when created, changed or
+resumed) starts with its next tick after now; with ``automatic_backfill`` the ticks after its
+last recorded tick are enqueued first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from .._core._errors import DBOSException
-from .._core._roles import Auth
+from .._sysdb._schedules import NewSchedule, list_schedule_rows, upsert_declared_schedules
 from .._sysdb._supervisor import cancel_and_wait, supervise
-from ._scheduled import Schedule
-from ._workflow import Invocation, QueuePlacement, WorkflowCall
+from ._cron import Cron
+from ._schedule_runs import enqueue_tick
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime
@@ -27,56 +35,135 @@ __all__ = ["Scheduler"]
 
 logger = logging.getLogger("dbos_async")
 
-F = TypeVar("F", bound=Callable[..., Any])
+_MAX_SLEEP = 1.0  # look at the registry this often: @DBOS.scheduled may come after launch
 
-_MAX_SLEEP = 1.0  # re-read the registry this often: schedules may be declared after launch
+
+@dataclass(slots=True)
+class _Plan:
+    """An active schedule as this process runs it: its row, its cron and its next tick."""
+
+    row: Any
+    cron: Cron
+    next_tick: datetime
+
+    @staticmethod
+    def signature(row: Any) -> tuple[Any, ...]:
+        """What makes a schedule's plan change when its row does."""
+        return tuple(
+            row[column]
+            for column in (
+                "schedule_id", "workflow_name", "workflow_class_name", "schedule", "context",
+                "cron_timezone", "queue_name", "automatic_backfill", "declared_in_code",
+            )
+        )  # fmt: skip
 
 
 class Scheduler:
-    """Enqueues due ticks of every registered schedule; one task per process."""
+    """Enqueues due ticks of the application's active schedules; one task per process."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._task: asyncio.Task[None] | None = None
-        self._next: dict[str, datetime] = {}  # each schedule's next tick, from launch on
+        self._plans: dict[str, _Plan] = {}
+        self._changed = asyncio.Event()
+        self._declared: set[str] | None = None  # the @DBOS.scheduled names written
 
     def start(self) -> None:
-        """Start watching the clock."""
+        """Write the schedules declared in code, then start watching the clock."""
         self._task = supervise("dbos-scheduler", self._run)
 
     async def stop(self) -> None:
         """Stop enqueueing ticks."""
         await cancel_and_wait(self._task)
 
+    def on_changed(self, _schedule_name: str = "") -> None:
+        """A schedule was created, changed or deleted somewhere: reload before the next tick."""
+        self._changed.set()
+
+    async def reload_all(self) -> None:
+        """Reload the schedules soon (a notification may have been lost)."""
+        self._changed.set()
+
+    async def declare(self) -> None:
+        """Write the schedules declared with ``@DBOS.scheduled`` in this process."""
+        runtime = self._runtime
+        declared = [
+            NewSchedule(
+                schedule_name=schedule.info.name,
+                workflow_name=schedule.info.name,
+                workflow_class_name=schedule.info.class_name,
+                schedule=schedule.cron,
+                context=None,
+                context_serialization=None,
+                automatic_backfill=False,
+                cron_timezone=None,
+                queue_name=None,
+                declared_in_code=True,
+                application_name=runtime.application_name,
+            )
+            for schedule in runtime.registry.schedules.values()
+        ]
+        await upsert_declared_schedules(runtime.db, declared)
+
     async def _run(self) -> None:
         while True:
+            if self._declared != set(self._runtime.registry.schedules):
+                self._declared = set(self._runtime.registry.schedules)
+                await self.declare()
+                self._changed.set()
+            if self._changed.is_set():
+                self._changed.clear()
+                await self._reload()
             now = datetime.now(UTC)
-            wake_at = now.timestamp() + _MAX_SLEEP
-            for name, schedule in list(self._runtime.registry.schedules.items()):
-                tick = self._next.get(name) or schedule.next_after(now)
-                while tick <= now:
-                    await self._fire(schedule, tick, now)
-                    tick = schedule.next_after(tick)
-                self._next[name] = tick
-                wake_at = min(wake_at, tick.timestamp())
-            await asyncio.sleep(max(0.0, wake_at - datetime.now(UTC).timestamp()))
+            for plan in list(self._plans.values()):
+                await self._fire_due(plan, now)
+            wake_at = min((plan.next_tick for plan in self._plans.values()), default=None)
+            delay = _MAX_SLEEP if wake_at is None else (wake_at - datetime.now(UTC)).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(0.0, min(delay, _MAX_SLEEP)))
 
-    async def _fire(self, schedule: Schedule, tick: datetime, now: datetime) -> None:
-        from ._enqueue import INTERNAL_QUEUE, enqueue
-
-        workflow_id = f"sched-{schedule.info.name}-{tick.isoformat()}"
-        call = WorkflowCall(
-            invocation=Invocation(schedule.info, None, (tick, now), {}),
-            workflow_id=workflow_id,
-            parent=None,
-            parent_function_id=None,
-            auth=Auth(),
-            timeout_ms=None,
-            deadline_epoch_ms=None,
+    async def _reload(self) -> None:
+        runtime = self._runtime
+        rows = await list_schedule_rows(
+            runtime.db, statuses=["ACTIVE"], own_application=runtime.application_name
         )
+        now = datetime.now(UTC)
+        plans: dict[str, _Plan] = {}
+        for row in rows:
+            name = row["schedule_name"]
+            if row["declared_in_code"] and name not in runtime.registry.schedules:
+                continue  # declared by the code of other processes (or of an older version)
+            kept = self._plans.get(name)
+            if kept is not None and _Plan.signature(kept.row) == _Plan.signature(row):
+                plans[name] = kept
+                continue
+            try:
+                cron = Cron(row["schedule"], row["cron_timezone"])
+            except Exception as invalid:  # written by hand, or by another version
+                logger.error("Schedule %s cannot run: %s", name, invalid)
+                continue
+            plans[name] = _Plan(row, cron, cron.next_after(now))
+            if row["automatic_backfill"] and row["last_fired_at"]:
+                await self._backfill(row, cron, now)
+        self._plans = plans
+
+    async def _backfill(self, row: Any, cron: Cron, now: datetime) -> None:
+        """Enqueue the ticks missed since the schedule's last recorded one."""
         try:
-            await enqueue(self._runtime, call, QueuePlacement(INTERNAL_QUEUE), "reject")
-        except DBOSException as error:
-            logger.error("Could not enqueue %s: %s", workflow_id, error)
+            last = datetime.fromisoformat(row["last_fired_at"])
+        except ValueError:
+            return
+        for tick in cron.ticks_between(last, now):
+            await self._fire(row, tick)
+
+    async def _fire_due(self, plan: _Plan, now: datetime) -> None:
+        while plan.next_tick <= now:
+            await self._fire(plan.row, plan.next_tick)
+            plan.next_tick = plan.cron.next_after(plan.next_tick)
+
+    async def _fire(self, row: Any, tick: datetime) -> None:
+        workflow_id = f"sched-{row['schedule_name']}-{tick.isoformat()}"
+        try:
+            await enqueue_tick(self._runtime, row, tick, workflow_id, last_fired=True)
         except Exception:
             logger.exception("Could not enqueue %s", workflow_id)

@@ -24,8 +24,10 @@ from .._core._context import (
     leave_step,
 )
 from .._core._errors import (
+    DBOSException,
     DBOSInvalidArgumentError,
     DBOSMaxStepRetriesExceeded,
+    DBOSPatchNondeterminismError,
     DBOSStepTimeoutError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
@@ -38,6 +40,7 @@ from .._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
 
 __all__ = [
     "NOT_RECORDED",
+    "PATCH_MARKER_PREFIX",
     "RetryPolicy",
     "StepSettings",
     "checkpointed",
@@ -46,6 +49,7 @@ __all__ = [
     "replay_recorded",
     "run_step",
     "settle_deferred",
+    "unexpected_step",
 ]
 
 logger = logging.getLogger("dbos_async")
@@ -54,6 +58,8 @@ T = TypeVar("T")
 
 _MAX_RETRY_INTERVAL = 3600.0
 NOT_RECORDED = object()
+PATCH_MARKER_PREFIX = "DBOS.patch-"
+"""The start of the name of the checkpoint ``DBOS.patch`` records (then the patch's name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +111,29 @@ def replay_recorded(ctx: WorkflowContext, function_id: int, name: str) -> Any:
     if recorded is None:
         return NOT_RECORDED
     if recorded.function_name != name:
-        raise DBOSUnexpectedStepError(ctx.workflow_id, function_id, name, recorded.function_name)
+        raise unexpected_step(ctx.workflow_id, function_id, name, recorded.function_name)
     codec = ctx.runtime.codec
     if recorded.error is not None:
         error = codec.loads_exception(recorded.error, recorded.serialization)
         raise error if isinstance(error, BaseException) else Exception(str(error))
     return codec.loads(recorded.output, recorded.serialization)
+
+
+def unexpected_step(
+    workflow_id: str, function_id: int, name: str, recorded_name: str
+) -> DBOSException:
+    """The error for a replay that meets ``recorded_name`` where the code now runs ``name``:
+    :class:`DBOSPatchNondeterminismError` when a patch was recorded there (the code no longer
+    checks it), else :class:`DBOSUnexpectedStepError`."""
+    if recorded_name.startswith(PATCH_MARKER_PREFIX):
+        return DBOSPatchNondeterminismError(
+            workflow_id,
+            recorded_name.removeprefix(PATCH_MARKER_PREFIX),
+            f"this execution took the patched path (recorded at step {function_id}), but the "
+            f"code now runs {name} there: keep the DBOS.patch check until no such execution "
+            "remains, then replace it with DBOS.deprecate_patch",
+        )
+    return DBOSUnexpectedStepError(workflow_id, function_id, name, recorded_name)
 
 
 async def run_step(

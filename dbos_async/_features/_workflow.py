@@ -36,7 +36,6 @@ from .._core._errors import (
     DBOSException,
     DBOSNonExistentWorkflowError,
     DBOSSerializationError,
-    DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
     DBOSWorkflowIDInUseError,
@@ -63,7 +62,7 @@ from .._sysdb._workflows import (
     mark_awaited,
     now_ms,
 )
-from ._step import refusal, settle_deferred
+from ._step import refusal, settle_deferred, unexpected_step
 
 if TYPE_CHECKING:
     import asyncpg
@@ -216,7 +215,7 @@ async def _replay_child_id(call: WorkflowCall) -> str | None:
         return None
     name = call.invocation.info.name
     if recorded.function_name != name:
-        raise DBOSUnexpectedStepError(parent.workflow_id, function_id, name, recorded.function_name)
+        raise unexpected_step(parent.workflow_id, function_id, name, recorded.function_name)
     return recorded.child_workflow_id
 
 

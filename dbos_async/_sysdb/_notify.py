@@ -34,7 +34,9 @@ __all__ = [
     "MESSAGES",
     "QUEUES",
     "QUEUE_SETTINGS",
+    "SCHEDULES",
     "STREAMS",
+    "VERSIONS",
     "WORKFLOW_DONE",
     "Notifier",
     "WakeUp",
@@ -49,7 +51,19 @@ STREAMS = "dbos_async_streams"
 CANCEL = "dbos_async_cancel"
 QUEUES = "dbos_async_queues"
 QUEUE_SETTINGS = "dbos_async_queue_settings"
-CHANNELS = (WORKFLOW_DONE, MESSAGES, EVENTS, STREAMS, CANCEL, QUEUES, QUEUE_SETTINGS)
+SCHEDULES = "dbos_async_schedules"
+VERSIONS = "dbos_async_versions"
+CHANNELS = (
+    WORKFLOW_DONE,
+    MESSAGES,
+    EVENTS,
+    STREAMS,
+    CANCEL,
+    QUEUES,
+    QUEUE_SETTINGS,
+    SCHEDULES,
+    VERSIONS,
+)
 
 _MAX_PAYLOADS_PER_FLUSH = 1000
 _PING_TIMEOUT = 5.0

@@ -87,9 +87,11 @@ def _claim_sql(shared: bool) -> str:
     Parameters: $1 queue, $2 executor, $3 version, $4 now, $5 this process's room, $6 the
     partition, $7 the application (its own and unclaimed workflows only), then (shared) $8
     concurrency, $9 rate limit, $10 its period (ms), $11 partition concurrency, $12 partition
-    rate limit, $13 its period (ms).
+    rate limit, $13 its period (ms); last ($8, or $14 when shared) whether this process runs
+    the latest version (only then does it take work pinned to no version).
     """
     limit = "$5::bigint"
+    takes_unpinned = "$14::boolean" if shared else "$8::boolean"
     if shared:
         rooms = [
             _room("$8::bigint", _RUNNING.format(where="")),
@@ -99,7 +101,7 @@ def _claim_sql(shared: bool) -> str:
         ]
         limit = f"GREATEST(0, LEAST($5::bigint, {', '.join(rooms)}))"
     candidates = f"""queue_name = $1 AND status = 'ENQUEUED' {_IN_PARTITION}
-        AND (application_version = $3 OR application_version IS NULL)
+        AND (application_version = $3 OR ({takes_unpinned} AND application_version IS NULL))
         AND {of_application("$7")}"""
     # ``skipped_locked``: it had room for more, and a candidate it did not take exists (one
     # another statement held locked for a moment, which FOR UPDATE SKIP LOCKED passes over).
@@ -163,8 +165,13 @@ async def claim(
     limits: ClaimLimits,
     partition_key: str | None = None,
     application: str | None = None,
+    *,
+    latest_version: bool = True,
 ) -> Claimed:
     """Move up to the allowed number of ``ENQUEUED`` rows to ``PENDING`` for this executor.
+
+    It takes the rows pinned to ``app_version``, and those pinned to no version only when this
+    process runs the ``latest_version`` of its application.
 
     With shared limits the claim holds a transaction-scoped advisory lock (the queue's when a
     limit spans partitions, else the partition's), so two claims never both count the same
@@ -175,7 +182,9 @@ async def claim(
     now = now_ms()
     local = (queue_name, executor_id, app_version, now, min(limits.local_capacity, _MAX_CLAIM))
     if not limits.shared:
-        return _claimed(await db.fetch(_CLAIM_LOCAL, *local, partition_key, application))
+        return _claimed(
+            await db.fetch(_CLAIM_LOCAL, *local, partition_key, application, latest_version)
+        )
     args = (
         *local,
         partition_key,
@@ -186,6 +195,7 @@ async def claim(
         limits.partition_concurrency,
         limits.partition_rate_limit,
         limits.partition_rate_period_ms or 0,
+        latest_version,
     )
     lock_key = _lock_key(queue_name, None if limits.queue_wide else partition_key)
     lock = f"BEGIN; SELECT pg_advisory_xact_lock({lock_key})"
@@ -224,12 +234,15 @@ async def partitions_with_work(db: Database, queue_name: str) -> list[str]:
 async def promote_due_delayed(db: Database) -> tuple[list[str], int | None]:
     """Move ``DELAYED`` workflows whose time came to ``ENQUEUED``.
 
-    Returns the queues that got work and the epoch ms of the next delay to expire (or None).
+    A debounced workflow releases its debounce key (its deduplication ID) as it leaves
+    ``DELAYED``, so a later debounce on the key starts a new workflow. Returns the queues that
+    got work and the epoch ms of the next delay to expire (or None).
     """
     row = await db.fetchrow(
         """
         WITH due AS (
-            UPDATE workflow_status SET status = 'ENQUEUED', updated_at = $1
+            UPDATE workflow_status SET status = 'ENQUEUED', updated_at = $1,
+                deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
             WHERE status = 'DELAYED' AND delay_until_epoch_ms <= $1
             RETURNING queue_name
         )

@@ -521,6 +521,7 @@ async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str
                 10,
                 None,
                 "test-app",
+                True,
             )
         )
         now = int(time.time() * 1000)
@@ -541,6 +542,7 @@ async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str
                 2,
                 10,
                 60_000,
+                True,
             )
         )
         partition_claim = _plan(
@@ -559,6 +561,7 @@ async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str
                 2,
                 10,
                 60_000,
+                True,
             )
         )
     finally:

@@ -281,6 +281,7 @@ EFFECTIVE = {
     "dbos_system_schema",
     "serializer",
     "max_executor_threads",
+    "enable_patching",
 }
 
 

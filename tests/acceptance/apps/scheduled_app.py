@@ -1,7 +1,9 @@
 """A scheduled workflow firing every second, run by several processes at once.
 
-Each run records (tick, pid) in a side table. Env: APP_DB_URL, EXECUTOR_ID, RUN_SECONDS.
-Prints READY once launched; exits after RUN_SECONDS.
+Each run records (tick, pid, kind) in a side table: ``declared`` for the ``@DBOS.scheduled``
+workflow, the schedule's context for ``dynamic_tick`` (which a test schedules at runtime with
+``create_schedule``). Env: APP_DB_URL, EXECUTOR_ID, RUN_SECONDS. Prints READY once launched;
+exits after RUN_SECONDS.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ DB_URL = os.environ["APP_DB_URL"]
 
 
 @DBOS.step()
-async def record_tick(tick: datetime) -> None:
+async def record_tick(tick: datetime, kind: str) -> None:
     conn = await asyncpg.connect(DB_URL)
     try:
         await conn.execute(
-            "INSERT INTO public.ticks (tick, pid) VALUES ($1, $2)", tick, os.getpid()
+            "INSERT INTO public.ticks (tick, pid, kind) VALUES ($1, $2, $3)",
+            tick,
+            os.getpid(),
+            kind,
         )
     finally:
         await conn.close()
@@ -31,7 +36,12 @@ async def record_tick(tick: datetime) -> None:
 @DBOS.scheduled("* * * * * *")
 @DBOS.workflow()
 async def every_second(scheduled_time: datetime, actual_time: datetime) -> None:
-    await record_tick(scheduled_time)
+    await record_tick(scheduled_time, "declared")
+
+
+@DBOS.workflow()
+async def dynamic_tick(scheduled_time: datetime, context: str) -> None:
+    await record_tick(scheduled_time, context)
 
 
 async def main() -> None:
