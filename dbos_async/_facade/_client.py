@@ -41,6 +41,7 @@ from .._core._validation import check_id
 from .._features import (
     _applications,
     _listing,
+    _maintenance,
     _management,
     _messaging,
     _queue_admin,
@@ -620,6 +621,10 @@ class DBOSClient:
     fork_workflow = _blocking_form(fork_workflow, _sync_handle)
     rewind_workflow_async = _client_form(rewind_workflow)
     rewind_workflow = _blocking_form(rewind_workflow, _sync_handle)
+    garbage_collect_async = _client_form(_maintenance.garbage_collect)
+    garbage_collect = _blocking_form(_maintenance.garbage_collect)
+    global_timeout_async = _client_form(_maintenance.global_timeout)
+    global_timeout = _blocking_form(_maintenance.global_timeout)
 
     # Queues ------------------------------------------------------------------------------------
 

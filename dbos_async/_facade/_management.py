@@ -6,7 +6,7 @@ spelled out once, in the feature.
 
 from __future__ import annotations
 
-from .._features import _forks, _listing, _management
+from .._features import _forks, _listing, _maintenance, _management
 from ._base import FacadeBase, blocking, blocking_handle, blocking_handles
 
 __all__ = ["ManagementAPI"]
@@ -53,3 +53,8 @@ class ManagementAPI(FacadeBase):
     fork_workflow = staticmethod(blocking_handle("fork_workflow", _forks.fork_workflow))
     rewind_workflow_async = staticmethod(_forks.rewind_workflow)
     rewind_workflow = staticmethod(blocking_handle("rewind_workflow", _forks.rewind_workflow))
+
+    garbage_collect_async = staticmethod(_maintenance.garbage_collect)
+    garbage_collect = staticmethod(blocking("garbage_collect", _maintenance.garbage_collect))
+    global_timeout_async = staticmethod(_maintenance.global_timeout)
+    global_timeout = staticmethod(blocking("global_timeout", _maintenance.global_timeout))

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .._core._runtime import Runtime
 
 __all__ = [
+    "delete_recorded",
     "cancel_workflow",
     "cancel_workflows",
     "delete_workflow",
@@ -153,7 +154,8 @@ def resume_workflow(
 # Delete ------------------------------------------------------------------------------------
 
 
-async def _delete(runtime: Runtime, workflow_ids: list[str], delete_children: bool) -> None:
+async def delete_recorded(runtime: Runtime, workflow_ids: list[str], delete_children: bool) -> None:
+    """Delete these workflows' rows and everything recorded for them, and tell waiters."""
     deleted = await delete_workflow_rows(runtime.db, workflow_ids, with_children=delete_children)
     for deleted_id in deleted:
         # Waiters here re-read the row and learn it no longer exists.
@@ -169,7 +171,9 @@ def delete_workflows(
     ids = check_ids("workflow_ids", workflow_ids)
     runtime = runtime_here()
     return managed(
-        "DBOS.deleteWorkflows", runtime, lambda: _delete(runtime, ids, bool(delete_children))
+        "DBOS.deleteWorkflows",
+        runtime,
+        lambda: delete_recorded(runtime, ids, bool(delete_children)),
     )
 
 
@@ -182,7 +186,7 @@ def delete_workflow(
     return managed(
         "DBOS.deleteWorkflow",
         runtime,
-        lambda: _delete(runtime, [workflow_id], bool(delete_children)),
+        lambda: delete_recorded(runtime, [workflow_id], bool(delete_children)),
     )
 
 
