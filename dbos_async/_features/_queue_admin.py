@@ -30,8 +30,8 @@ logger = logging.getLogger("dbos_async")
 
 QueueConflictResolution = Literal["update_if_latest_version", "always_update", "never_update"]
 """What ``register_queue`` does when the queue is already registered: overwrite its settings
-(``"always_update"``; ``"update_if_latest_version"``, the default, does the same until
-application versions exist) or keep them (``"never_update"``)."""
+(``"always_update"``; ``"update_if_latest_version"``, the default, only in a process running
+the application's latest version) or keep them (``"never_update"``)."""
 
 _RESERVED_PREFIX = "_dbos"
 
@@ -54,9 +54,10 @@ async def register_queue(
     """Store a queue's settings in the system database, shared by every process of the
     application (changes reach them within moments); a :class:`Queue` on it.
 
-    ``on_conflict`` says what happens if it is registered already: ``"always_update"`` (and
-    ``"update_if_latest_version"``, the default) overwrite its settings, ``"never_update"``
-    keeps them. ``concurrency`` is the old name of ``global_concurrency``. A queue another
+    ``on_conflict`` says what happens if it is registered already: ``"always_update"``
+    overwrites its settings, ``"update_if_latest_version"`` (the default) too when this process
+    runs the application's latest version (an old version still running during a deploy
+    leaves the new settings alone), ``"never_update"`` keeps them. ``concurrency`` is the old name of ``global_concurrency``. A queue another
     application registered is refused.
     """
     settings = QueueSettings.checked(
@@ -89,7 +90,8 @@ async def register_queue(
             name,
             settings_to_columns(settings),
             application_name=owner,
-            update_existing=on_conflict != "never_update",
+            update_existing=on_conflict == "always_update"
+            or (on_conflict == "update_if_latest_version" and runtime.runs_latest_version),
         )
         if row["application_name"] not in (None, owner):
             raise DBOSConflictingRegistrationError(

@@ -239,3 +239,27 @@ async def test_enable_patching_pins_the_version(database_url: str) -> None:
         ] == "PATCHING_ENABLED"
     finally:
         await DBOS.destroy_async()
+
+
+async def test_only_the_latest_version_overwrites_a_registered_queue(database_url: str) -> None:
+    """``register_queue``'s default ``on_conflict="update_if_latest_version"``: an old version
+    still running keeps the settings the latest one registered; ``always_update`` overwrites."""
+    await _launch(database_url, "new")
+    await DBOS.register_queue_async("deploy_queue", worker_concurrency=8)
+    await DBOS.destroy_async()
+    await _launch(database_url, "older")  # recorded later, so it is the latest now ...
+    await DBOS.destroy_async()
+    async with DBOSClient(database_url, application_name="test-app") as client:
+        await client.set_latest_application_version_async("new")  # ... until "new" is again
+    await _launch(database_url, "older")
+    try:
+        await DBOS.register_queue_async("deploy_queue", worker_concurrency=2)
+        queue = await DBOS.retrieve_queue_async("deploy_queue")
+        assert queue is not None and queue.worker_concurrency == 8
+        await DBOS.register_queue_async(
+            "deploy_queue", worker_concurrency=2, on_conflict="always_update"
+        )
+        queue = await DBOS.retrieve_queue_async("deploy_queue")
+        assert queue is not None and queue.worker_concurrency == 2
+    finally:
+        await DBOS.destroy_async()
