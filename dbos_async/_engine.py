@@ -10,7 +10,9 @@ This is the one module that knows every part; the parts know only the :class:`Ru
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import Any
 
 import asyncpg
 
@@ -68,6 +70,7 @@ class Engine:
         self._listening = set(listening) if listening is not None else None
         self._starters: list[Dispatcher | Scheduler] = []  # what starts new work
         self._heartbeat: Heartbeat | None = None
+        self._admin: Any = None  # dbos_async.admin.AdminServer, with run_admin_server
 
     async def start(self, url: str) -> None:
         """Open the database and the notify hub, recover pending workflows, start serving."""
@@ -115,6 +118,52 @@ class Engine:
         self._heartbeat = heartbeat
         for part in (*self._starters, heartbeat):
             part.start()
+        if config.run_admin_server:
+            await self._serve_admin(url)
+
+    async def _serve_admin(self, url: str) -> None:
+        """Serve the admin API and dashboard on this loop (``run_admin_server``)."""
+        from ._facade._client import DBOSClient
+
+        # The admin layer sits above the engine (it is built on DBOSClient): loaded by name,
+        # like a plugin, and only when asked for, since it needs the admin extra.
+        admin = importlib.import_module("dbos_async.admin")
+        config = self.runtime.config
+        client = DBOSClient(
+            url,
+            dbos_system_schema=config.schema,
+            serializer=config.serializer,
+            application_name=self.runtime.application_name,
+            lazy=True,
+        )
+        server = admin.AdminServer.for_engine(
+            client, self, config.admin_host, config.admin_port, config.admin_token
+        )
+        await server.start()
+        self._admin = server
+
+    @property
+    def admin_port(self) -> int | None:
+        """The port the admin server listens on (None: not serving)."""
+        return None if self._admin is None else int(self._admin.port)
+
+    async def recover_executors(self, executor_ids: list[str]) -> None:
+        """Take over the PENDING work of these executors (this one's resumes here)."""
+        own = self.runtime.executor_id
+        others = [e for e in executor_ids if e != own]
+        if others and self._heartbeat is not None:
+            await self._heartbeat.adopt(others)
+        if own in executor_ids:
+            await recover_pending(self.runtime)
+
+    async def deactivate(self) -> None:
+        """Stop starting new work here (the dispatcher and the scheduler)."""
+        for part in self._starters:
+            await part.stop()
+
+    def checkpoint_batches(self) -> dict[str, tuple[int, int]]:
+        """Per group-commit writer: ``(batches, rows)`` committed since launch."""
+        return self.runtime.db.group_stats()
 
     async def _declare(self, db: Database) -> None:
         """Record the workflows and queues this process declares in code, for clients."""
@@ -152,6 +201,9 @@ class Engine:
         With ``workflow_completion_timeout_sec``, stop starting work first (dispatcher and
         scheduler) and give the workflows running here up to that long to finish.
         """
+        if self._admin is not None:
+            await self._admin.stop()
+            self._admin = None
         for part in self._starters:
             await part.stop()
         if workflow_completion_timeout_sec > 0:

@@ -20,6 +20,7 @@ from ._sysdb._urls import database_name, normalize_url, with_database
 
 __all__ = [
     "configure_logging",
+    "embedded_system_url",
     "reset_system_database",
     "run_dbos_database_migrations",
     "run_detached",
@@ -56,7 +57,11 @@ async def system_database_url(config: ResolvedConfig) -> str:
     if config.application_database_url is not None:
         app_url = normalize_url(config.application_database_url)
         return with_database(app_url, database_name(app_url) + "_dbos_sys")
-    server_url = await asyncio.to_thread(embedded_database_url)
+    return embedded_system_url(await asyncio.to_thread(embedded_database_url))
+
+
+def embedded_system_url(server_url: str) -> str:
+    """The system database (``dbos_async_sys``) on the embedded server at ``server_url``."""
     prefix, _, query = server_url.partition("?")
     base = prefix.rsplit("/", 1)[0]
     return f"{base}/dbos_async_sys" + (f"?{query}" if query else "")

@@ -3,7 +3,8 @@
     .venv/bin/pip install -e ".[embedded,fastapi]" && .venv/bin/python examples/fastapi_app.py
 
 With no database configured it starts an embedded Postgres under ./.dbos_async; set
-DBOS_SYSTEM_DATABASE_URL=postgresql://... to use your own server. Then, in another terminal:
+DBOS_SYSTEM_DATABASE_URL=postgresql://... to use your own server (and PORT=... for another
+port than 8000). Then, in another terminal:
 
     curl -X POST localhost:8000/orders/order-1             # runs the workflow, answers its result
     curl -X POST localhost:8000/orders/order-2/background  # starts it, answers its ID at once
@@ -17,6 +18,7 @@ Run the server again: it resumes the order at startup, and step 1 does not run a
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import uvicorn
@@ -73,4 +75,4 @@ async def workflow_status(workflow_id: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))

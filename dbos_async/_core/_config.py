@@ -64,6 +64,8 @@ class DBOSConfig(TypedDict, total=False):
     otel_attribute_format: str | None
     run_admin_server: bool | None
     admin_port: int | None
+    admin_host: str | None
+    admin_token: str | None
     conductor_key: str | None
     conductor_url: str | None
     conductor_executor_metadata: dict[str, Any] | None
@@ -94,8 +96,6 @@ _WITHOUT_EFFECT = frozenset(
         "otlp_logs_endpoints",
         "otlp_attributes",
         "otel_attribute_format",
-        "run_admin_server",
-        "admin_port",
         "conductor_key",
         "conductor_url",
         "conductor_executor_metadata",
@@ -145,6 +145,14 @@ class ResolvedConfig:
     """The database ``@DBOS.transaction`` writes to (None: transactions are unavailable)."""
     db_engine_kwargs: dict[str, Any] | None = None
     """SQLAlchemy engine arguments for the application database."""
+    run_admin_server: bool = False
+    """Whether the engine serves the admin API and dashboard (``dbos_async.admin``)."""
+    admin_host: str = "127.0.0.1"
+    """The address the admin server binds (only this machine by default)."""
+    admin_port: int = 3001
+    """The port the admin server listens on (0: any free one)."""
+    admin_token: str | None = None
+    """A bearer token every admin request must carry (None: no token is asked for)."""
 
 
 def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
@@ -250,4 +258,21 @@ def resolve_config(config: Mapping[str, Any] | None) -> ResolvedConfig:
         application_name=application_name,
         application_database_url=app_url,
         db_engine_kwargs=engine_kwargs,
+        run_admin_server=bool(config.get("run_admin_server")),
+        admin_host=_optional_str(config, "admin_host") or "127.0.0.1",
+        admin_port=check_int(
+            "admin_port",
+            3001 if config.get("admin_port") is None else config["admin_port"],
+            minimum=0,  # 0: any free port
+            maximum=65535,
+            error=DBOSConfigurationError,
+        ),
+        admin_token=_optional_str(config, "admin_token"),
     )
+
+
+def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
+    value = config.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DBOSConfigurationError(f"{key} must be a string, got {value!r}")
+    return value or None

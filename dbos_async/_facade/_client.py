@@ -45,6 +45,7 @@ from .._features import (
     _management,
     _messaging,
     _queue_admin,
+    _queue_overview,
     _schedules,
     _streams,
     _versions,
@@ -148,8 +149,9 @@ class DBOSClient:
     any application's workers may run it) and scopes its listings. Use it as
     ``async with DBOSClient(url) as client`` or call :meth:`destroy` when done. Unless
     ``lazy``, a client made outside an event loop connects (and checks the connection) at once.
-    ``system_database_engine``, ``system_database_polling_concurrency``, ``use_listen_notify``,
-    ``retry_connection_errors``, ``observability_query_timeout_sec``,
+    With ``retry_connection_errors=False`` an unreachable database fails a call at once instead
+    of being waited for. ``system_database_engine``, ``system_database_polling_concurrency``,
+    ``use_listen_notify``, ``observability_query_timeout_sec``,
     ``sys_db_idle_transaction_timeout_sec`` and ``sharding`` are accepted for DBOS's API.
     """
 
@@ -186,6 +188,8 @@ class DBOSClient:
                 "dbos_system_schema": dbos_system_schema or "dbos",
                 "sys_db_pool_size": system_database_pool_size or _CLIENT_POOL_SIZE,
                 "serializer": serializer,
+                # Without retries, an unreachable database fails the first call at once.
+                **({} if retry_connection_errors else {"system_database_retry_limit_sec": 0.001}),
             }
         )
         self.application_name = application_name
@@ -636,6 +640,8 @@ class DBOSClient:
     list_queues = _blocking_form(_queue_admin.list_queues)
     delete_queue_async = _client_form(_queue_admin.delete_queue)
     delete_queue = _blocking_form(_queue_admin.delete_queue)
+    queue_overview_async = _client_form(_queue_overview.queue_overview)
+    queue_overview = _blocking_form(_queue_overview.queue_overview)
 
     # Schedules -------------------------------------------------------------------------------
 

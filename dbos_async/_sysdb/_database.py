@@ -92,6 +92,10 @@ class Database:
             writer = self._groups[name] = GroupCommit(flush, patience=self.retry_limit)
         return writer
 
+    def group_stats(self) -> dict[str, tuple[int, int]]:
+        """Per group-commit writer: ``(batches, rows)`` committed so far."""
+        return {name: (w.flushes, w.rows) for name, w in self._groups.items()}
+
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Run a query and return all its rows."""
         rows: list[asyncpg.Record] = await self._run("fetch", sql, args)
@@ -387,10 +391,15 @@ async def truncate_database(url: str, schema: str = "dbos") -> None:
 
 
 async def migrate_database(
-    url: str, *, schema: str = "dbos", application_role: str | None = None
+    url: str,
+    *,
+    schema: str = "dbos",
+    application_role: str | None = None,
+    retry_limit: float = 300.0,
 ) -> None:
-    """Create or upgrade the system database; with ``application_role``, let that role use it."""
-    db = await connect_database(url, schema=schema, pool_size=1)
+    """Create or upgrade the system database; with ``application_role``, let that role use it.
+    An unreachable server is waited for up to ``retry_limit`` seconds."""
+    db = await connect_database(url, schema=schema, pool_size=1, retry_limit=retry_limit)
     try:
         if application_role is not None:
             role = _quote_identifier(application_role)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "dbos_async"
 
 # Each layer may import itself and the layers listed after it, never those before it; the
 # errors are the one part of the core that the system database layer uses too.
-LAYERS = ["facade", "integrations", "_features", "_core", "_sysdb"]
+LAYERS = ["cli", "admin", "facade", "integrations", "_features", "_core", "_sysdb"]
 SHARED_BY_ALL = {"dbos_async._core._errors"}
 FACADE = {"__init__", "_dbos", "_engine", "_setup", "_embedded", "error"}
 _DB_CALL = re.compile(r"\.db\.(fetch|fetchrow|fetchval|execute)\(|\.pool\.")
@@ -28,6 +28,8 @@ def _module(path: Path) -> str:
 
 def _layer(module: str) -> str:
     parts = module.split(".")
+    if len(parts) > 1 and parts[1] == "__main__":  # python -m dbos_async: the command line
+        return "cli"
     if len(parts) == 1 or parts[1] in FACADE or parts[1] == "_facade":
         return "facade"
     return parts[1]

@@ -1,0 +1,1 @@
+"""Small runnable programs, one per feature area: ``python examples/<name>.py``."""
