@@ -113,6 +113,12 @@ def database_url(module_database_url: str) -> str:
     return module_database_url
 
 
+@pytest.fixture
+def dbos_database_url(database_url: str) -> str:
+    """The plugin's fixtures (``dbos_client``, ``dbos_config``) use this module's database too."""
+    return database_url
+
+
 def make_config(database_url: str, **overrides: Any) -> dict[str, Any]:
     """A test configuration on ``database_url``."""
     # A small pool: two test workers (and a developer's other sessions) share one server.

@@ -35,8 +35,10 @@ __all__ = [
     "QueueWaker",
     "RunningWorkflow",
     "Runtime",
+    "StepObserver",
     "current_runtime",
     "current_runtime_or_none",
+    "observe_steps",
     "set_current_runtime",
 ]
 
@@ -51,6 +53,17 @@ class RunningWorkflow(Protocol):
     workflow_id: str
     cancelled: bool
     blocking_calls: set[concurrent.futures.Future[Any]]
+
+
+class StepObserver(Protocol):
+    """Who watches steps run (the pytest plugin's ``dbos_test``): told when a step's code
+    starts (not when it is replayed) and once its outcome is recorded."""
+
+    def step_started(self, workflow_id: str, function_id: int, name: str) -> None:
+        """The step's code is about to run (once per execution, retries included)."""
+
+    async def step_recorded(self, workflow_id: str, function_id: int, name: str) -> None:
+        """The step's output is committed; the workflow goes on when this returns."""
 
 
 class QueueWaker(Protocol):
@@ -89,6 +102,8 @@ class Runtime:
         self._notifier: Notifier | None = None
         self._dispatcher: QueueWaker | None = None
         self.queues = QueueCatalog(registry.queues)
+        self.step_observer: StepObserver | None = _step_observer
+        """Told of every step run here (tests only; None costs one attribute read a step)."""
         self.app_database: Any = None
         """The application database ``@DBOS.transaction`` uses (an ``AppDatabase``), if
         ``application_database_url`` is configured."""
@@ -315,6 +330,16 @@ async def _patiently(coro: Coroutine[Any, Any, T]) -> T:
 
 
 _current: Runtime | None = None
+_step_observer: StepObserver | None = None
+
+
+def observe_steps(observer: StepObserver | None) -> None:
+    """Make ``observer`` the step observer of the running runtime and of those launched
+    later (before they recover anything); None stops observing. For tests."""
+    global _step_observer
+    _step_observer = observer
+    if _current is not None:
+        _current.step_observer = observer
 
 
 def current_runtime() -> Runtime:

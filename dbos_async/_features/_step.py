@@ -156,6 +156,9 @@ async def run_step(
     ensure_not_cancelled(ctx)
     started = now_ms()
     codec = ctx.runtime.codec
+    observer = ctx.runtime.step_observer
+    if observer is not None:
+        observer.step_started(ctx.workflow_id, function_id, options.name)
     try:
         with traced(options.name, lambda: context_attributes(ctx, "step")):
             value = await _attempt(function_id, options, invoke)
@@ -165,10 +168,12 @@ async def run_step(
         await _record(ctx, function_id, options.name, None, codec.dumps_exception(error), started)
         raise
     checkpoint = _record(ctx, function_id, options.name, codec.dumps(value), None, started)
-    if durable_output:
+    if durable_output and observer is None:
         ctx.defer(checkpoint)
-    else:
+    else:  # an observer is told once the checkpoint is committed
         await checkpoint
+    if observer is not None:
+        await observer.step_recorded(ctx.workflow_id, function_id, options.name)
     return value
 
 

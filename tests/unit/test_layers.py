@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "dbos_async"
 
 # Each layer may import itself and the layers listed after it, never those before it; the
 # errors are the one part of the core that the system database layer uses too.
-LAYERS = ["cli", "admin", "facade", "integrations", "_features", "_core", "_sysdb"]
+LAYERS = ["testing", "cli", "admin", "facade", "integrations", "_features", "_core", "_sysdb"]
 SHARED_BY_ALL = {"dbos_async._core._errors"}
 FACADE = {"__init__", "_dbos", "_engine", "_setup", "_embedded", "error"}
 _DB_CALL = re.compile(r"\.db\.(fetch|fetchrow|fetchval|execute)\(|\.pool\.")
