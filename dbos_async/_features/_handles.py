@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from .._core._context import block_on
-from .._core._errors import DBOSInvalidArgumentError
+from .._core._errors import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from .._core._runtime import Runtime
 from .._core._status import WorkflowStatus, status_from_row
 from .._core._validation import check_number
@@ -57,12 +57,18 @@ class WorkflowHandleAsync(_Handle, Generic[R]):
             "DBOS.getResult", lambda: runtime.forward(wait_result(runtime, workflow_id))
         )
 
-    def get_status(self) -> Awaitable[WorkflowStatus | None]:
-        """The workflow's current recorded status."""
+    def get_status(self) -> Awaitable[WorkflowStatus]:
+        """The workflow's current recorded status (:class:`DBOSNonExistentWorkflowError` if it
+        does not exist, say deleted since the handle was made)."""
         runtime, workflow_id = self._runtime, self.workflow_id
-        return checkpointed(
-            "DBOS.getStatus", lambda: runtime.forward(read_status(runtime, workflow_id))
-        )
+
+        async def existing() -> WorkflowStatus:
+            status = await read_status(runtime, workflow_id)
+            if status is None:
+                raise DBOSNonExistentWorkflowError(workflow_id)
+            return status
+
+        return checkpointed("DBOS.getStatus", lambda: runtime.forward(existing()))
 
 
 class WorkflowHandle(_Handle, Generic[R]):
@@ -81,8 +87,9 @@ class WorkflowHandle(_Handle, Generic[R]):
         """Block until the workflow finishes; return its result or raise its error."""
         return self._block(self._async.get_result, "get_result")
 
-    def get_status(self) -> WorkflowStatus | None:
-        """The workflow's current recorded status."""
+    def get_status(self) -> WorkflowStatus:
+        """The workflow's current recorded status (:class:`DBOSNonExistentWorkflowError` if it
+        does not exist)."""
         return self._block(self._async.get_status, "get_status")
 
     def _block(self, start: Callable[[], Awaitable[T]], method: str) -> T:

@@ -122,7 +122,7 @@ async def test_cancel_resume_restart_fork_and_queued(http: httpx.AsyncClient) ->
     assert mine["running"] == 1
 
     assert (await http.post("/workflows/admin-wait/cancel")).status_code == 204
-    assert (await handle.get_status()).status == "CANCELLED"  # type: ignore[union-attr]
+    assert (await handle.get_status()).status == "CANCELLED"
     assert (await http.post("/workflows/admin-wait/resume")).status_code == 204
     await points.reached("waiting")
     await http.post("/workflows/admin-wait/cancel")
@@ -181,7 +181,7 @@ async def test_garbage_collect_and_global_timeout(http: httpx.AsyncClient) -> No
         "/dbos-global-timeout", json={"cutoff_epoch_timestamp_ms": far_future}
     )
     assert timeout.status_code == 204
-    assert (await handle.get_status()).status == "CANCELLED"  # type: ignore[union-attr]
+    assert (await handle.get_status()).status == "CANCELLED"
     collected = await http.post("/dbos-garbage-collect", json={"rows_threshold": 1})
     assert collected.status_code == 204
     assert len((await http.post("/workflows", json={})).json()) == 1

@@ -240,7 +240,7 @@ async def test_resume_and_fork_onto_named_queues_and_versions(
 async def test_set_workflow_delay_moves_a_delayed_start(dbos: type[DBOS]) -> None:
     with SetWorkflowID("bm-delayed"), SetEnqueueOptions(delay_seconds=3600):
         delayed = await bulk_queue.enqueue_async(bm_simple, 9)
-    assert (await delayed.get_status()).status == "DELAYED"  # type: ignore[union-attr]
+    assert (await delayed.get_status()).status == "DELAYED"
     with pytest.raises(DBOSInvalidArgumentError, match="exactly one"):
         await DBOS.set_workflow_delay_async("bm-delayed")
     with pytest.raises(DBOSNonExistentWorkflowError):

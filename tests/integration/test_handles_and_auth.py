@@ -168,3 +168,12 @@ async def test_configured_instance_workflow_is_recovered_on_its_instance(
     await DBOS.launch_async()
     _release().set()
     assert await DBOS.get_result_async("instance-1") == "hello, bob"
+
+
+async def test_a_handle_on_a_deleted_workflow_says_so(dbos: type[DBOS]) -> None:
+    """As in DBOS, a handle's ``get_status`` raises for a workflow that no longer exists."""
+    from dbos_async import DBOSNonExistentWorkflowError
+
+    handle = await DBOS.retrieve_workflow_async("never-was", existing_workflow=False)
+    with pytest.raises(DBOSNonExistentWorkflowError):
+        await handle.get_status()
