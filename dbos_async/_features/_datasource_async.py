@@ -10,22 +10,17 @@ statements inside the same transaction. Inside the function, ``ds.sql_session()`
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any
 
 from .._core._errors import DBOSInvalidArgumentError
-from .._core._serialization import Codec, as_bytes_serializer
-from .._sysdb._app_outputs import OutputsTable
 from .._sysdb._retry import is_connection_lost
+from ._datasource_base import DatasourceBase
 from ._datasource_setup import engine_kwargs_with_defaults, migrate_outputs, sqlalchemy_url
-from ._decorators import mark_coroutine_function
 from ._transactions import (
     CONFLICT,
     Attempt,
     CommitOutcomeUnknown,
-    IsolationLevel,
     OutputKey,
     Ran,
     TransactionSettings,
@@ -33,7 +28,6 @@ from ._transactions import (
     enter_transaction,
     leave_transaction,
     missing_extra,
-    register_datasource,
     transaction_call,
     unregister_datasource,
 )
@@ -43,8 +37,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 __all__ = ["AsyncSQLAlchemyDatasource"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _AsyncTransaction:
@@ -77,7 +69,7 @@ class _AsyncTransaction:
             await self._session.close()
 
 
-class AsyncSQLAlchemyDatasource:
+class AsyncSQLAlchemyDatasource(DatasourceBase):
     """An application database for async transactions that run exactly once in workflows.
 
     Create it with ``await AsyncSQLAlchemyDatasource.create(url)``; decorate ``async def``
@@ -99,16 +91,14 @@ class AsyncSQLAlchemyDatasource:
             )
         from sqlalchemy.ext.asyncio import AsyncSession
 
-        self.engine = engine
-        self.schema = schema or "dbos"
-        self.codec = Codec(as_bytes_serializer(serializer)) if serializer is not None else None
-        self._table = OutputsTable(self.schema)
+        super().__init__(
+            engine, schema=schema, serializer=serializer, factory=sessionmaker or AsyncSession
+        )
+        self.engine: AsyncEngine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._factory: Callable[..., Any] = sessionmaker or AsyncSession
         self._idle: list[tuple[AsyncConnection, asyncpg.Connection]] = []
         self._keep = max(1, getattr(engine.pool, "size", lambda: 5)() // 2)
         self._disposed = False
-        register_datasource(self)
 
     @staticmethod
     async def create(
@@ -158,11 +148,7 @@ class AsyncSQLAlchemyDatasource:
         async with self.engine.connect() as conn:
             missing = await conn.run_sync(self._table.missing_migrations)
         if missing:
-            raise DBOSInvalidArgumentError(
-                f"The datasource's outputs table ({self.schema}.transaction_outputs) is not "
-                "migrated: run AsyncSQLAlchemyDatasource.migrate(url) or create it with "
-                "run_migrations=True"
-            )
+            raise self._not_migrated()
 
     async def dispose(self) -> None:
         """Close the engine's connections; the datasource is not used again."""
@@ -173,46 +159,16 @@ class AsyncSQLAlchemyDatasource:
             await conn.close()
         await self.engine.dispose()
 
-    @overload
-    def transaction(self, func: F, /) -> F: ...
+    for_coroutines = True
 
-    @overload
-    def transaction(
+    def _call(
         self,
-        func: None = None,
-        /,
-        *,
-        name: str | None = None,
-        isolation_level: IsolationLevel = "SERIALIZABLE",
-    ) -> Callable[[F], F]: ...
-
-    def transaction(
-        self,
-        func: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        isolation_level: IsolationLevel = "SERIALIZABLE",
-    ) -> F | Callable[[F], F]:
-        """Make an ``async def`` a transaction: its writes and its recorded output commit
-        together, so inside a workflow it runs exactly once."""
-        TransactionSettings(name or "transaction", isolation_level)  # reject bad options now
-
-        def decorate(f: F) -> F:
-            if not inspect.iscoroutinefunction(f):
-                raise DBOSInvalidArgumentError(
-                    f"AsyncSQLAlchemyDatasource.transaction needs an async def; "
-                    f"{f.__qualname__} is sync (use SQLAlchemyDatasource)"
-                )
-            settings = TransactionSettings(name or f.__qualname__, isolation_level)
-
-            @functools.wraps(f)
-            def wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-                return transaction_call(self, settings, f, args, kwargs)
-
-            return cast(F, mark_coroutine_function(wrapper))
-
-        return decorate(func) if func is not None else decorate
+        settings: TransactionSettings,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Coroutine[Any, Any, Any]:
+        return transaction_call(self, settings, func, args, kwargs)
 
     def run_tx_step_async(
         self,
@@ -223,10 +179,7 @@ class AsyncSQLAlchemyDatasource:
     ) -> Coroutine[Any, Any, Any]:
         """Run ``func`` (an ``async def``) as a transaction, with ``ds_options``
         (``{"name": ..., "isolation_level": ...}``)."""
-        settings = TransactionSettings.of(ds_options, func)
-        if not inspect.iscoroutinefunction(func):
-            raise DBOSInvalidArgumentError(f"{settings.name} must be an async def")
-        return transaction_call(self, settings, func, args, kwargs)
+        return self._call(self._step_settings(ds_options, func), func, args, kwargs)
 
     def sql_session(self) -> AsyncSession:
         """The ``AsyncSession`` of the transaction running here."""
@@ -332,6 +285,3 @@ class AsyncSQLAlchemyDatasource:
     async def delete_outputs(self, workflow_ids: Sequence[str], from_function_id: int) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(self._table.delete_sync, workflow_ids, from_function_id)
-
-    def __repr__(self) -> str:
-        return f"AsyncSQLAlchemyDatasource({self.engine.url!r})"

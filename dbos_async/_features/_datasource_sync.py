@@ -8,30 +8,25 @@ launched); the loop around it (retries, replay, the checkpoint) is the async one
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any
 
 from .._core._context import block_on, current_workflow
 from .._core._errors import DBOSInvalidArgumentError
 from .._core._runtime import current_runtime_or_none
-from .._core._serialization import Codec, as_bytes_serializer
 from .._core._sync import ensure_not_in_loop
-from .._sysdb._app_outputs import OutputsTable
+from ._datasource_base import DatasourceBase
 from ._datasource_setup import migrate_outputs, psycopg_engine
 from ._transactions import (
     CONFLICT,
     Attempt,
     CommitOutcomeUnknown,
-    IsolationLevel,
     OutputKey,
     Ran,
     TransactionSettings,
     current_transaction,
     enter_transaction,
     leave_transaction,
-    register_datasource,
     transaction_call,
     unregister_datasource,
 )
@@ -41,8 +36,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = ["SQLAlchemyDatasource", "blocking_transaction"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _SyncTransaction:
@@ -60,7 +53,7 @@ class _SyncTransaction:
         return self._session.connection().connection.driver_connection
 
 
-class SQLAlchemyDatasource:
+class SQLAlchemyDatasource(DatasourceBase):
     """An application database for sync transactions that run exactly once in workflows.
 
     Create it with ``SQLAlchemyDatasource.create(url)``; decorate plain functions with
@@ -81,12 +74,10 @@ class SQLAlchemyDatasource:
             )
         from sqlalchemy.orm import Session
 
-        self.engine = engine
-        self.schema = schema or "dbos"
-        self.codec = Codec(as_bytes_serializer(serializer)) if serializer is not None else None
-        self._table = OutputsTable(self.schema)
-        self._factory: Callable[..., Any] = sessionmaker or Session
-        register_datasource(self)
+        super().__init__(
+            engine, schema=schema, serializer=serializer, factory=sessionmaker or Session
+        )
+        self.engine: Engine = engine
 
     @staticmethod
     def create(
@@ -129,71 +120,32 @@ class SQLAlchemyDatasource:
         with self.engine.connect() as conn:
             missing = self._table.missing_migrations(conn)
         if missing:
-            raise DBOSInvalidArgumentError(
-                f"The datasource's outputs table ({self.schema}.transaction_outputs) is not "
-                "migrated: run SQLAlchemyDatasource.migrate(url) or create it with "
-                "run_migrations=True"
-            )
+            raise self._not_migrated()
 
     def dispose(self) -> None:
         """Close the engine's connections; the datasource is not used again."""
         unregister_datasource(self)
         self.engine.dispose()
 
-    @overload
-    def transaction(self, func: F, /) -> F: ...
+    for_coroutines = False
 
-    @overload
-    def transaction(
+    def _call(
         self,
-        func: None = None,
-        /,
-        *,
-        name: str | None = None,
-        isolation_level: IsolationLevel = "SERIALIZABLE",
-    ) -> Callable[[F], F]: ...
-
-    def transaction(
-        self,
-        func: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        isolation_level: IsolationLevel = "SERIALIZABLE",
-    ) -> F | Callable[[F], F]:
-        """Make a plain function a transaction: its writes and its recorded output commit
-        together, so inside a workflow it runs exactly once."""
-        TransactionSettings(name or "transaction", isolation_level)  # reject bad options now
-
-        def decorate(f: F) -> F:
-            if inspect.iscoroutinefunction(f):
-                raise DBOSInvalidArgumentError(
-                    f"SQLAlchemyDatasource.transaction needs a plain function; "
-                    f"{f.__qualname__} is async (use AsyncSQLAlchemyDatasource)"
-                )
-            settings = TransactionSettings(name or f.__qualname__, isolation_level)
-
-            @functools.wraps(f)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return blocking_transaction(
-                    lambda: transaction_call(self, settings, f, args, kwargs), settings.name
-                )
-
-            return cast(F, wrapper)
-
-        return decorate(func) if func is not None else decorate
+        settings: TransactionSettings,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        return blocking_transaction(
+            lambda: transaction_call(self, settings, func, args, kwargs), settings.name
+        )
 
     def run_tx_step(
         self, ds_options: Any, func: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Any:
         """Run ``func`` (a plain function) as a transaction, with ``ds_options``
         (``{"name": ..., "isolation_level": ...}``)."""
-        settings = TransactionSettings.of(ds_options, func)
-        if inspect.iscoroutinefunction(func):
-            raise DBOSInvalidArgumentError(f"{settings.name} must be a plain function")
-        return blocking_transaction(
-            lambda: transaction_call(self, settings, func, args, kwargs), settings.name
-        )
+        return self._call(self._step_settings(ds_options, func), func, args, kwargs)
 
     def sql_session(self) -> Session:
         """The ``Session`` of the transaction running here."""
@@ -263,9 +215,6 @@ class SQLAlchemyDatasource:
     def _delete_outputs(self, workflow_ids: Sequence[str], from_function_id: int) -> None:
         with self.engine.begin() as conn:
             self._table.delete_sync(conn, workflow_ids, from_function_id)
-
-    def __repr__(self) -> str:
-        return f"SQLAlchemyDatasource({self.engine.url!r})"
 
 
 async def _in_worker_thread(func: Callable[..., Any], *args: Any) -> Any:
