@@ -218,25 +218,19 @@ def create_schedule(
     queue); with ``automatic_backfill``, ticks missed while no process ran are run when one
     starts. A name that exists is refused. ``shard_key`` is accepted for DBOS's API."""
     workflow_name, class_name = _function_identity(workflow_fn)
-    runtime = runtime_here()
-
-    async def work() -> None:
-        definition = await _definition(
-            runtime,
-            schedule_name=schedule_name,
-            workflow_name=workflow_name,
-            workflow_class_name=class_name,
-            schedule=schedule,
-            context=context,
-            automatic_backfill=automatic_backfill,
-            cron_timezone=cron_timezone,
-            queue_name=queue_name,
-            application_name=None,
-            declared_here=True,
-        )
-        await _write(runtime, [definition], replace=False)
-
-    return managed("DBOS.createSchedule", runtime, work)
+    return _create(
+        runtime_here(),
+        schedule_name=schedule_name,
+        workflow_name=workflow_name,
+        workflow_class_name=class_name,
+        schedule=schedule,
+        context=context,
+        automatic_backfill=automatic_backfill,
+        cron_timezone=cron_timezone,
+        queue_name=queue_name,
+        application_name=None,
+        declared_here=True,
+    )
 
 
 def create_client_schedule(
@@ -254,23 +248,26 @@ def create_client_schedule(
 ) -> Coroutine[Any, Any, None]:
     """Store a schedule of the workflow named ``workflow_name`` (see :func:`create_schedule`);
     the workflow must be declared by a process of the application."""
-    runtime = runtime_here()
+    return _create(
+        runtime_here(),
+        schedule_name=schedule_name,
+        workflow_name=workflow_name,
+        workflow_class_name=workflow_class_name,
+        schedule=schedule,
+        context=context,
+        automatic_backfill=automatic_backfill,
+        cron_timezone=cron_timezone,
+        queue_name=queue_name,
+        application_name=application_name,
+        declared_here=False,
+    )
+
+
+def _create(runtime: Runtime, **fields: Any) -> Coroutine[Any, Any, None]:
+    """Check and write one new schedule (``fields`` as :func:`_definition` takes them)."""
 
     async def work() -> None:
-        definition = await _definition(
-            runtime,
-            schedule_name=schedule_name,
-            workflow_name=workflow_name,
-            workflow_class_name=workflow_class_name,
-            schedule=schedule,
-            context=context,
-            automatic_backfill=automatic_backfill,
-            cron_timezone=cron_timezone,
-            queue_name=queue_name,
-            application_name=application_name,
-            declared_here=False,
-        )
-        await _write(runtime, [definition], replace=False)
+        await _write(runtime, [await _definition(runtime, **fields)], replace=False)
 
     return managed("DBOS.createSchedule", runtime, work)
 
