@@ -11,13 +11,15 @@ for example, with DBOS Transact installed in a virtual environment of its own::
     .venv/bin/python -m benchmarks --dbos-python .venv-dbos/bin/python --out /tmp/bench.json
 
 It runs ``benchmarks.workflows``, ``benchmarks.queues``, ``benchmarks.messaging``,
-``benchmarks.transactions``, ``benchmarks.client``, ``benchmarks.debounce`` and
-``benchmarks.schedules`` one after the other, each in a subprocess of its own (so the ``DBOS``
-singletons of two runs never meet), first with ``--impl dbos_async`` (in this interpreter),
-then, if ``import dbos`` works in the interpreter given by ``--dbos-python`` (by default this
-one), with ``--impl dbos`` in that interpreter; ``benchmarks.client`` and
-``benchmarks.schedules`` run for dbos_async only (DBOS Transact's ``DBOSClient`` polls for
-results once a second, its scheduler its table every 30 s: nothing like-for-like).
+``benchmarks.transactions``, ``benchmarks.client``, ``benchmarks.debounce``,
+``benchmarks.schedules`` and ``benchmarks.history`` one after the other, each in a subprocess
+of its own (so the ``DBOS`` singletons of two runs never meet), first with ``--impl
+dbos_async`` (in this interpreter), then, if ``import dbos`` works in the interpreter given by
+``--dbos-python`` (by default this one), with ``--impl dbos`` in that interpreter;
+``benchmarks.client``, ``benchmarks.schedules`` and ``benchmarks.history`` run for dbos_async
+only (DBOS Transact's ``DBOSClient`` polls for results once a second, its scheduler its table
+every 30 s: nothing like-for-like; the history is written in dbos_async's own tables, and its
+rows compare dbos_async with itself: ``limit`` is the figure on an empty database).
 ``--quick`` is passed through. The server is ``--url``, else ``$DBOS_BENCH_DATABASE_URL``, else
 ``$DBOS_SYSTEM_DATABASE_URL``, else the embedded Postgres (started here once and handed to
 every script as ``--url``). Each script recreates and drops its own database; DBOS Transact's
@@ -25,11 +27,19 @@ runs use databases of their own (``dbos_transact_bench*``).
 
 Each script prints its table and one line of JSON; this collects the JSON lines, then prints
 one combined table, per workload: ours (dbos_async), DBOS (Transact, where run), the raw
-asyncpg limit measured in our run, ours/limit and ours/DBOS (a ratio of the figures: for a
+asyncpg limit measured in our run (single-row commits), the group-committed limit where the
+script measures one (``group``: the concurrent workflows and the queue drains), ours/limit,
+ours/group and ours/DBOS (a ratio of the figures: for a
 rate, above 1 means ours is faster; for a latency in ms, below 1 means ours is faster). Rows
 whose DBOS run did less work than ours (capped: fewer runs, tasks or waiters) or did not run
 carry a numbered note. Finally it prints one line of JSON with everything (every script's full
 report, the load average sampled during each run) and, with ``--out FILE``, writes it there.
+
+With ``--peers`` it also runs ``benchmarks.peers`` (dbos_async beside pgqueuer, procrastinate
+and Absurd: queue drains and idle enqueue->start latency) in ``--peers-python`` (default this
+interpreter; a peer not importable there is skipped) and prints its table. ``--plot OUT.png``
+draws the results (:mod:`benchmarks.plot`); ``--plot OUT.png --from FILE`` draws a saved
+``--out`` JSON without running anything.
 
 The machine's load skews every figure (other processes share its cores): the 1-minute load
 average is sampled every 5 s during each run and recorded in the JSON.
@@ -71,8 +81,9 @@ SCRIPTS = (
     "client",
     "debounce",
     "schedules",
+    "history",
 )
-OURS_ONLY = frozenset({"client", "schedules"})  # never run with --impl dbos
+OURS_ONLY = frozenset({"client", "schedules", "history"})  # never run with --impl dbos
 OURS, DBOS = "dbos_async", "dbos"
 LOAD_SAMPLE_S = 5.0
 DEFAULT_TIMEOUT_S = 1200.0
@@ -273,11 +284,18 @@ class CombinedRow:
     dbos: float
     limit: float
     notes: list[str]
+    limit_group: float = math.nan
+    """The group-committed limit, where the script measured one."""
 
     @property
     def ours_over_limit(self) -> float:
         """ours / limit."""
         return _divide(self.ours, self.limit)
+
+    @property
+    def ours_over_group(self) -> float:
+        """ours / the group-committed limit."""
+        return _divide(self.ours, self.limit_group)
 
     @property
     def ours_over_dbos(self) -> float:
@@ -293,7 +311,9 @@ class CombinedRow:
             "ours": _rounded(self.ours),
             "dbos": _rounded(self.dbos),
             "limit": _rounded(self.limit),
+            "limit_group": _rounded(self.limit_group),
             "ours_over_limit": _rounded(self.ours_over_limit),
+            "ours_over_group": _rounded(self.ours_over_group),
             "ours_over_dbos": _rounded(self.ours_over_dbos),
             "notes": self.notes,
         }
@@ -340,6 +360,7 @@ def combine(script: str, ours: ScriptRun, dbos: ScriptRun | None) -> list[Combin
                 _figure(match.get("ours")) if match is not None else math.nan,
                 _figure(row.get("limit")),
                 notes,
+                _figure(row.get("limit_group")),
             )
         )
     for row in dbos_rows:
@@ -373,11 +394,22 @@ def ratio_text(value: float) -> str:
 def format_combined(rows: Sequence[CombinedRow], with_dbos: bool) -> str:
     """The combined table, a section per benchmark, the notes numbered beneath it."""
     footnotes: dict[str, int] = {}
-    header = ["workload", "ours", "DBOS", "limit", "ours/limit", "ours/DBOS", "units", "notes"]
-    right = [False, True, True, True, True, True, False, False]
-    if not with_dbos:
-        header = [h for h in header if "DBOS" not in h]
-        right = [False, True, True, True, False, False]
+    header = [
+        "workload",
+        "ours",
+        "DBOS",
+        "limit",
+        "group",
+        "ours/limit",
+        "ours/group",
+        "ours/DBOS",
+        "units",
+        "notes",
+    ]
+    right = [False, True, True, True, True, True, True, True, False, False]
+    keep = [i for i, h in enumerate(header) if with_dbos or "DBOS" not in h]
+    header = [header[i] for i in keep]
+    right = [right[i] for i in keep]
     cells: list[list[str]] = []
     sections: dict[int, str] = {}
     benchmark = None
@@ -391,14 +423,14 @@ def format_combined(rows: Sequence[CombinedRow], with_dbos: bool) -> str:
             format_number(row.ours),
             format_number(row.dbos),
             format_number(row.limit),
+            format_number(row.limit_group),
             ratio_text(row.ours_over_limit),
+            ratio_text(row.ours_over_group),
             ratio_text(row.ours_over_dbos),
             row.units,
             refs,
         ]
-        if not with_dbos:
-            line = [line[0], line[1], line[3], line[4], line[6], line[7]]
-        cells.append(line)
+        cells.append([line[i] for i in keep])
     table = align(header, cells, right).splitlines()
     out = table[:2]
     for i, text in enumerate(table[2:]):
@@ -458,12 +490,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_TIMEOUT_S,
         help=f"seconds before a script is killed (default {DEFAULT_TIMEOUT_S:.0f})",
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run benchmarks.peers (pgqueuer, procrastinate, Absurd) after the scripts",
+    )
+    parser.add_argument(
+        "--peers-python",
+        default=sys.executable,
+        help="the interpreter for --peers, with the peers installed (default: this one)",
+    )
+    parser.add_argument(
+        "--plot", type=Path, help="draw the results into this PNG (matplotlib: bench extra)"
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        help="with --plot: draw this saved --out JSON instead of running anything",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; the exit status is 1 if any script failed."""
     args = parse_args(argv)
+    if args.from_file is not None:
+        if args.plot is None:
+            raise SystemExit("--from FILE needs --plot OUT.png")
+        return plot_summary(json.loads(args.from_file.read_text()), args.plot)
     url = resolve_server_url(args.url)
     scripts = [script for script in SCRIPTS if not args.only or script in args.only]
     dbos_python = args.dbos_python
@@ -490,10 +545,13 @@ def main(argv: list[str] | None = None) -> int:
                 theirs = run_script(script, DBOS, dbos_python, url, args.quick, args.timeout)
                 runs.append(theirs)
             combined += combine(script, ours, theirs)
+        if args.peers:
+            runs.append(run_peers(args.peers_python, url, args.quick, args.timeout))
     elapsed = perf_counter() - started
 
     print(f"\n=== summary ({'quick' if args.quick else 'full'} run, {elapsed:.0f}s) ===")
     print(format_combined(combined, with_dbos))
+    print_peers(runs)
     load = overall.summary()
     print(f"load average during the run: {_load_text(load)}; cores: {os.cpu_count()}")
     failed = [f"{run.script} ({run.impl})" for run in runs if run.error]
@@ -524,7 +582,50 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.write_text(line + "\n")
         print(f"written to {args.out}", flush=True)
+    if args.plot is not None:
+        plot_summary(summary, args.plot)
     return 1 if failed else 0
+
+
+# Peers and the picture ----------------------------------------------------------------------
+
+PEERS = "peers"
+
+
+def run_peers(python: str, url: str, quick: bool, timeout: float) -> ScriptRun:
+    """``benchmarks.peers`` in ``python`` (an interpreter with the peers installed)."""
+    if os.sep in python:
+        python = os.path.abspath(python)
+    return run_script(PEERS, OURS, python, url, quick, timeout)
+
+
+def print_peers(runs: Sequence[ScriptRun]) -> None:
+    """The peers' table, if they ran (its own columns: one per system)."""
+    from benchmarks.peers import format_rows
+
+    for run in runs:
+        if run.script == PEERS and run.report:
+            systems = list(run.report.get("results", {}))
+            print(f"\n[peers] {run.report.get('versions')}")
+            print(format_rows(run.report.get("peer_rows", []), systems))
+            for name, why in run.report.get("skipped", {}).items():
+                print(f"  {name} not run: {why}")
+
+
+def plot_summary(summary: dict[str, Any], out: Path) -> int:
+    """Draw ``summary`` into ``out`` (0), or say why not (1: matplotlib missing)."""
+    try:
+        from benchmarks.plot import draw
+    except ImportError as exc:  # pragma: no cover - matplotlib not installed
+        print(f"--plot needs matplotlib (pip install -e '.[bench]'): {exc}", file=sys.stderr)
+        return 1
+    try:
+        draw(summary, out)
+    except ImportError as exc:
+        print(f"--plot needs matplotlib (pip install -e '.[bench]'): {exc}", file=sys.stderr)
+        return 1
+    print(f"chart written to {out}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""Pieces shared by the benchmarks: URLs, timing, percentiles, the table, the commit limit.
+"""Pieces shared by the benchmarks: URLs, timing, percentiles, the table, the commit limits.
 
 Every benchmark reports its figures beside a *limit* measured in the same run on the same
 server: raw asyncpg doing the same number of single-statement commits at the same concurrency.
+The concurrent workloads also report a tighter one, :class:`GroupCommitLimit`: the same writes
+group-committed (many callers' rows in one ``unnest`` statement per commit), as an engine that
+batches its checkpoints can do.
 Both sides are timed by the same helpers (:func:`time_sequential`, :func:`time_waves`), so the
 ratio compares the engine's work, not two ways of measuring.
 """
@@ -25,6 +28,7 @@ import asyncpg
 
 __all__ = [
     "CommitLimit",
+    "GroupCommitLimit",
     "LatencyStats",
     "Row",
     "Throughput",
@@ -392,6 +396,220 @@ class CommitLimit:
         await self.pool.execute(_INSERT_NOTIFY, unit_id, _PAYLOAD, channel)
 
 
+# The tighter limit: raw asyncpg, group-committed ---------------------------------------------
+
+_GROUP_RUNS = "bench_group_runs"
+_GROUP_STEPS = "bench_group_steps"
+_CREATE_GROUP_TABLES = f"""
+CREATE TABLE IF NOT EXISTS {_GROUP_RUNS} (
+    unit_id text PRIMARY KEY,
+    status  text NOT NULL,
+    payload bytea
+);
+CREATE TABLE IF NOT EXISTS {_GROUP_STEPS} (
+    unit_id text NOT NULL,
+    seq     integer NOT NULL,
+    payload bytea,
+    PRIMARY KEY (unit_id, seq)
+)
+"""
+_GROUP_START = f"""
+INSERT INTO {_GROUP_RUNS} (unit_id, status, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+"""
+_GROUP_CLAIM = f"""
+UPDATE {_GROUP_RUNS} AS r SET status = 'PENDING'
+FROM unnest($1::text[]) AS t(u) WHERE r.unit_id = t.u
+"""
+_GROUP_STEP = f"""
+INSERT INTO {_GROUP_STEPS} (unit_id, seq, payload)
+SELECT * FROM unnest($1::text[], $2::integer[], $3::bytea[])
+"""
+_GROUP_OUTCOME = f"""
+UPDATE {_GROUP_RUNS} AS r SET status = 'SUCCESS', payload = t.p
+FROM unnest($1::text[], $2::bytea[]) AS t(u, p) WHERE r.unit_id = t.u
+"""
+GROUP_MAX_IN_FLIGHT = 2
+"""Flushes in flight per writer (the engine's ``GroupCommit`` default)."""
+GROUP_MAX_BATCH = 500
+"""Rows per flush at most (the engine's ``GroupCommit`` default)."""
+
+
+class _Batcher:
+    """One writer: callers' rows go out together, one ``unnest`` statement (one commit) per
+    flush, at most :data:`GROUP_MAX_IN_FLIGHT` flushes in flight; each caller resumes once its
+    own row is committed. An idle writer sends a row at once, in the caller's task."""
+
+    def __init__(self, pool: asyncpg.Pool, sql: str, columns: int) -> None:
+        self.pool = pool
+        self.sql = sql
+        self.columns = columns
+        self.pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self.in_flight = 0
+        self.flushes = 0
+        self.rows = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _send(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        await self.pool.execute(self.sql, *([row[i] for row in rows] for i in range(self.columns)))
+        self.flushes += 1
+        self.rows += len(rows)
+
+    async def submit(self, row: tuple[Any, ...]) -> None:
+        """Write ``row`` (with whatever else is waiting); return once it is committed."""
+        if not self.pending and self.in_flight < GROUP_MAX_IN_FLIGHT:
+            self.in_flight += 1
+            try:
+                await self._send([row])
+            finally:
+                self.in_flight -= 1
+                self._more()
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((row, future))
+        self._more()
+        await future
+
+    def _more(self) -> None:
+        if self.pending and self.in_flight < GROUP_MAX_IN_FLIGHT:
+            batch = self.pending[:GROUP_MAX_BATCH]
+            self.pending = self.pending[GROUP_MAX_BATCH:]
+            self.in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._flush(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]]) -> None:
+        try:
+            await self._send([row for row, _ in batch])
+        except BaseException as error:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+        else:
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+        finally:
+            self.in_flight -= 1
+            self._more()
+
+
+class GroupCommitLimit:
+    """Raw asyncpg doing a workflow's writes, group-committed as an engine that batches would.
+
+    A unit of ``steps`` steps mirrors a workflow: one INSERT of its run row (its start), one
+    INSERT per step into a second table, one UPDATE of the run row (its outcome), each awaited
+    before the next, as a workflow awaits its checkpoints. Each statement has a writer of its
+    own (:class:`_Batcher`): the rows pending when a flush starts (up to
+    :data:`GROUP_MAX_BATCH`) go out as one ``unnest`` statement, one commit, with at most
+    :data:`GROUP_MAX_IN_FLIGHT` flushes in flight per writer (as the engine's writers
+    ``starts``, ``steps``, ``outcomes``); a queued task adds a claim (``claims``, an UPDATE of
+    its run row from ``ENQUEUED`` to ``PENDING``). Every unit resumes only once its own row is
+    committed. The flushes take connections from the pool (``_NoResetConnection``). The rows
+    are as narrow as :class:`CommitLimit`'s (a key and a 16-byte payload; the run table has no
+    secondary index), so the two limits differ only in how they commit.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, owns_pool: bool = False) -> None:
+        self.pool = pool
+        self.owns_pool = owns_pool
+        self.starts = _Batcher(pool, _GROUP_START, 3)
+        self.claims = _Batcher(pool, _GROUP_CLAIM, 1)
+        self.steps = _Batcher(pool, _GROUP_STEP, 3)
+        self.outcomes = _Batcher(pool, _GROUP_OUTCOME, 2)
+
+    @classmethod
+    async def open(
+        cls, url: str, pool_size: int, *, application_name: str | None = None
+    ) -> GroupCommitLimit:
+        """Create the limit's tables in ``url``'s database and open a pool of ``pool_size``."""
+        settings = {"application_name": application_name} if application_name else None
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=pool_size,
+            max_size=pool_size,
+            connection_class=_NoResetConnection,
+            server_settings=settings,
+        )
+        await pool.execute(_CREATE_GROUP_TABLES)
+        return cls(pool, owns_pool=True)
+
+    @classmethod
+    async def sharing(cls, pool: asyncpg.Pool) -> GroupCommitLimit:
+        """Create the limit's tables and write through ``pool`` (e.g. a :class:`CommitLimit`'s,
+        whose connections the two limits, run one after the other, never need at once)."""
+        await pool.execute(_CREATE_GROUP_TABLES)
+        return cls(pool)
+
+    async def close(self) -> None:
+        """Close the pool, if it is the limit's own."""
+        if self.owns_pool:
+            await self.pool.close()
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Per writer: flushes, rows and rows per flush so far."""
+        return {
+            name: {
+                "flushes": writer.flushes,
+                "rows": writer.rows,
+                "rows_per_flush": round(writer.rows / writer.flushes, 2) if writer.flushes else 0,
+            }
+            for name, writer in (
+                ("starts", self.starts),
+                ("claims", self.claims),
+                ("steps", self.steps),
+                ("outcomes", self.outcomes),
+            )
+        }
+
+    def stats_since(self, before: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        """Per writer: flushes, rows and rows per flush since ``before`` (a :meth:`stats`)."""
+        out: dict[str, dict[str, float]] = {}
+        for name, now in self.stats().items():
+            was = before.get(name, {"flushes": 0, "rows": 0})
+            flushes = now["flushes"] - was["flushes"]
+            rows = now["rows"] - was["rows"]
+            out[name] = {
+                "flushes": flushes,
+                "rows": rows,
+                "rows_per_flush": round(rows / flushes, 2) if flushes else 0,
+            }
+        return out
+
+    async def start(self, unit_id: str, status: str = "PENDING") -> None:
+        """The run row's INSERT (``ENQUEUED`` for a queued task)."""
+        await self.starts.submit((unit_id, status, _PAYLOAD))
+
+    async def claim(self, unit_id: str) -> None:
+        """A queued run row's claim: its UPDATE to ``PENDING``."""
+        await self.claims.submit((unit_id,))
+
+    async def step(self, unit_id: str, seq: int) -> None:
+        """One step row's INSERT."""
+        await self.steps.submit((unit_id, seq, _PAYLOAD))
+
+    async def finish(self, unit_id: str) -> None:
+        """The run row's UPDATE."""
+        await self.outcomes.submit((unit_id, _PAYLOAD))
+
+    async def unit(self, steps: int) -> None:
+        """One workflow's writes: start, ``steps`` steps, outcome, each awaited in turn."""
+        unit_id = str(uuid.uuid4())
+        await self.start(unit_id)
+        for seq in range(steps):
+            await self.step(unit_id, seq)
+        await self.finish(unit_id)
+
+    async def waves(
+        self, steps: int, total: int, concurrency: int, *, keep: list[float] | None = None
+    ) -> Throughput:
+        """Throughput of ``total`` units, ``concurrency`` at a time (:func:`time_waves`)."""
+        return await time_waves(lambda: self.unit(steps), total, concurrency, keep=keep)
+
+
 # The table ------------------------------------------------------------------------------------
 
 
@@ -410,11 +628,20 @@ class Row:
     units: str
     note: str = ""
     key: str = ""
+    limit_group: float = math.nan
+    """The group-committed limit (:class:`GroupCommitLimit`), where measured (NaN otherwise)."""
 
     @property
     def ratio(self) -> float:
         """ours / limit."""
         return self.ours / self.limit if self.limit else math.nan
+
+    @property
+    def ratio_group(self) -> float:
+        """ours / the group-committed limit (NaN where not measured)."""
+        if math.isnan(self.limit_group) or not self.limit_group:
+            return math.nan
+        return self.ours / self.limit_group
 
     def as_dict(self) -> dict[str, Any]:
         """The row for the JSON line."""
@@ -425,6 +652,9 @@ class Row:
             "ratio": round(self.ratio, 4),
             "units": self.units,
         }
+        if not math.isnan(self.limit_group):
+            row["limit_group"] = round(self.limit_group, 4)
+            row["ratio_group"] = round(self.ratio_group, 4)
         if self.note:
             row["note"] = self.note
         if self.key:
@@ -460,6 +690,13 @@ def format_table(rows: Sequence[Row]) -> str:
         for row in rows
     ]
     right: tuple[bool, ...] = (False, True, True, True, False)
+    if any(not math.isnan(row.limit_group) for row in rows):
+        header = (*header[:4], "group limit", "ratio/group", *header[4:])
+        cells = [
+            (*line[:4], _number(row.limit_group), _ratio(row.ratio_group), *line[4:])
+            for line, row in zip(cells, rows, strict=True)
+        ]
+        right = (*right[:4], True, True, *right[4:])
     if any(row.note for row in rows):
         header += ("note",)
         cells = [(*line, row.note) for line, row in zip(cells, rows, strict=True)]

@@ -10,7 +10,12 @@ end. It measures:
    doing as many single-row commits per task as the engine sent statements per task (its
    internal counter), for ``N`` tasks, ``C`` at a time, through a pool of the same size. The
    statement count is shown beside its floor: a task's three writes (enqueue, step, outcome)
-   plus one claim per ``C`` tasks;
+   plus one claim per ``C`` tasks. Beside it, the *group-committed* limit
+   (:func:`group_drain`): raw asyncpg drains ``N`` tasks the same way, ``ENQUEUERS``
+   enqueuers and ``C`` workers, each task's four writes (enqueue INSERT, claim UPDATE, step
+   INSERT, outcome UPDATE) group-committed: each writer's pending rows in one ``unnest``
+   statement per commit, at most two flushes in flight per writer, every task awaiting its
+   own commits (columns ``group limit``/``ratio/group``; ``limit_group`` in the JSON);
 2. enqueue-to-start latency on an idle queue: one workflow at a time, from the enqueue call to
    the workflow's first line; the limit is two single-row commits back to back (the enqueue's
    INSERT and the claim's UPDATE);
@@ -41,6 +46,7 @@ import gc
 import math
 import random
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +60,7 @@ import asyncpg
 
 from benchmarks._common import (
     CommitLimit,
+    GroupCommitLimit,
     LatencyStats,
     Row,
     Throughput,
@@ -395,11 +402,66 @@ async def matched_limit(
     return await time_waves(matched.unit, units, concurrency)
 
 
+async def group_drain(group_limit: GroupCommitLimit, tasks: int, concurrency: int) -> Throughput:
+    """The group-committed limit of a queue drain: ``tasks`` tasks enqueued by ``ENQUEUERS``
+    concurrent callers and run by ``concurrency`` workers, in raw asyncpg.
+
+    A task is an enqueue INSERT (awaited by its enqueuer, then handed to the workers through an
+    ``asyncio.Queue``), then, in a worker, its claim UPDATE, one step INSERT and its outcome
+    UPDATE, each awaited in turn; every write goes through its writer's group commit. Timed
+    from the first enqueue until the last outcome is committed; a task's latency runs from its
+    enqueue call to its outcome's commit.
+    """
+    ready: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
+    samples: list[float] = []
+    next_index = 0
+
+    async def enqueuer() -> None:
+        nonlocal next_index
+        while next_index < tasks:
+            unit_id = f"g{next_index}-{uuid.uuid4()}"
+            next_index += 1
+            called = perf_counter()
+            await group_limit.start(unit_id, "ENQUEUED")
+            ready.put_nowait((unit_id, called))
+
+    async def worker() -> None:
+        while (item := await ready.get()) is not None:
+            unit_id, called = item
+            await group_limit.claim(unit_id)
+            await group_limit.step(unit_id, 0)
+            await group_limit.finish(unit_id)
+            samples.append(perf_counter() - called)
+
+    gc.collect()
+    started = perf_counter()
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    await asyncio.gather(*(enqueuer() for _ in range(min(ENQUEUERS, tasks))))
+    for _ in workers:
+        ready.put_nowait(None)
+    await asyncio.gather(*workers)
+    elapsed = perf_counter() - started
+    return Throughput(tasks, elapsed, LatencyStats.from_seconds(samples))
+
+
 def _throughput_rows(
-    name: str, ours: QueueRun, raw: Throughput, concurrency: int, note: str = ""
+    name: str,
+    ours: QueueRun,
+    raw: Throughput,
+    concurrency: int,
+    group: Throughput,
+    note: str = "",
 ) -> list[Row]:
     return [
-        Row(f"{name} throughput", ours.per_second, raw.per_second, "tasks/s", note),
+        Row(
+            f"{name} throughput",
+            ours.per_second,
+            raw.per_second,
+            "tasks/s",
+            note,
+            "",
+            group.per_second,
+        ),
         Row(
             f"{name} statements",
             ours.statements / ours.tasks,
@@ -412,6 +474,7 @@ def _throughput_rows(
 
 async def measure_throughput(
     limit: CommitLimit,
+    group_limit: GroupCommitLimit,
     name: str,
     queue: Queue,
     tasks: int,
@@ -422,6 +485,9 @@ async def measure_throughput(
     ours = await drain(limit.pool, queue, tasks)
     per_task = ours.statements / ours.tasks
     raw = await matched_limit(limit, per_task, tasks, concurrency)
+    await group_drain(group_limit, min(tasks, 2 * concurrency), concurrency)  # warm
+    group_before = group_limit.stats()
+    group = await group_drain(group_limit, tasks, concurrency)
     detail = {
         "workload": name,
         "queue": queue.name,
@@ -433,8 +499,13 @@ async def measure_throughput(
         "fewest_statements_per_task": round(fewest_statements(concurrency), 3),
         "ours": ours.as_dict(),
         "limit": raw.as_dict(),
+        "limit_group": {
+            **group.as_dict(),
+            "workers": concurrency,
+            "flushes": group_limit.stats_since(group_before),
+        },
     }
-    return _throughput_rows(name, ours, raw, concurrency, note), detail
+    return _throughput_rows(name, ours, raw, concurrency, group, note), detail
 
 
 def queue_setting(queue: Queue, name: str) -> int | None:
@@ -523,7 +594,7 @@ async def launch(url: str) -> None:
 
 
 async def measure_all(
-    limit: CommitLimit, plan: Plan, reference: Plan
+    limit: CommitLimit, group_limit: GroupCommitLimit, plan: Plan, reference: Plan
 ) -> tuple[list[Row], list[dict[str, Any]], dict[str, Any]]:
     """Every measurement, in order: throughput per worker_concurrency, latency, global limit.
 
@@ -537,7 +608,9 @@ async def measure_all(
         tasks, named = plan.tasks_at(concurrency), reference.tasks_at(concurrency)
         name = f"N={named} worker_conc={concurrency}"
         note = cap_note(tasks, named, "tasks")
-        new_rows, detail = await measure_throughput(limit, name, queue, tasks, concurrency, note)
+        new_rows, detail = await measure_throughput(
+            limit, group_limit, name, queue, tasks, concurrency, note
+        )
         rows += new_rows
         throughput.append(detail)
     new_rows, latency = await measure_latency(limit, plan, reference)
@@ -546,7 +619,7 @@ async def measure_all(
     name = f"N={reference.global_tasks} global conc={GLOBAL_CONCURRENCY}"
     note = cap_note(plan.global_tasks, reference.global_tasks, "tasks")
     new_rows, detail = await measure_throughput(
-        limit, name, queue, plan.global_tasks, GLOBAL_CONCURRENCY, note
+        limit, group_limit, name, queue, plan.global_tasks, GLOBAL_CONCURRENCY, note
     )
     rows += new_rows
     throughput.append(detail)
@@ -564,8 +637,9 @@ async def run(
     await launch(url)
     try:
         limit = await CommitLimit.open(url, POOL_SIZE, application_name="bench_queues_limit")
+        group_limit = await GroupCommitLimit.sharing(limit.pool)
         try:
-            rows, throughput, latency = await measure_all(limit, plan, reference)
+            rows, throughput, latency = await measure_all(limit, group_limit, plan, reference)
         finally:
             await limit.close()
     finally:

@@ -7,10 +7,15 @@ and drops it at the end. It measures:
 1. sequential latency (p50, p99) of ``await wf()`` for a workflow of 0, 1 and 10 trivial async
    steps, beside ``steps + 2`` raw commits back to back on one connection;
 2. throughput and latency of ``C`` workflows of 3 steps launched at once (``asyncio.gather``)
-   for C = 1, 10, 100, 1000, beside the same number of raw commits from a pool of the same size.
+   for C = 1, 10, 100, 1000, beside the same number of raw commits from a pool of the same size
+   and, for C >= 10, beside the *group-committed* limit (:class:`GroupCommitLimit`): the same
+   five writes per workflow, but each writer's pending rows sent as one ``unnest`` statement
+   per commit, at most two flushes in flight per writer, every workflow awaiting its own
+   commits (columns ``group limit`` and ``ratio/group``; ``limit_group``, ``ratio_group`` in
+   the JSON).
 
-Ours and the limit alternate in three rounds, each doing a third of the work, and the rounds
-are pooled: on a machine whose speed drifts (a shared VM), both sides see the same drift.
+Ours and the limits alternate in three rounds, each doing a third of the work, and the rounds
+are pooled: on a machine whose speed drifts (a shared VM), all sides see the same drift.
 
 It prints a table, then one line of JSON with every figure and the machine's description.
 
@@ -22,6 +27,7 @@ estimates (see :mod:`benchmarks._impl`).
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from benchmarks._common import (
     CommitLimit,
+    GroupCommitLimit,
     LatencyStats,
     Row,
     Throughput,
@@ -58,6 +65,7 @@ from benchmarks._impl import launch as launch_impl
 DATABASE = database_name("dbos_async_bench")
 POOL_SIZE = 20  # DBOS's default sys_db_pool_size; the limit's pool gets the same
 THROUGHPUT_STEPS = 3
+GROUP_FROM = 10  # the group-committed limit runs at this concurrency and above
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,49 +204,81 @@ async def measure_sequential(
 
 
 def _throughput_rows(
-    concurrency: int, ours: Throughput, raw: Throughput, note: str = ""
+    concurrency: int, ours: Throughput, raw: Throughput, group: Throughput | None, note: str = ""
 ) -> list[Row]:
     name = f"C={concurrency} x {THROUGHPUT_STEPS}-step wf"
+    nan = math.nan
+    g_rate = group.per_second if group is not None else nan
     return [
-        Row(f"{name} throughput", ours.per_second, raw.per_second, "workflows/s", note),
+        Row(f"{name} throughput", ours.per_second, raw.per_second, "workflows/s", note, "", g_rate),
         Row(
             f"{name} steps",
             ours.per_second * THROUGHPUT_STEPS,
             raw.per_second * THROUGHPUT_STEPS,
             "steps/s",
             note,
+            "",
+            g_rate * THROUGHPUT_STEPS,
         ),
-        Row(f"{name} p50", ours.latency.p50_ms, raw.latency.p50_ms, "ms", note),
-        Row(f"{name} p99", ours.latency.p99_ms, raw.latency.p99_ms, "ms", note),
+        Row(
+            f"{name} p50",
+            ours.latency.p50_ms,
+            raw.latency.p50_ms,
+            "ms",
+            note,
+            "",
+            group.latency.p50_ms if group is not None else nan,
+        ),
+        Row(
+            f"{name} p99",
+            ours.latency.p99_ms,
+            raw.latency.p99_ms,
+            "ms",
+            note,
+            "",
+            group.latency.p99_ms if group is not None else nan,
+        ),
     ]
 
 
 async def measure_throughput(
-    limit: CommitLimit, plan: Plan, concurrency: int, reference: Plan
+    limit: CommitLimit, group_limit: GroupCommitLimit, plan: Plan, concurrency: int, reference: Plan
 ) -> tuple[list[Row], dict[str, Any]]:
-    """``C`` concurrent workflows of 3 steps, in waves, and the same commits through raw asyncpg."""
+    """``C`` concurrent workflows of 3 steps, in waves, and the same writes through raw asyncpg:
+    single-row commits, and (for C >= :data:`GROUP_FROM`) group-committed."""
     total = plan.total(concurrency)
     commits = THROUGHPUT_STEPS + 2
     warmup = min(concurrency, plan.warmup_wave)
+    grouped = concurrency >= GROUP_FROM
 
     def workflow() -> Any:
         return run_workflow(THROUGHPUT_STEPS)
 
     await time_waves(workflow, warmup, warmup)
     await limit.waves(commits, warmup, warmup)
+    if grouped:
+        await group_limit.waves(THROUGHPUT_STEPS, warmup, warmup)
     share = total // plan.rounds
     ours_rounds: list[Throughput] = []
     raw_rounds: list[Throughput] = []
+    group_rounds: list[Throughput] = []
     ours_samples: list[float] = []
     raw_samples: list[float] = []
+    group_samples: list[float] = []
     sent = None
+    group_before = group_limit.stats()
     for _ in range(plan.rounds):
         before = statements_sent()
         ours_rounds.append(await time_waves(workflow, share, concurrency, keep=ours_samples))
         sent = per_workflow(before, statements_sent(), share)
         raw_rounds.append(await limit.waves(commits, share, concurrency, keep=raw_samples))
+        if grouped:
+            group_rounds.append(
+                await group_limit.waves(THROUGHPUT_STEPS, share, concurrency, keep=group_samples)
+            )
     ours = pooled_throughput(ours_rounds, ours_samples)
     raw = pooled_throughput(raw_rounds, raw_samples)
+    group = pooled_throughput(group_rounds, group_samples) if grouped else None
     detail = {
         "concurrency": concurrency,
         "steps": THROUGHPUT_STEPS,
@@ -250,9 +290,16 @@ async def measure_throughput(
             "steps_per_second": round(ours.per_second * THROUGHPUT_STEPS, 2),
         },
         "limit": {**raw.as_dict(), "steps_per_second": round(raw.per_second * THROUGHPUT_STEPS, 2)},
+        "limit_group": None
+        if group is None
+        else {
+            **group.as_dict(),
+            "steps_per_second": round(group.per_second * THROUGHPUT_STEPS, 2),
+            "flushes": group_limit.stats_since(group_before),
+        },
     }
     note = cap_note(total, reference.total(concurrency), "workflows")
-    return _throughput_rows(concurrency, ours, raw, note), detail
+    return _throughput_rows(concurrency, ours, raw, group, note), detail
 
 
 # Driver -----------------------------------------------------------------------------------
@@ -281,13 +328,16 @@ async def run(
     await launch(url)
     try:
         limit = await CommitLimit.open(url, POOL_SIZE)
+        group_limit = await GroupCommitLimit.sharing(limit.pool)
         try:
             for steps in plan.sequential_steps:
                 new_rows, detail = await measure_sequential(limit, plan, steps, reference)
                 rows += new_rows
                 sequential.append(detail)
             for concurrency in plan.concurrency:
-                new_rows, detail = await measure_throughput(limit, plan, concurrency, reference)
+                new_rows, detail = await measure_throughput(
+                    limit, group_limit, plan, concurrency, reference
+                )
                 rows += new_rows
                 throughput.append(detail)
         finally:
