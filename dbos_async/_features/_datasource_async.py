@@ -11,7 +11,7 @@ statements inside the same transaction. Inside the function, ``ds.sql_session()`
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._core._errors import DBOSInvalidArgumentError
 from .._sysdb._retry import is_connection_lost
@@ -24,7 +24,6 @@ from ._transactions import (
     OutputKey,
     Ran,
     TransactionSettings,
-    current_transaction,
     enter_transaction,
     leave_transaction,
     missing_extra,
@@ -160,6 +159,7 @@ class AsyncSQLAlchemyDatasource(DatasourceBase):
         await self.engine.dispose()
 
     for_coroutines = True
+    _scope_type = _AsyncTransaction
 
     def _call(
         self,
@@ -183,10 +183,7 @@ class AsyncSQLAlchemyDatasource(DatasourceBase):
 
     def sql_session(self) -> AsyncSession:
         """The ``AsyncSession`` of the transaction running here."""
-        scope = current_transaction("AsyncSQLAlchemyDatasource.sql_session()")
-        if not isinstance(scope, _AsyncTransaction):
-            raise DBOSInvalidArgumentError("sql_session(): this is a sync transaction")
-        return scope.session
+        return cast("AsyncSession", self._session_here())
 
     # The transaction loop's side -----------------------------------------------------------
 

@@ -17,7 +17,12 @@ from .._core._errors import DBOSInvalidArgumentError
 from .._core._serialization import Codec, as_bytes_serializer
 from .._sysdb._app_outputs import OutputsTable
 from ._decorators import mark_coroutine_function
-from ._transactions import IsolationLevel, TransactionSettings, register_datasource
+from ._transactions import (
+    IsolationLevel,
+    TransactionSettings,
+    current_transaction,
+    register_datasource,
+)
 
 __all__ = ["DatasourceBase"]
 
@@ -29,6 +34,8 @@ class DatasourceBase:
 
     for_coroutines: ClassVar[bool]
     """Whether its transactions are ``async def`` functions."""
+    _scope_type: ClassVar[type]
+    """The kind of transaction scope its functions run in."""
 
     def __init__(
         self, engine: Any, *, schema: str | None, serializer: Any, factory: Callable[..., Any]
@@ -103,6 +110,15 @@ class DatasourceBase:
         settings = TransactionSettings.of(ds_options, func)
         self._check_kind(func, settings.name)
         return settings
+
+    def _session_here(self) -> Any:
+        """The session of the transaction of this kind running here."""
+        kind = type(self).__name__
+        scope = current_transaction(f"{kind}.sql_session()")
+        if not isinstance(scope, self._scope_type):
+            other = "a sync" if self.for_coroutines else "an async"
+            raise DBOSInvalidArgumentError(f"{kind}.sql_session(): this is {other} transaction")
+        return scope.session
 
     def _not_migrated(self) -> DBOSInvalidArgumentError:
         kind = type(self).__name__

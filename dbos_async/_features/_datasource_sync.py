@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._core._context import block_on, current_workflow
 from .._core._errors import DBOSInvalidArgumentError
@@ -24,7 +24,6 @@ from ._transactions import (
     OutputKey,
     Ran,
     TransactionSettings,
-    current_transaction,
     enter_transaction,
     leave_transaction,
     transaction_call,
@@ -128,6 +127,7 @@ class SQLAlchemyDatasource(DatasourceBase):
         self.engine.dispose()
 
     for_coroutines = False
+    _scope_type = _SyncTransaction
 
     def _call(
         self,
@@ -149,10 +149,7 @@ class SQLAlchemyDatasource(DatasourceBase):
 
     def sql_session(self) -> Session:
         """The ``Session`` of the transaction running here."""
-        scope = current_transaction("SQLAlchemyDatasource.sql_session()")
-        if not isinstance(scope, _SyncTransaction):
-            raise DBOSInvalidArgumentError("sql_session(): this is an async transaction")
-        return scope.session
+        return cast("Session", self._session_here())
 
     # The transaction loop's side -----------------------------------------------------------
 
