@@ -77,7 +77,11 @@ class Engine:
         runtime = self.runtime
         config = runtime.config
         db = await connect_database(
-            url, schema=config.schema, pool_size=config.pool_size, retry_limit=config.retry_limit
+            url,
+            schema=config.schema,
+            pool_size=config.pool_size,
+            retry_limit=config.retry_limit,
+            clock=runtime.clock,
         )
         notifier = self._notifier(db)
         runtime.open(db, notifier)

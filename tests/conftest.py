@@ -19,6 +19,7 @@ import pytest
 
 from dbos_async import DBOS
 from dbos_async._sysdb import connect_database
+from dbos_async.testing import Clock
 
 TEMPLATE_PREFIX = "dbos_async_tpl"
 
@@ -131,8 +132,9 @@ def make_config(database_url: str, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def dbos(database_url: str) -> AsyncIterator[type[DBOS]]:
-    """DBOS launched on the test's event loop (``await DBOS.launch_async()``)."""
+async def dbos(database_url: str, dbos_clock: Clock) -> AsyncIterator[type[DBOS]]:
+    """DBOS launched on the test's event loop (``await DBOS.launch_async()``), on the test's
+    clock (the plugin's ``dbos_clock``, which a test may freeze and advance)."""
     DBOS(config=make_config(database_url))
     await DBOS.launch_async()
     try:
@@ -142,7 +144,7 @@ async def dbos(database_url: str) -> AsyncIterator[type[DBOS]]:
 
 
 @pytest.fixture
-def dbos_sync(database_url: str) -> Iterator[type[DBOS]]:
+def dbos_sync(database_url: str, dbos_clock: Clock) -> Iterator[type[DBOS]]:
     """DBOS launched from sync code, on its background loop thread (``DBOS.launch()``)."""
     DBOS(config=make_config(database_url))
     DBOS.launch()

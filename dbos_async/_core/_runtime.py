@@ -24,6 +24,7 @@ from .._sysdb._changes import cancel_workflow_rows
 from .._sysdb._messages import cancelled_among
 from .._sysdb._notify import WORKFLOW_DONE
 from .._sysdb._retry import retry_until_available
+from ._clock import Clock
 from ._config import ResolvedConfig
 from ._errors import DBOSNonExistentWorkflowError, DBOSNotLaunchedError
 from ._queue_settings import QueueCatalog
@@ -40,6 +41,7 @@ __all__ = [
     "current_runtime_or_none",
     "observe_steps",
     "set_current_runtime",
+    "use_clock",
 ]
 
 logger = logging.getLogger("dbos_async")
@@ -82,6 +84,8 @@ class Runtime:
     def __init__(self, config: ResolvedConfig, registry: Registry) -> None:
         self.config = config
         self.registry = registry
+        self.clock = _clock or Clock()
+        """The engine's time (``_clock``): a test may freeze and advance it."""
         self.codec = Codec(config.serializer, allow_pickle=config.allow_pickle)
         self.executor_id = config.executor_id
         self.application_version = config.application_version or registry.application_version(
@@ -331,6 +335,7 @@ async def _patiently(coro: Coroutine[Any, Any, T]) -> T:
 
 _current: Runtime | None = None
 _step_observer: StepObserver | None = None
+_clock: Clock | None = None
 
 
 def observe_steps(observer: StepObserver | None) -> None:
@@ -340,6 +345,13 @@ def observe_steps(observer: StepObserver | None) -> None:
     _step_observer = observer
     if _current is not None:
         _current.step_observer = observer
+
+
+def use_clock(clock: Clock | None) -> None:
+    """Make ``clock`` the clock of the runtimes launched from now on (a test's clock, kept
+    across the relaunches of a simulated crash); None gives each its own system clock."""
+    global _clock
+    _clock = clock
 
 
 def current_runtime() -> Runtime:

@@ -33,7 +33,7 @@ from .._sysdb._debounce import (
     is_workflow_id_taken,
     key_holder,
 )
-from .._sysdb._workflows import get_workflow, insert_step_output, now_ms
+from .._sysdb._workflows import get_workflow, insert_step_output
 from ._enqueue import EnqueueSettings, placement_on, queue_settings
 from ._step import refusal
 from ._workflow import WorkflowCall, workflow_row
@@ -124,6 +124,7 @@ async def debounce_call(
     queue_name = target.queue_name
     deduplication_id = f"{call.invocation.info.name}-{key}"
     settings = await queue_settings(runtime, queue_name)
+    now = runtime.clock.now_ms()
     placement = placement_on(
         queue_name,
         settings,
@@ -132,8 +133,8 @@ async def debounce_call(
             deduplication_id=deduplication_id,
             application_name=target.application_name or options.application_name,
         ),
+        now_ms=now,
     )
-    now = now_ms()
     deadline = now + int(target.timeout_sec * 1000) if target.timeout_sec is not None else None
     placement = dataclasses.replace(placement, delay_until_epoch_ms=now + int(period_sec * 1000))
     # Serialized here: inputs that cannot be recorded fail before anything is written.

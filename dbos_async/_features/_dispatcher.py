@@ -19,6 +19,7 @@ import math
 import random
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._core._errors import DBOSAwaitedWorkflowCancelledError, DBOSException
@@ -32,7 +33,6 @@ from .._sysdb._queues import (
     release_queue_slot,
 )
 from .._sysdb._supervisor import cancel_and_wait, supervise
-from .._sysdb._workflows import now_ms
 from ._queue_store import reload_queue, reload_queues
 from ._recovery import resume_claimed
 
@@ -76,14 +76,24 @@ class Dispatcher:
         self._skipped_rechecks: dict[str, float] = {}  # the next re-check after a locked row
         self._delays_due_at = 0.0  # epoch ms when a DELAYED workflow may become ready
         self.token = uuid.uuid4().hex[:12]  # marks this process's own NOTIFYs
+        self._unwatch_clock: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Dispatch in the background (after :meth:`reload_all` loaded the registered queues)."""
+        self._unwatch_clock = self._runtime.clock.on_change(self._on_clock_changed)
         self._task = supervise("dbos-dispatcher", self._run)
 
     async def stop(self) -> None:
         """Stop dispatching (running workflows are the runtime's to stop)."""
+        if self._unwatch_clock is not None:
+            self._unwatch_clock()
         await cancel_and_wait(self._task)
+
+    def _on_clock_changed(self) -> None:
+        """The engine's clock moved (a test advanced it): delays and rate windows may have
+        come due in every queue, so look at all of them now."""
+        self._next_check.clear()
+        self._wake.set()
 
     def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
         """Claim from ``queue_name`` soon (or, for delayed work, once it is due)."""
@@ -149,7 +159,7 @@ class Dispatcher:
         names = {name for name in known if self._next_check.get(name, 0.0) <= now}
         names.update(self._woken & known)
         self._woken.clear()
-        if now_ms() >= self._delays_due_at:
+        if runtime.clock.now_ms() >= self._delays_due_at:
             promoted, next_due = await promote_due_delayed(runtime.db)
             names.update(set(promoted) & known)
             self._delays_due_at = float(next_due) if next_due is not None else math.inf
@@ -172,7 +182,7 @@ class Dispatcher:
         for name in known:
             pause = min(pause, self._next_check.get(name, now) - now)
         if self._delays_due_at != math.inf:
-            pause = min(pause, (self._delays_due_at - now_ms()) / 1000)
+            pause = min(pause, (self._delays_due_at - runtime.clock.now_ms()) / 1000)
         return max(0.0, min(pause, 60.0))
 
     async def _dispatch(self, name: str, settings: QueueSettings) -> tuple[float, bool]:

@@ -25,7 +25,7 @@ from .._core._runtime import Runtime
 from .._core._validation import check_id, check_int, check_number
 from .._sysdb._declarations import declared_queue
 from .._sysdb._queues import deduplicated_workflow
-from .._sysdb._workflows import NewWorkflow, now_ms
+from .._sysdb._workflows import NewWorkflow
 from ._handles import WorkflowHandleAsync
 from ._queue_store import reload_queue, settings_from_row
 from ._workflow import QueuePlacement, WorkflowCall, record_child, record_start, workflow_row
@@ -211,16 +211,17 @@ async def check_queue(runtime: Runtime, queue_name: str, partition_key: str | No
 
 
 def placement_on(
-    queue_name: str, settings: QueueSettings, options: EnqueueSettings
+    queue_name: str, settings: QueueSettings, options: EnqueueSettings, *, now_ms: int
 ) -> QueuePlacement:
-    """Where an enqueue with ``options`` puts its workflow, checked against the queue."""
+    """Where an enqueue with ``options`` at ``now_ms`` (the engine clock's) puts its workflow,
+    checked against the queue."""
     key = options.queue_partition_key
     check_partition_key(queue_name, settings, key)
     if settings.has_partition_limits and options.deduplication_id is not None:
         raise DBOSInvalidArgumentError(
             f"Queue {queue_name!r} has partition limits: deduplication is not supported on it"
         )
-    delay_until = now_ms() + int(options.delay_seconds * 1000) if options.delay_seconds else None
+    delay_until = now_ms + int(options.delay_seconds * 1000) if options.delay_seconds else None
     return QueuePlacement(
         queue_name=queue_name,
         priority=options.priority or 0,
@@ -260,7 +261,8 @@ async def placed_row(
 ) -> NewWorkflow:
     """The row that enqueues ``call`` on ``queue_name`` with ``options``, after checking both
     (for an enqueue written on another connection, in the caller's transaction)."""
-    placement = placement_on(queue_name, await queue_settings(runtime, queue_name), options)
+    settings = await queue_settings(runtime, queue_name)
+    placement = placement_on(queue_name, settings, options, now_ms=runtime.clock.now_ms())
     return workflow_row(runtime, call, placement)
 
 
@@ -270,7 +272,8 @@ async def enqueue_on(
     """Enqueue ``call`` on ``queue_name`` with ``options``, after checking both; a handle."""
 
     async def run() -> str:
-        placement = placement_on(queue_name, await queue_settings(runtime, queue_name), options)
+        settings = await queue_settings(runtime, queue_name)
+        placement = placement_on(queue_name, settings, options, now_ms=runtime.clock.now_ms())
         return await enqueue(runtime, call, placement, options.duplication_policy)
 
     return WorkflowHandleAsync(runtime, await runtime.forward(run()))

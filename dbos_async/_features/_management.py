@@ -9,7 +9,6 @@ The listings live in ``_listing.py``, forks and rewinds in ``_forks.py``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -215,7 +214,8 @@ def set_workflow_delay(
     if (delay_seconds is None) == (delay_until_epoch_ms is None):
         raise DBOSInvalidArgumentError("Give exactly one of delay_seconds and delay_until_epoch_ms")
     if delay_seconds is not None:
-        until = int(time.time() * 1000 + check_number("delay_seconds", delay_seconds) * 1000)
+        seconds = check_number("delay_seconds", delay_seconds)
+        until = runtime_here().clock.now_ms() + int(seconds * 1000)
     else:
         until = check_int("delay_until_epoch_ms", delay_until_epoch_ms, minimum=0)
     runtime = runtime_here()

@@ -9,7 +9,6 @@ the database, and reads again after every wake-up.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from .._sysdb._messages import (
     set_event,
     take_message,
 )
-from .._sysdb._notify import EVENTS, MESSAGES
+from .._sysdb._notify import EVENTS, MESSAGES, WakeUp
 from .._sysdb._sends import OutgoingMessage, insert_messages
 from .._sysdb._workflows import insert_step_output
 from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
@@ -109,8 +108,8 @@ async def durable_deadline(ctx: WorkflowContext, function_id: int, seconds: floa
     recorded = replay_recorded(ctx, function_id, "DBOS.sleep")
     if recorded is not NOT_RECORDED:
         return float(recorded)
-    wake_at = time.time() + seconds
     runtime = ctx.runtime
+    wake_at = runtime.clock.now() + seconds
     if not await insert_step_output(
         runtime.db,
         ctx.workflow_id,
@@ -123,6 +122,15 @@ async def durable_deadline(ctx: WorkflowContext, function_id: int, seconds: floa
     ):
         raise await refusal(ctx)
     return wake_at
+
+
+async def wait_woken(runtime: Runtime, woken: WakeUp, deadline: float) -> bool:
+    """Wait until ``woken`` or until the engine's clock reaches ``deadline``; whether woken."""
+    try:
+        async with runtime.clock.timeout_at(deadline):
+            return await woken.wait(None)
+    except TimeoutError:
+        return False
 
 
 async def record_value(ctx: WorkflowContext, function_id: int, name: str, value: Any) -> None:
@@ -356,7 +364,7 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
         runtime = ctx.runtime
         replayed_deadline = replay_recorded(ctx, timer_id, "DBOS.sleep")
         deadline = None if replayed_deadline is NOT_RECORDED else float(replayed_deadline)
-        wake_at = time.time() + seconds
+        wake_at = runtime.clock.now() + seconds
         async with runtime.notifier.subscribe(MESSAGES, f"{ctx.workflow_id}::{topic_key}") as woken:
             while True:
                 # The first read that finds nothing also records the durable timeout.
@@ -394,10 +402,8 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
                     if not timer_set:
                         raise await refusal(ctx)
                     deadline = wake_at
-                remaining = deadline - time.time()
-                if remaining <= 0:
+                if not await wait_woken(runtime, woken, deadline):
                     break
-                await woken.wait(remaining)
         await record_value(ctx, function_id, "DBOS.recv", None)
         return None
 
@@ -476,12 +482,10 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Corout
                     deadline = (
                         await durable_deadline(ctx, ids[1], seconds)
                         if ctx is not None and ids is not None
-                        else time.time() + seconds
+                        else runtime.clock.now() + seconds
                     )
-                remaining = deadline - time.time()
-                if remaining <= 0:
+                if not await wait_woken(runtime, woken, deadline):
                     break
-                await woken.wait(remaining)
         if ctx is not None and ids is not None:
             await record_value(ctx, ids[0], "DBOS.getEvent", value)
         return value
@@ -513,9 +517,7 @@ def sleep(seconds: float) -> Coroutine[Any, Any, None]:
     async def run() -> None:
         ensure_not_cancelled(ctx)
         wake_at = await durable_deadline(ctx, function_id, duration)
-        remaining = wake_at - time.time()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
+        await ctx.runtime.clock.sleep_until(wake_at)
 
     return ctx.runtime.forward(traced_operation("sleep", ctx, run()))
 

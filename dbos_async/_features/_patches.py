@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 
 from .._core._context import WorkflowContext
 from .._core._validation import check_id
-from .._sysdb._workflows import insert_step_output, now_ms
+from .._sysdb._workflows import insert_step_output
 from ._messaging import require_workflow
 from ._step import PATCH_MARKER_PREFIX, ensure_not_cancelled, refusal
 
@@ -74,7 +74,7 @@ async def _record_marker(ctx: WorkflowContext, function_id: int, marker: str) ->
         output=None,
         error=None,
         serialization=None,
-        started_at_ms=now_ms(),
+        started_at_ms=runtime.clock.now_ms(),
     )
     if not written:
         raise await refusal(ctx)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .._core._context import SetWorkflowID
@@ -29,7 +29,7 @@ async def enqueue_tick(
     """
     name = row["workflow_name"]
     if row["declared_in_code"]:
-        args: tuple[Any, ...] = (tick, datetime.now(UTC))
+        args: tuple[Any, ...] = (tick, runtime.clock.now_datetime())
     else:
         context = row["context"]
         args = (

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -67,13 +68,18 @@ class Scheduler:
         self._plans: dict[str, _Plan] = {}
         self._changed = asyncio.Event()
         self._declared: set[str] | None = None  # the @DBOS.scheduled names written
+        self._unwatch_clock: Callable[[], None] | None = None
+        self._looked_at: datetime | None = None  # the last time due ticks were enqueued
 
     def start(self) -> None:
         """Write the schedules declared in code, then start watching the clock."""
+        self._unwatch_clock = self._runtime.clock.on_change(self._changed.set)
         self._task = supervise("dbos-scheduler", self._run)
 
     async def stop(self) -> None:
         """Stop enqueueing ticks."""
+        if self._unwatch_clock is not None:
+            self._unwatch_clock()
         await cancel_and_wait(self._task)
 
     def on_changed(self, _schedule_name: str = "") -> None:
@@ -114,11 +120,15 @@ class Scheduler:
             if self._changed.is_set():
                 self._changed.clear()
                 await self._reload()
-            now = datetime.now(UTC)
+            clock = self._runtime.clock
+            now = clock.now_datetime()
             for plan in list(self._plans.values()):
                 await self._fire_due(plan, now)
+            self._looked_at = now
             wake_at = min((plan.next_tick for plan in self._plans.values()), default=None)
-            delay = _MAX_SLEEP if wake_at is None else (wake_at - datetime.now(UTC)).total_seconds()
+            delay = (
+                _MAX_SLEEP if wake_at is None else (wake_at - clock.now_datetime()).total_seconds()
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(0.0, min(delay, _MAX_SLEEP)))
 
@@ -127,7 +137,7 @@ class Scheduler:
         rows = await list_schedule_rows(
             runtime.db, statuses=["ACTIVE"], own_application=runtime.application_name
         )
-        now = datetime.now(UTC)
+        now = runtime.clock.now_datetime()
         plans: dict[str, _Plan] = {}
         for row in rows:
             name = row["schedule_name"]
@@ -142,10 +152,19 @@ class Scheduler:
             except Exception as invalid:  # written by hand, or by another version
                 logger.error("Schedule %s cannot run: %s", name, invalid)
                 continue
-            plans[name] = _Plan(row, cron, cron.next_after(now))
+            plans[name] = _Plan(row, cron, cron.next_after(self._first_look(row, now)))
             if row["automatic_backfill"] and row["last_fired_at"]:
                 await self._backfill(row, cron, now)
         self._plans = plans
+
+    def _first_look(self, row: Any, now: datetime) -> datetime:
+        """Where a schedule new to this process starts: at launch, now; later, where the last
+        look left off (or at its creation, if later), so a tick that came due between its
+        creation and this reload is not skipped."""
+        if self._looked_at is None:
+            return now
+        created = datetime.fromtimestamp(row["created_at"] / 1000, UTC)
+        return min(now, max(self._looked_at, created))
 
     async def _backfill(self, row: Any, cron: Cron, now: datetime) -> None:
         """Enqueue the ticks missed since the schedule's last recorded one."""

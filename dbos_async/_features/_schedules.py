@@ -15,7 +15,7 @@ as in DBOS).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NotRequired, Required, TypedDict
 
 from .._core._context import current_workflow, runtime_here
@@ -459,7 +459,7 @@ def trigger_schedule(schedule_name: str) -> Coroutine[Any, Any, WorkflowHandleAs
 
     async def work() -> str:
         row = await _existing(runtime, schedule_name)
-        now = datetime.now(UTC)
+        now = runtime.clock.now_datetime()
         workflow_id = f"sched-{schedule_name}-trigger-{now.isoformat()}"
         return await enqueue_tick(runtime, row, now, workflow_id)
 

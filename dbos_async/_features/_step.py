@@ -36,7 +36,7 @@ from .._core._errors import (
 from .._core._tracing import context_attributes, record_step_retry, traced
 from .._core._validation import check_int, check_number
 from .._sysdb._retry import from_system_database
-from .._sysdb._workflows import insert_step_output, now_ms, workflow_status_of
+from .._sysdb._workflows import insert_step_output, workflow_status_of
 
 __all__ = [
     "NOT_RECORDED",
@@ -154,7 +154,7 @@ async def run_step(
     if replayed is not NOT_RECORDED:
         return cast(T, replayed)
     ensure_not_cancelled(ctx)
-    started = now_ms()
+    started = ctx.runtime.clock.now_ms()
     codec = ctx.runtime.codec
     observer = ctx.runtime.step_observer
     if observer is not None:

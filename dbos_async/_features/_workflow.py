@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -18,6 +19,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from .._core._clock import ClockTimer
 from .._core._context import (
     WorkflowContext,
     current_auth,
@@ -43,6 +45,7 @@ from .._core._errors import (
 from .._core._registry import WorkflowInfo
 from .._core._request import Request
 from .._core._roles import Auth, authorize
+from .._core._runtime import current_runtime_or_none
 from .._core._tracing import (
     TRACE_CONTEXT_ATTRIBUTE,
     caller_trace_context,
@@ -176,7 +179,9 @@ def prepare_call(
     is_set, seconds = workflow_timeout_override()
     timeout_ms = int(seconds * 1000) if is_set and seconds is not None else None
     if is_set:
-        deadline = now_ms() + timeout_ms if timeout_ms is not None else None
+        runtime = current_runtime_or_none()
+        now = runtime.clock.now_ms() if runtime is not None else now_ms()
+        deadline = now + timeout_ms if timeout_ms is not None else None
     else:
         deadline = parent.deadline_epoch_ms if parent is not None else None
     return WorkflowCall(
@@ -378,8 +383,9 @@ def launch(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> as
     runtime.contexts[ctx.workflow_id] = ctx
     deadline = None
     if ctx.deadline_epoch_ms is not None:
-        delay = max(0.0, (ctx.deadline_epoch_ms - now_ms()) / 1000)
-        deadline = loop.call_later(delay, _time_out, runtime, ctx.workflow_id)
+        deadline = runtime.clock.call_at(
+            ctx.deadline_epoch_ms / 1000, functools.partial(_time_out, runtime, ctx.workflow_id)
+        )
     task.add_done_callback(lambda t: _forget(runtime, ctx, t, deadline))
     return task
 
@@ -394,7 +400,7 @@ def _forget(
     runtime: Runtime,
     ctx: WorkflowContext,
     task: asyncio.Task[Any],
-    deadline: asyncio.TimerHandle | None,
+    deadline: ClockTimer | None,
 ) -> None:
     if deadline is not None:
         deadline.cancel()

@@ -12,7 +12,6 @@ import asyncpg
 from ._database import Database
 from ._messages import CLOSED_STREAM
 from ._notify import CANCEL, WORKFLOW_DONE
-from ._workflows import now_ms
 
 __all__ = [
     "cancel_workflow_rows",
@@ -73,7 +72,7 @@ async def cancel_workflow_rows(
         """,
         workflow_ids,
         with_children,
-        now_ms(),
+        db.now_ms(),
     )
     return _ids(row, "missing"), _ids(row, "cancelled")
 
@@ -103,7 +102,7 @@ async def resume_workflow_rows(
         """,
         workflow_ids,
         False,
-        now_ms(),
+        db.now_ms(),
         queue_name,
     )
     return _ids(row, "missing"), _ids(row, "resumed")
@@ -219,7 +218,7 @@ async def rewind_workflow_row(
         queue_name,
         queue_partition_key,
         application_version,
-        now_ms(),
+        db.now_ms(),
         CLOSED_STREAM,
     )
     return row["status"] if row is not None else None
@@ -244,7 +243,7 @@ async def set_delay_row(
         """,
         workflow_id,
         delay_until_ms,
-        now_ms(),
+        db.now_ms(),
     )
     return (row["status"], row["queue_name"]) if row is not None else (None, None)
 
@@ -266,6 +265,6 @@ async def update_attributes_row(
         workflow_id,
         attributes,
         merge,
-        now_ms(),
+        db.now_ms(),
     )
     return status != "UPDATE 0"

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from .._core._clock import Clock
 from .._core._errors import (
     DBOSDatabaseUnavailableError,
     DBOSInitializationError,
@@ -69,9 +70,18 @@ class Database:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, url: str, schema: str, *, retry_limit: float = 300.0
+        self,
+        pool: asyncpg.Pool,
+        url: str,
+        schema: str,
+        *,
+        retry_limit: float = 300.0,
+        clock: Clock | None = None,
     ) -> None:
         self.pool = pool
+        self.clock = clock or Clock()
+        """The engine's clock: every timestamp the engine writes, and every "now" a statement
+        compares with (delays, rate windows, debounce periods), is read from it."""
         self.url = url
         self.schema = schema
         self.retry_limit = retry_limit
@@ -95,6 +105,10 @@ class Database:
     def group_stats(self) -> dict[str, tuple[int, int]]:
         """Per group-commit writer: ``(batches, rows)`` committed so far."""
         return {name: (w.flushes, w.rows) for name, w in self._groups.items()}
+
+    def now_ms(self) -> int:
+        """The engine clock's now, in milliseconds since the epoch."""
+        return self.clock.now_ms()
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Run a query and return all its rows."""
@@ -308,6 +322,7 @@ async def connect_database(
     pool_size: int = 20,
     retry_limit: float = 300.0,
     migrate: bool = True,
+    clock: Clock | None = None,
 ) -> Database:
     """Create the system database if missing, migrate it, and open the pool (without
     ``migrate``, only open the pool: a client uses the database its engine set up).
@@ -334,7 +349,7 @@ async def connect_database(
                 logger.warning("Waiting for the system database at %s: %r", redact(url), error)
             await asyncio.sleep(delay)
         else:
-            return Database(pool, url, schema, retry_limit=retry_limit)
+            return Database(pool, url, schema, retry_limit=retry_limit, clock=clock)
 
 
 async def _open_pool(url: str, schema: str, pool_size: int, migrate: bool) -> asyncpg.Pool:

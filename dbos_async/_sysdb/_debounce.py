@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ._database import Database
-from ._workflows import SAME_STEP, NewWorkflow, now_ms, owned_by
+from ._workflows import SAME_STEP, NewWorkflow, owned_by
 
 __all__ = [
     "Bounce",
@@ -131,7 +131,7 @@ async def bounce_or_insert(
     assert row.deduplication_id is not None and row.delay_until_epoch_ms is not None
     # One timestamp for every attempt: a retry whose first attempt committed unseen finds the
     # very step record it wrote.
-    now = now_ms()
+    now = db.now_ms()
     step = (
         (checkpoint.workflow_id, checkpoint.function_id, checkpoint.function_name, checkpoint.owner)
         if checkpoint is not None

@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 
 from ._database import Database
-from ._workflows import now_ms
 
 __all__ = ["declare_names", "declared_queue", "workflow_declared"]
 
@@ -36,7 +35,7 @@ async def declare_names(
         kinds,
         names,
         settings,
-        now_ms(),
+        db.now_ms(),
     )
 
 

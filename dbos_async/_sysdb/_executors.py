@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncpg
 
 from ._database import Database
-from ._workflows import now_ms, of_application
+from ._workflows import of_application
 
 __all__ = [
     "adopt_workflows",
@@ -84,7 +84,7 @@ async def requeue_workflows(
         """,
         executor_ids,
         workflow_ids,
-        now_ms(),
+        db.now_ms(),
         application,
     )
     return sorted({row["queue_name"] for row in rows})
@@ -111,7 +111,7 @@ async def adopt_workflows(
         dead_executor_ids,
         executor_id,
         application_version,
-        now_ms(),
+        db.now_ms(),
         application,
     )
 
@@ -150,6 +150,6 @@ async def unattended_workflows(
         """,
         executor_id,
         application_version,
-        now_ms() - older_than_ms,
+        db.now_ms() - older_than_ms,
         application,
     )

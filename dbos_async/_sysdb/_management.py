@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from ._database import Database
-from ._workflows import now_ms
 
 __all__ = [
     "ForkRequest",
@@ -268,7 +267,7 @@ async def fork_workflow_row(db: Database, fork: ForkRequest) -> bool:
         fork.start_step,
         fork.queue_name,
         fork.application_version,
-        now_ms(),
+        db.now_ms(),
         fork.queue_partition_key,
         fork.timeout_ms,
         json.dumps(fork.replacement_children) if fork.replacement_children else None,

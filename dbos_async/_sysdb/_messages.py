@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from ._database import Database
-from ._workflows import SAME_STEP, now_ms, owned_by
+from ._workflows import SAME_STEP, owned_by
 
 __all__ = [
     "CLOSED_STREAM",
@@ -79,7 +79,7 @@ async def insert_message(
     workflow is no longer the sender's to run). Raises ``asyncpg.ForeignKeyViolationError``
     when the destination does not exist.
     """
-    now = now_ms()
+    now = db.now_ms()
     if sender is None:
         writer = db.group("messages", lambda batch: _insert_messages(db, batch))
         if not await writer.submit(
@@ -215,7 +215,7 @@ async def consume_message(
         workflow_id,
         function_id,
         topic,
-        now_ms(),
+        db.now_ms(),
         timer_id,
         wake_at,
         timer_format,
@@ -308,7 +308,7 @@ async def _consume_many(
                 [requests[i][0] for i in batch],
                 [requests[i][1] for i in batch],
                 [requests[i][2] for i in batch],
-                now_ms(),
+                db.now_ms(),
                 [requests[i][3] for i in batch],
             )
         except asyncpg.UniqueViolationError:
@@ -420,7 +420,7 @@ async def set_event(
         key,
         value,
         serialization,
-        now_ms(),
+        db.now_ms(),
         owner,
     )
     return bool(recorded)
@@ -511,7 +511,7 @@ async def write_stream(
         key,
         value,
         serialization,
-        now_ms(),
+        db.now_ms(),
         step_name,
         owner,
     )

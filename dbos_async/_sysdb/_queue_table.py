@@ -14,7 +14,6 @@ import asyncpg
 
 from ._database import Database
 from ._notify import QUEUE_SETTINGS
-from ._workflows import now_ms
 
 __all__ = [
     "QUEUE_COLUMNS",
@@ -84,7 +83,7 @@ async def upsert_queue_row(
         name,
         application_name,
         *(values.get(column) for column in QUEUE_COLUMNS),
-        now_ms(),
+        db.now_ms(),
         update_existing,
     )
     assert row is not None
@@ -135,7 +134,7 @@ async def update_queue_row(
                 RETURNING *, pg_notify('{QUEUE_SETTINGS}', name) IS NULL AS announced
                 """,
                 name,
-                now_ms(),
+                db.now_ms(),
                 *values.values(),
             )
             return row

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ._database import Database
-from ._workflows import now_ms, of_application
+from ._workflows import of_application
 
 _MAX_CLAIM = 1000  # at most this many workflows started per claim
 
@@ -179,7 +179,7 @@ async def claim(
     """
     if limits.local_capacity <= 0:
         return Claimed([])
-    now = now_ms()
+    now = db.now_ms()
     local = (queue_name, executor_id, app_version, now, min(limits.local_capacity, _MAX_CLAIM))
     if not limits.shared:
         return _claimed(
@@ -250,7 +250,7 @@ async def promote_due_delayed(db: Database) -> tuple[list[str], int | None]:
                (SELECT min(delay_until_epoch_ms) FROM workflow_status
                 WHERE status = 'DELAYED' AND delay_until_epoch_ms > $1) AS next_due
         """,
-        now_ms(),
+        db.now_ms(),
     )
     assert row is not None
     return list(row["queues"]), row["next_due"]
@@ -274,7 +274,7 @@ async def requeue_for_recovery(
         """,
         executor_id,
         app_version,
-        now_ms(),
+        db.now_ms(),
         application,
     )
     return sorted({row["queue_name"] for row in rows})

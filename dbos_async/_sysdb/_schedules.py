@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._notify import SCHEDULES
-from ._workflows import now_ms, of_application
+from ._workflows import of_application
 
 if TYPE_CHECKING:
     import asyncpg
@@ -108,7 +108,7 @@ async def insert_schedule_rows(
 
     async def write(conn: asyncpg.Connection) -> list[str]:
         async with conn.transaction():
-            written = set(await conn.fetchval(statement, *columns, now_ms()) or ())
+            written = set(await conn.fetchval(statement, *columns, db.now_ms()) or ())
             refused = [s.schedule_name for s in schedules if s.schedule_name not in written]
             if refused:
                 raise _Refused(refused)
@@ -153,7 +153,7 @@ async def upsert_declared_schedules(db: Database, schedules: Sequence[NewSchedul
         SELECT count(pg_notify('{SCHEDULES}', schedule_name)) FROM written
         """,
         *columns,
-        now_ms(),
+        db.now_ms(),
     )
 
 
@@ -220,7 +220,7 @@ async def set_schedule_status(db: Database, name: str, status: str) -> bool:
         """,
         name,
         status,
-        now_ms(),
+        db.now_ms(),
     )
     return bool(changed)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._database import Database
-from ._workflows import SAME_STEP, now_ms, owned_by
+from ._workflows import SAME_STEP, owned_by
 
 __all__ = ["OutgoingMessage", "insert_messages"]
 
@@ -93,7 +93,7 @@ async def insert_messages(
         [m.message for m in messages],
         [m.serialization for m in messages],
         to_forks,
-        now_ms(),
+        db.now_ms(),
         *((workflow_id, function_id, step_name, owner) if sender is not None else ()),
     )
     assert row is not None

@@ -18,7 +18,7 @@ import asyncpg
 
 from ._database import Database
 from ._notify import VERSIONS
-from ._workflows import now_ms, of_application
+from ._workflows import of_application
 
 __all__ = [
     "VERSION_COLUMNS",
@@ -94,7 +94,7 @@ async def record_version(
                 """,
                 str(uuid.uuid4()),
                 version_name,
-                now_ms(),
+                db.now_ms(),
                 application,
             )
             assert inserted is not None
@@ -128,7 +128,7 @@ async def promote_version(
                 """,
                 existing["version_id"],
                 version_name,
-                now_ms(),
+                db.now_ms(),
                 owner,
             )
             await conn.execute("SELECT pg_notify($1, $2)", VERSIONS, owner or "")

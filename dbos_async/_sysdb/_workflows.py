@@ -166,7 +166,7 @@ RETURNING workflow_uuid
 
 async def _insert_workflows(db: Database, batch: Sequence[NewWorkflow]) -> list[bool]:
     """Insert a batch of workflow rows (none with a deduplication ID) in one statement."""
-    now = now_ms()
+    now = db.now_ms()
     rows = first_of_each(batch, lambda wf: wf.workflow_id)
     if len(batch) == 1:
         return [bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(rows[0], now)))]
@@ -199,7 +199,7 @@ async def insert_workflow(db: Database, wf: NewWorkflow) -> bool:
     ID) must fail only its own enqueue.
     """
     if wf.deduplication_id is not None:
-        return bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(wf, now_ms())))
+        return bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(wf, db.now_ms())))
     writer = db.group("starts", lambda rows: _insert_workflows(db, rows))
     inserted: bool = await writer.submit(wf)
     return inserted
@@ -260,7 +260,7 @@ async def _complete_workflows(db: Database, outcomes: Sequence[Outcome]) -> list
     if len(outcomes) == 1:
         o = outcomes[0]
         row = await db.fetchrow(
-            _COMPLETE_WORKFLOW, o.workflow_id, o.status, o.output, o.error, now_ms(), o.owner
+            _COMPLETE_WORKFLOW, o.workflow_id, o.status, o.output, o.error, db.now_ms(), o.owner
         )
         return [row is not None and row["completed"] == 1]
     rows = await db.fetch(
@@ -269,7 +269,7 @@ async def _complete_workflows(db: Database, outcomes: Sequence[Outcome]) -> list
         [o.status for o in outcomes],
         [o.output for o in outcomes],
         [o.error for o in outcomes],
-        now_ms(),
+        db.now_ms(),
         [o.owner for o in outcomes],
     )
     return written_once([o.workflow_id for o in outcomes], {row["workflow_uuid"] for row in rows})
@@ -473,7 +473,7 @@ async def insert_step_output(
             serialization,
             child_workflow_id,
             started_at_ms,
-            now_ms(),
+            db.now_ms(),
             owner,
         )
     )
@@ -534,7 +534,7 @@ async def claim_for_recovery(
         "WHERE workflow_uuid = $1 AND status = 'PENDING' AND executor_id = $2 RETURNING *",
         workflow_id,
         executor_id,
-        now_ms(),
+        db.now_ms(),
     )
 
 
@@ -552,5 +552,5 @@ async def mark_recovery_exhausted(db: Database, workflow_id: str) -> None:
         SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done
         """,
         workflow_id,
-        now_ms(),
+        db.now_ms(),
     )

@@ -8,6 +8,10 @@ entry point once the package is installed with its ``testing`` extra) provides:
   background loop for sync tests;
 - ``dbos_client``: a :class:`~dbos_async.DBOSClient` on the same database;
 - ``dbos_test``: a :class:`DBOSTest` (crash after a step, recover, count step executions);
+- ``dbos_clock``: the engine's :class:`Clock`, which a test may ``freeze()`` and
+  ``advance(timedelta(days=1))``: durable sleeps, ``recv``/``get_event`` timeouts, workflow
+  timeouts, queue delays, rate-limit windows, schedules and debounce periods follow it, and
+  what became due runs at once;
 - ``dbos_config``: the configuration ``dbos`` launches with (override it to change it);
 - ``dbos_database_url``: the test's clean system database.
 
@@ -18,7 +22,8 @@ Importing ``dbos_async`` never imports this package.
 
 from __future__ import annotations
 
+from .._core._clock import Clock
 from ._crash import DBOSTest
 from ._databases import TestDatabases, choose_server_url
 
-__all__ = ["DBOSTest", "TestDatabases", "choose_server_url"]
+__all__ = ["Clock", "DBOSTest", "TestDatabases", "choose_server_url"]

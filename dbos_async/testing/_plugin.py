@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from .._core._clock import Clock
+from .._core._runtime import use_clock
 from .._dbos import DBOS
 from .._facade._client import DBOSClient
 from ._crash import DBOSTest
@@ -23,6 +25,7 @@ from ._databases import TestDatabases, choose_server_url
 __all__ = [
     "dbos",
     "dbos_client",
+    "dbos_clock",
     "dbos_config",
     "dbos_database_url",
     "dbos_module_database_url",
@@ -94,8 +97,25 @@ def dbos_config(dbos_database_url: str) -> dict[str, Any]:
     return {"name": "dbos-test", "system_database_url": dbos_database_url, "sys_db_pool_size": 8}
 
 
+@pytest.fixture
+def dbos_clock() -> Iterator[Clock]:
+    """The engine's clock for this test (:class:`~dbos_async.testing.Clock`): the ``dbos``
+    fixtures launch on it, and so do the relaunches of ``dbos_test.recover()``.
+
+    It runs like the wall clock until the test calls ``freeze()`` or ``advance(...)``; then
+    durable sleeps, timeouts, queue delays, rate-limit windows, schedules and debounce periods
+    all follow it.
+    """
+    clock = Clock()
+    use_clock(clock)
+    try:
+        yield clock
+    finally:
+        use_clock(None)
+
+
 @pytest_asyncio.fixture
-async def dbos(dbos_config: dict[str, Any]) -> AsyncIterator[type[DBOS]]:
+async def dbos(dbos_config: dict[str, Any], dbos_clock: Clock) -> AsyncIterator[type[DBOS]]:
     """``DBOS`` launched on the test's event loop, on a clean system database."""
     DBOS(config=dbos_config)
     await DBOS.launch_async()
@@ -106,7 +126,7 @@ async def dbos(dbos_config: dict[str, Any]) -> AsyncIterator[type[DBOS]]:
 
 
 @pytest.fixture
-def dbos_sync(dbos_config: dict[str, Any]) -> Iterator[type[DBOS]]:
+def dbos_sync(dbos_config: dict[str, Any], dbos_clock: Clock) -> Iterator[type[DBOS]]:
     """``DBOS`` launched on a background loop thread (``DBOS.launch()``), for sync tests."""
     DBOS(config=dbos_config)
     DBOS.launch()

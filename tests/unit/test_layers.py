@@ -12,9 +12,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "dbos_async"
 
 # Each layer may import itself and the layers listed after it, never those before it; the
-# errors are the one part of the core that the system database layer uses too.
+# errors and the clock (two leaves) are the parts of the core the system database uses too.
 LAYERS = ["testing", "cli", "admin", "facade", "integrations", "_features", "_core", "_sysdb"]
-SHARED_BY_ALL = {"dbos_async._core._errors"}
+SHARED_BY_ALL = {"dbos_async._core._errors", "dbos_async._core._clock"}
 FACADE = {"__init__", "_dbos", "_engine", "_setup", "_embedded", "error"}
 _DB_CALL = re.compile(r"\.db\.(fetch|fetchrow|fetchval|execute)\(|\.pool\.")
 
