@@ -94,7 +94,12 @@ async def test_call_at_fires_on_advance_and_can_be_cancelled() -> None:
     clock.freeze()
     fired: list[str] = []
     done = asyncio.Event()
-    clock.call_at(clock.now() + 10, lambda: (fired.append("due"), done.set()))
+
+    def due() -> None:
+        fired.append("due")
+        done.set()
+
+    clock.call_at(clock.now() + 10, due)
     cancelled = clock.call_at(clock.now() + 10, lambda: fired.append("cancelled"))
     cancelled.cancel()
     clock.advance(10)
