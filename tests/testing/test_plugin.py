@@ -16,6 +16,7 @@ pytest_plugins = ["pytester"]
 
 USER_TESTS = """
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -143,6 +144,20 @@ async def test_a_step_interrupted_by_a_crash_runs_again(dbos_test):
         await dbos_test.assert_steps_ran_once(handle.workflow_id)
 
 
+@DBOS.workflow()
+async def remind(order: int) -> str:
+    await DBOS.sleep_async(timedelta(days=3).total_seconds())
+    return f"reminded {order}"
+
+
+async def test_a_reminder_three_days_later(dbos, dbos_clock):
+    dbos_clock.freeze()
+    handle = await DBOS.start_workflow_async(remind, 8)
+    await dbos_clock.wait_for_pending(1)
+    dbos_clock.advance(timedelta(days=3))
+    assert await asyncio.wait_for(handle.get_result(), 10) == "reminded 8"
+
+
 async def test_crash_after_a_step_the_workflow_never_reaches(dbos_test):
     with pytest.raises(AssertionError, match="ended without completing step 'nope'"):
         await dbos_test.crash_after("nope", checkout, 7)
@@ -169,7 +184,7 @@ def test_fixtures_and_crash_helpers_in_a_user_project(pytester: pytest.Pytester)
     pytester.makeini(USER_INI)
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=9)
 
 
 def test_the_option_wins_over_the_ini_key_and_the_environment(
