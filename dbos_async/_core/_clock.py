@@ -2,7 +2,7 @@
 
 Durable sleeps, ``recv`` and ``get_event`` timeouts, workflow timeouts, queue delays, rate-limit
 windows, schedules and debounce periods all read :meth:`Clock.now` and wait through
-:meth:`Clock.timeout_at`, :meth:`Clock.sleep_until` or :meth:`Clock.call_at`. In production the
+:meth:`Clock.sleep_until` or :meth:`Clock.call_at`. In production the
 clock is the system's wall clock. A test can :meth:`~Clock.freeze` it and
 :meth:`~Clock.advance` it: every wait whose instant has come wakes on the next turn of the
 event loop, and the engine's loops (the dispatcher, the scheduler) are told to look again, so a
@@ -19,7 +19,6 @@ import functools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 
 from ._errors import DBOSInvalidArgumentError
 
@@ -38,34 +37,6 @@ class _Alarm:
 
     def place(self, loop_when: float | None) -> None:
         raise NotImplementedError
-
-
-class _Timeout(_Alarm):
-    """``asyncio.timeout`` expiring at an instant of the clock (see :meth:`Clock.timeout_at`)."""
-
-    __slots__ = ("_clock", "_timeout")
-
-    def __init__(self, clock: Clock, when: float) -> None:
-        super().__init__(asyncio.get_running_loop(), when)
-        self._clock = clock
-        self._timeout = asyncio.timeout(None)
-
-    def place(self, loop_when: float | None) -> None:
-        if not self._timeout.expired():  # expiring: the block is being left
-            self._timeout.reschedule(loop_when)
-
-    async def __aenter__(self) -> None:
-        await self._timeout.__aenter__()
-        self._clock._add(self)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._clock._alarms.discard(self)
-        await self._timeout.__aexit__(exc_type, exc, tb)
 
 
 class ClockTimer(_Alarm):
@@ -141,22 +112,16 @@ class Clock:
 
     # Waiting ---------------------------------------------------------------------------------
 
-    def timeout_at(self, when: float | None) -> asyncio.Timeout | _Timeout:
-        """An ``async with`` block that raises ``TimeoutError`` once the clock reaches
-        ``when`` (never, if None), like ``asyncio.timeout_at`` on this clock."""
-        if when is None:
-            return asyncio.timeout(None)
-        return _Timeout(self, when)
-
     async def sleep_until(self, when: float) -> None:
         """Return once the clock reaches ``when``."""
         if when <= self.now():
             return
+        future = asyncio.get_running_loop().create_future()
+        timer = self.call_at(when, functools.partial(_resolve, future))
         try:
-            async with _Timeout(self, when):
-                await asyncio.get_running_loop().create_future()
-        except TimeoutError:
-            return
+            await future
+        finally:
+            timer.cancel()
 
     def call_at(self, when: float, callback: Callable[[], object]) -> ClockTimer:
         """Call ``callback`` on this event loop once the clock reaches ``when``."""
@@ -240,6 +205,11 @@ class Clock:
             _call_on(alarm.loop, functools.partial(self._place, alarm))
         for loop, callback in list(self._listeners):
             _call_on(loop, callback)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _call_on(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:

@@ -37,7 +37,7 @@ from .._sysdb._messages import (
     set_event,
     take_message,
 )
-from .._sysdb._notify import EVENTS, MESSAGES, WakeUp
+from .._sysdb._notify import EVENTS, MESSAGES
 from .._sysdb._sends import OutgoingMessage, insert_messages
 from .._sysdb._workflows import insert_step_output
 from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
@@ -122,15 +122,6 @@ async def durable_deadline(ctx: WorkflowContext, function_id: int, seconds: floa
     ):
         raise await refusal(ctx)
     return wake_at
-
-
-async def wait_woken(runtime: Runtime, woken: WakeUp, deadline: float) -> bool:
-    """Wait until ``woken`` or until the engine's clock reaches ``deadline``; whether woken."""
-    try:
-        async with runtime.clock.timeout_at(deadline):
-            return await woken.wait(None)
-    except TimeoutError:
-        return False
 
 
 async def record_value(ctx: WorkflowContext, function_id: int, name: str, value: Any) -> None:
@@ -402,7 +393,7 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
                     if not timer_set:
                         raise await refusal(ctx)
                     deadline = wake_at
-                if not await wait_woken(runtime, woken, deadline):
+                if not await woken.wait_until(runtime.clock, deadline):
                     break
         await record_value(ctx, function_id, "DBOS.recv", None)
         return None
@@ -484,7 +475,7 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Corout
                         if ctx is not None and ids is not None
                         else runtime.clock.now() + seconds
                     )
-                if not await wait_woken(runtime, woken, deadline):
+                if not await woken.wait_until(runtime.clock, deadline):
                     break
         if ctx is not None and ids is not None:
             await record_value(ctx, ids[0], "DBOS.getEvent", value)

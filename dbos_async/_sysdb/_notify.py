@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
 
+from .._core._clock import Clock
 from ._retry import Backoff
 from ._supervisor import cancel_and_wait, supervise
 
@@ -74,27 +76,78 @@ Checker = Callable[[list[str]], Awaitable[Iterable[str]]]
 
 
 class WakeUp:
-    """One waiter's wake-up flag: set by a notification, a sweep or :meth:`set`."""
+    """One waiter's subscription to a (channel, key) and its wake-up flag, set by a
+    notification, a sweep or :meth:`set`: ``async with notifier.subscribe(...) as woken``.
 
-    __slots__ = ("_event",)
+    Light on purpose (a flag and, while waiting, one future): a process may hold a hundred
+    thousand of them, one per idle workflow.
+    """
 
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
+    __slots__ = ("_future", "_key", "_notifier", "_set")
+
+    def __init__(self, notifier: Notifier, key: tuple[str, str]) -> None:
+        self._notifier = notifier
+        self._key = key
+        self._set = False
+        self._future: asyncio.Future[bool] | None = None
+
+    async def __aenter__(self) -> WakeUp:
+        await self._notifier._register(self._key, self)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._notifier._unregister(self._key, self)
 
     def set(self) -> None:
-        """Wake the waiter."""
-        self._event.set()
+        """Wake the waiter (or, if it is not waiting, its next wait returns at once)."""
+        future = self._future
+        if future is None:
+            self._set = True
+        elif not future.done():
+            future.set_result(True)
 
-    async def wait(self, seconds: float | None) -> bool:
-        """Wait until woken or ``seconds`` pass; return whether it was woken."""
+    @property
+    def waiting(self) -> bool:
+        """Whether the waiter is blocked in a wait now."""
+        return self._future is not None
+
+    async def wait(self, seconds: float | None = None) -> bool:
+        """Wait until woken or ``seconds`` (real time) pass; return whether it was woken."""
+        future = self._arm()
+        if future is None:
+            return True
+        timer = None if seconds is None else future.get_loop().call_later(seconds, _expire, future)
         try:
-            async with asyncio.timeout(seconds):
-                await self._event.wait()
-        except TimeoutError:
-            return False
+            return await future
         finally:
-            self._event.clear()
-        return True
+            self._future = None
+            if timer is not None:
+                timer.cancel()
+
+    async def wait_until(self, clock: Clock, deadline: float) -> bool:
+        """Wait until woken or until ``clock`` reaches ``deadline``; whether it was woken."""
+        future = self._arm()
+        if future is None:
+            return True
+        timer = clock.call_at(deadline, functools.partial(_expire, future))
+        try:
+            return await future
+        finally:
+            self._future = None
+            timer.cancel()
+
+    def _arm(self) -> asyncio.Future[bool] | None:
+        """The future the next wait awaits, or None if the waiter was woken meanwhile."""
+        if self._set:
+            self._set = False
+            return None
+        self._future = asyncio.get_running_loop().create_future()
+        return self._future
+
+
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 class Notifier:
@@ -163,22 +216,27 @@ class Notifier:
 
     # Waiting -----------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str, key: str) -> AsyncIterator[WakeUp]:
-        """Register a waiter for ``key`` on ``channel`` for the duration of the block."""
+    def subscribe(self, channel: str, key: str) -> WakeUp:
+        """A waiter for ``key`` on ``channel``, registered for the duration of an ``async with``
+        block."""
+        return WakeUp(self, (channel, key))
+
+    async def _register(self, key: tuple[str, str], wake: WakeUp) -> None:
         if self._listen_on_first_wait:
             if self._first_start is None:
                 self._first_start = asyncio.ensure_future(self.start())
             await asyncio.shield(self._first_start)  # listening before the caller reads
-        wake = WakeUp()
-        waiters = self._waiters.setdefault((channel, key), set())
+        waiters = self._waiters.get(key)
+        if waiters is None:
+            self._waiters[key] = waiters = set()
         waiters.add(wake)
-        try:
-            yield wake
-        finally:
+
+    def _unregister(self, key: tuple[str, str], wake: WakeUp) -> None:
+        waiters = self._waiters.get(key)
+        if waiters is not None:
             waiters.discard(wake)
             if not waiters:
-                self._waiters.pop((channel, key), None)
+                del self._waiters[key]
 
     def on(self, channel: str, handler: Callable[[str], None]) -> None:
         """Call ``handler(payload)`` for every notification on ``channel`` (e.g. cancellation)."""

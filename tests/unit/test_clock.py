@@ -63,29 +63,13 @@ async def test_a_running_clock_still_wakes_sleepers_on_real_time() -> None:
     await asyncio.wait_for(clock.sleep_until(clock.now() + 0.01), 5)
 
 
-async def test_timeout_at_raises_once_the_clock_reaches_the_deadline() -> None:
+async def test_a_cancelled_sleep_leaves_nothing_behind() -> None:
     clock = Clock()
-    clock.freeze()
-    never = asyncio.Event()
-
-    async def wait() -> None:
-        async with clock.timeout_at(clock.now() + 60):
-            await never.wait()
-
-    waiter = asyncio.create_task(wait())
+    sleeper = asyncio.create_task(clock.sleep_until(clock.now() + 3600))
     await clock.wait_for_pending(1)
-    clock.advance(60)
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(waiter, 5)
-    assert clock.pending == 0
-
-
-async def test_timeout_at_none_never_expires_and_a_body_that_ends_leaves_nothing_behind() -> None:
-    clock = Clock()
-    async with clock.timeout_at(None):
-        await asyncio.sleep(0)
-    async with clock.timeout_at(clock.now() + 60):
-        await asyncio.sleep(0)
+    sleeper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeper
     assert clock.pending == 0
 
 
