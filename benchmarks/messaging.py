@@ -1,9 +1,11 @@
 """Messaging of dbos_async (send/recv, events, idle waiters, NOTIFY), beside the commit limit.
 
-Run ``python -m benchmarks.messaging [--url URL] [--quick]`` (or ``python
-benchmarks/messaging.py``). It recreates its own database, ``dbos_async_bench_messaging``, on
-the server and drops it at the end. Every figure is measured beside raw asyncpg doing the
-equivalent single-row commits at the same concurrency, in the same run, on the same server:
+Run ``python -m benchmarks.messaging [--url URL] [--quick] [--only SECTION ...] [--no-analyze]``
+(or ``python benchmarks/messaging.py``); ``--only`` (``waiters``, ``pingpong``, ``events``,
+``sends``, repeatable) runs those sections alone. It recreates its own database,
+``dbos_async_bench_messaging``, on the server and drops it at the end. Every figure is measured
+beside raw asyncpg doing the equivalent single-row commits at the same concurrency, in the same
+run, on the same server:
 
 1. send→recv round trip (p50, p99): workflow A sends to workflow B, B receives and sends back,
    A receives. The limit is as many commits back to back on one connection as the engine sent
@@ -11,19 +13,58 @@ equivalent single-row commits at the same concurrency, in the same run, on the s
    the commits on the round trip's critical path alone.
 2. set_event→get_event latency: a caller outside workflows is already blocked in
    ``get_event`` when a workflow sets the event; limits likewise.
-3. N idle waiters (1,000 and 10,000) blocked in ``recv``: process RSS and threads added per
-   waiter, Postgres backends before and after; then the time to wake them all (one message each,
-   sent from a bounded gather) until every workflow has completed, beside raw commits through
-   a pool of the same size at the same concurrency (run before and after, pooled).
+3. N idle waiters (1,000 and 100,000; the quick run 1,000) blocked in ``recv``: memory per
+   waiter, threads added, Postgres backends before and after (the engine's pool and LISTEN
+   connection are bounded: no connection per waiter); then the time to wake them all (one
+   message each, sent from a bounded gather) until every workflow has completed, beside raw
+   commits through a pool of the same size at the same concurrency (run before and after,
+   pooled). Memory per waiter is set beside two floors measured in the same run and process,
+   the same idle wait hand-written in plain asyncio: *bare*, N tasks each awaiting a future of
+   its own; and *mailbox*, N tasks each awaiting a mailbox of its own (an ``asyncio.Queue`` in a
+   dict keyed by ``f"{workflow_id}::{topic}"``) under ``asyncio.timeout(3600)``, what an
+   in-memory ``recv`` with a timeout needs. Each is measured two ways:
+
+   - RSS (``VmRSS`` after ``gc.collect()``), in phase A: first one wave (100) of the engine's
+     waiters is started and kept blocked through the phase, so that its pool has grown to its
+     working size and its lazily built state exists (a fixed cost, not a waiter's) without
+     freeing anything; then, after ``malloc_trim(0)`` (glibc), the bare floor, then the mailbox
+     floor, then the engine's N waiters are started *on top of each other*, all kept alive
+     until the last sample, so nothing is freed between samples and no measurement reuses
+     memory another one freed. Memory freed before the phase (earlier measurements) goes to
+     the floors, started first: if anything, the floors read low and the ratios high. As a
+     cross-check, each floor is also measured alone in a fresh interpreter (JSON only:
+     ``..._rss_fresh_process``). The engine's waiters are then woken (timed: the wake-all row).
+   - Python heap (``tracemalloc``, the sum of ``size_diff`` between a snapshot before and one
+     after, ``gc.collect()`` first; tracemalloc's own allocations filtered out), in phase B,
+     after phase A and the wake-all limits: tracing is started just for each measurement
+     (``tracemalloc.start(1)``) and stopped after it; for the engine, right before starting a
+     second batch of N waiters (tracing slows their starts: phase B's start rate is reported
+     apart, not in the rows), which is then woken untimed. Allocator reuse does not bias it.
+
+   The engine's figures include the ``WorkflowHandleAsync`` the benchmark keeps per waiter (the
+   floors keep their tasks likewise).
+
+   Before phase A the database is ANALYZEd (unless ``--no-analyze``), while the wave of 100
+   waiters is pending. A server with autovacuum off (the JSON records ``server_autovacuum``)
+   never gathers statistics on its own, as a production server with autovacuum would. (This
+   run found that, without them, Postgres planned the engine's ownership guard on the partial
+   index of PENDING workflows, so starting N waiters cost O(N²); the guard now compares the
+   executor with ``IS NOT DISTINCT FROM`` and reaches its row by the primary key either way:
+   ``--no-analyze`` checks that.)
 4. ``send`` throughput to a finished (non-local) workflow, at concurrency 1 and 100, with the
    coalesced NOTIFY and with it disabled (an A/B: ``notifier.publish`` patched to a no-op),
    beside raw single-row INSERTs and raw INSERTs that each NOTIFY in the same statement.
 
-It prints a table, then one line of JSON with every figure and the machine's description.
+It prints a table, then one line of JSON with every figure and the machine's description. The
+memory rows' "limit" is the floor; the JSON also carries, per N, flat keys in bytes per waiter:
+``waiters_{N}_heap_bytes_per_waiter``, ``waiters_{N}_floor_bare_heap``,
+``waiters_{N}_floor_mailbox_heap``, ``waiters_{N}_ratio_bare_heap``,
+``waiters_{N}_ratio_mailbox_heap``, and the same with ``rss`` (``waiters_{N}_rss_bytes_per_waiter``,
+``waiters_{N}_floor_bare_rss``, ...).
 
 With ``--impl dbos`` the same workloads run on DBOS Transact (the ``dbos`` package) in a
 database of its own, ``dbos_transact_bench_messaging``, with fewer round trips, events and sends
-(see ``DBOS_FULL``/``DBOS_QUICK``) and 1,000 idle waiters at most: the 10,000-waiter rows are
+(see ``DBOS_FULL``/``DBOS_QUICK``) and 1,000 idle waiters at most: the 100,000-waiter rows are
 reported empty with a note. Its statement counts are estimated round trips (see
 :mod:`benchmarks._impl`), so its limits' commit counts are too. The NOTIFY A/B is ours alone:
 DBOS's messages NOTIFY from a trigger, so only its "NOTIFY on" side runs.
@@ -31,13 +72,17 @@ DBOS's messages NOTIFY from a trigger, so only its "NOTIFY on" side runs.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import ctypes
+import dataclasses
 import gc
 import itertools
 import math
 import sys
 import threading
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -84,6 +129,7 @@ from benchmarks._impl import launch as launch_impl
 from dbos_async._sysdb._notify import EVENTS, Notifier
 
 DATABASE = database_name("dbos_async_bench_messaging")
+ROOT = Path(__file__).resolve().parent.parent  # the repository (runs ``-m benchmarks...``)
 POOL_SIZE = 20  # DBOS's default sys_db_pool_size; the limit's pool gets the same
 LIMIT_APPLICATION = "dbos_async_bench_limit"  # labels the limit's backends
 WAKE_CONCURRENCY = 100  # the bounded gather that starts and wakes idle waiters
@@ -92,6 +138,10 @@ RAW_NOTIFY_CHANNEL = "dbos_async_bench_raw_notify"
 PINGPONG_CRITICAL_COMMITS = 4  # A's send, B's recv, B's send, A's recv: one after the other
 WAKE_STATEMENTS = 3  # per woken workflow: the send, the recv's consume, the completion
 EVENT_CRITICAL_COMMITS = 2  # set_event, then the waiter's read (the NOTIFY flush is off path)
+WAITER_TIMEOUT_S = 3600  # an idle waiter's recv timeout, the engine's and the floors' alike
+SECTIONS = ("waiters", "pingpong", "events", "sends")  # what ``--only`` selects
+FLOORS = ("bare", "mailbox")  # the plain-asyncio floors of an idle waiter's memory
+WARMUP_WAITERS = WAKE_CONCURRENCY  # idle waiters alive through phase A, started before it
 
 Unit = Callable[[], Awaitable[object]]
 
@@ -115,6 +165,12 @@ class Plan:
     send_total_for: dict[int, int]  # concurrency -> sends measured, over the repetitions
     send_warmup: int
     destinations: int
+    sections: tuple[str, ...] = ()  # those to run ("" = all): see SECTIONS and ``--only``
+    analyze: bool = True  # ANALYZE the database before each waiter count (``--no-analyze``)
+
+    def runs(self, section: str) -> bool:
+        """Whether ``section`` is to run."""
+        return not self.sections or section in self.sections
 
     def per_repetition(self, total: int) -> int:
         """A repetition's share of ``total``."""
@@ -127,7 +183,7 @@ FULL = Plan(
     pingpong_warmup=20,
     event_samples=1000,
     event_warmup=10,
-    waiters=(1000, 10_000),
+    waiters=(1000, 100_000),
     send_concurrency=(1, 100),
     send_total_for={1: 2000, 100: 8000},
     send_warmup=200,
@@ -146,7 +202,7 @@ QUICK = Plan(
     destinations=10,
 )
 # DBOS Transact: each round trip or event costs tens of milliseconds, so fewer of them, and
-# at most 1,000 idle waiters (10,000 would take minutes to start and to wake).
+# at most 1,000 idle waiters (100,000 would take many minutes to start and to wake).
 DBOS_FULL = Plan(
     repetitions=5,
     pingpong_rounds=200,
@@ -217,7 +273,7 @@ def blocked_waiters(notifier: Notifier, channel: str | None = None, key: str | N
         groups = [notifier._waiters.get((channel, key), set())]
     else:
         groups = list(notifier._waiters.values())
-    return sum(1 for wakes in groups for wake in wakes if getattr(wake._event, "_waiters", None))
+    return sum(1 for wakes in groups for wake in wakes if wake.waiting)
 
 
 async def wait_until(condition: Callable[[], bool], give_up_after: float, what: str) -> float:
@@ -303,7 +359,7 @@ async def event_setter(samples: int) -> int:
 @DBOS.workflow()
 async def idle_waiter() -> Any:
     """Block in ``recv`` until a message comes (or an hour passes)."""
-    return await DBOS.recv_async(WAKE, timeout_seconds=3600)
+    return await DBOS.recv_async(WAKE, timeout_seconds=WAITER_TIMEOUT_S)
 
 
 @DBOS.workflow()
@@ -589,18 +645,270 @@ async def raw_waves(limit: CommitLimit, commits: int, n: int) -> Pooled:
     return pooled
 
 
+# The floors: the same idle wait, hand-written in plain asyncio ----------------------------
+
+
+@dataclass(slots=True)
+class Floor:
+    """``n`` plain-asyncio waiters, blocked until :meth:`release`."""
+
+    tasks: list[asyncio.Task[str]]
+    wake: Callable[[], None]
+
+    async def release(self) -> None:
+        """Wake every waiter and wait until all have returned."""
+        self.wake()
+        values = await asyncio.gather(*self.tasks)
+        if any(value != "wake" for value in values):
+            raise AssertionError("a floor waiter did not receive its message")
+
+
+async def start_bare(n: int) -> Floor:
+    """``n`` tasks, each awaiting a future of its own."""
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[str]] = [loop.create_future() for _ in range(n)]
+    blocked = [0]
+
+    async def wait(future: asyncio.Future[str]) -> str:
+        blocked[0] += 1
+        return await future
+
+    tasks = [asyncio.create_task(wait(future)) for future in futures]
+    await wait_until(lambda: blocked[0] == n, 60, f"{n} bare waiters to block")
+
+    def wake() -> None:
+        for future in futures:
+            future.set_result("wake")
+
+    return Floor(tasks, wake)
+
+
+async def start_mailbox(n: int) -> Floor:
+    """``n`` tasks, each blocked in a hand-written in-memory ``recv`` with a timeout: a mailbox
+    (``asyncio.Queue``) of its own in a dict keyed by ``f"{workflow_id}::{topic}"``, awaited
+    under ``asyncio.timeout``."""
+    mailboxes: dict[str, asyncio.Queue[str]] = {}
+
+    async def recv(workflow_id: str, topic: str, timeout_seconds: float) -> str:
+        key = f"{workflow_id}::{topic}"
+        mailbox = mailboxes.setdefault(key, asyncio.Queue())
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                return await mailbox.get()
+        finally:
+            mailboxes.pop(key, None)
+
+    tasks = [asyncio.create_task(recv(str(uuid.uuid4()), WAKE, WAITER_TIMEOUT_S)) for _ in range(n)]
+    # A task registers its mailbox and blocks in the same step: registered means blocked.
+    await wait_until(lambda: len(mailboxes) == n, 60, f"{n} mailbox waiters to block")
+
+    def wake() -> None:
+        for mailbox in list(mailboxes.values()):
+            mailbox.put_nowait("wake")
+
+    return Floor(tasks, wake)
+
+
+FLOOR_STARTERS: dict[str, Callable[[int], Awaitable[Floor]]] = {
+    "bare": start_bare,
+    "mailbox": start_mailbox,
+}
+
+
+async def floor_rss_here(floor: str, n: int) -> float:
+    """RSS per waiter (bytes) of ``n`` waiters of ``floor``, in this process, as phase A
+    measures it."""
+    trim_malloc()
+    gc.collect()
+    before = proc_status()["VmRSS"]
+    alive = await FLOOR_STARTERS[floor](n)
+    gc.collect()
+    grown = (proc_status()["VmRSS"] - before) * 1024 / n
+    await alive.release()
+    return grown
+
+
+async def floor_rss_fresh(floor: str, n: int) -> float:
+    """:func:`floor_rss_here` in a fresh interpreter (no freed memory to reuse): a cross-check
+    of phase A's floors, which are measured after other work (NaN if it fails)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.messaging",
+        "--impl",
+        IMPL,
+        "--floor-rss",
+        floor,
+        str(n),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await process.communicate()
+    try:
+        return float(out.decode().split()[-1])
+    except (IndexError, ValueError):
+        return math.nan
+
+
+def trim_malloc() -> bool:
+    """Hand the C heap's free memory back to the OS (glibc's ``malloc_trim(0)``), so that the
+    next RSS measurement grows by new pages rather than reusing freed ones; whether it could."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+@dataclass(slots=True)
+class HeapGrowth:
+    """What :func:`traced_heap` measured: the Python heap's growth over its block, in bytes."""
+
+    bytes: int = 0
+
+
+@contextlib.contextmanager
+def traced_heap() -> Iterator[HeapGrowth]:
+    """Trace the Python heap over the block alone (``tracemalloc.start(1)`` ... ``stop()``);
+    the growth is the sum of ``size_diff`` between snapshots before and after (after a
+    ``gc.collect()``), tracemalloc's own allocations left out. Read it after the block."""
+    if tracemalloc.is_tracing():
+        raise RuntimeError("tracemalloc is already tracing (PYTHONTRACEMALLOC?)")
+    growth = HeapGrowth()
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    gc.collect()
+    tracemalloc.start(1)
+    try:
+        first = tracemalloc.take_snapshot().filter_traces(ignore)
+        yield growth
+        gc.collect()
+        last = tracemalloc.take_snapshot().filter_traces(ignore)
+        growth.bytes = sum(stat.size_diff for stat in last.compare_to(first, "filename"))
+    finally:
+        tracemalloc.stop()
+
+
+@dataclass(slots=True)
+class Footprint:
+    """Memory per idle waiter (bytes): the engine's and each floor's, by RSS and by heap."""
+
+    n: int
+    rss: float = math.nan
+    heap: float = math.nan
+    floor_rss: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FLOORS, math.nan))
+    floor_heap: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FLOORS, math.nan))
+    floor_rss_fresh: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(FLOORS, math.nan)
+    )
+
+    def ratio(self, measure: str, floor: str) -> float:
+        """Ours / the floor, by ``measure`` ("rss" or "heap")."""
+        ours = self.rss if measure == "rss" else self.heap
+        base = (self.floor_rss if measure == "rss" else self.floor_heap)[floor]
+        return ours / base if base > 0 else math.nan
+
+    def flat(self) -> dict[str, float]:
+        """The JSON line's flat keys: ``waiters_{N}_heap_bytes_per_waiter`` and so on."""
+        prefix = f"waiters_{self.n}"
+        keys: dict[str, float] = {}
+        for measure, ours, floors in (
+            ("heap", self.heap, self.floor_heap),
+            ("rss", self.rss, self.floor_rss),
+        ):
+            keys[f"{prefix}_{measure}_bytes_per_waiter"] = round(ours, 1)
+            for floor in FLOORS:
+                keys[f"{prefix}_floor_{floor}_{measure}"] = round(floors[floor], 1)
+            for floor in FLOORS:
+                keys[f"{prefix}_ratio_{floor}_{measure}"] = round(self.ratio(measure, floor), 4)
+        for floor in FLOORS:
+            keys[f"{prefix}_floor_{floor}_rss_fresh_process"] = round(
+                self.floor_rss_fresh[floor], 1
+            )
+        return keys
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures for the waiters' detail."""
+        return {
+            "rss_bytes_per_waiter": round(self.rss, 1),
+            "heap_bytes_per_waiter": round(self.heap, 1),
+            "floors": {
+                floor: {
+                    "rss_bytes_per_waiter": round(self.floor_rss[floor], 1),
+                    "rss_bytes_per_waiter_fresh_process": round(self.floor_rss_fresh[floor], 1),
+                    "heap_bytes_per_waiter": round(self.floor_heap[floor], 1),
+                    "ratio_rss": round(self.ratio("rss", floor), 4),
+                    "ratio_heap": round(self.ratio("heap", floor), 4),
+                }
+                for floor in FLOORS
+            },
+        }
+
+
+FLOOR_LABELS = {"bare": "bare futures", "mailbox": "asyncio mailbox"}
+
+
+def memory_rows(name: str, footprint: Footprint, note: str = "") -> list[Row]:
+    """Per measure (RSS, heap), ours per waiter beside each floor (KiB), the mailbox first.
+
+    The first row keeps the key of the former "RSS per waiter" row (which had no limit)."""
+    rows: list[Row] = []
+    for measure, label in (("rss", "RSS"), ("heap", "heap")):
+        ours = (footprint.rss if measure == "rss" else footprint.heap) / 1024
+        floors = footprint.floor_rss if measure == "rss" else footprint.floor_heap
+        for floor in ("mailbox", "bare"):
+            key = f"{name}: {label} per waiter" + ("" if floor == "mailbox" else ", bare floor")
+            rows.append(
+                Row(
+                    f"{name}: {label} per waiter (floor: {FLOOR_LABELS[floor]})",
+                    ours,
+                    floors[floor] / 1024,
+                    "KiB",
+                    note,
+                    key,
+                )
+            )
+    return rows
+
+
 async def measure_waiters(
-    limit: CommitLimit, admin: asyncpg.Connection, n: int
-) -> tuple[list[Row], dict[str, Any]]:
-    """Footprint of ``n`` idle waiters, then the time to wake them all, beside raw commits.
+    limit: CommitLimit, admin: asyncpg.Connection, n: int, analyze: bool = True
+) -> tuple[list[Row], dict[str, Any], Footprint]:
+    """Footprint of ``n`` idle waiters beside the plain-asyncio floors, then the time to wake
+    them all, beside raw commits; then (phase B) the heap per waiter, ours and the floors'.
 
     The limit runs before and after (pooled), so that drift lands on both sides alike; the
     run before assumes :data:`WAKE_STATEMENTS` and is dropped if the engine sent otherwise.
+    Phase A's order (floors, then ours, all alive until the last sample) is in the module's
+    docstring.
     """
     earlier = await raw_waves(limit, WAKE_STATEMENTS, n)
-    before = await sample_process(admin)
+    footprint = Footprint(n)
+    # Phase A: RSS. One wave of waiters first, kept blocked through the phase: the engine's pool
+    # grows to its working size and its lazily built state exists before the first sample
+    # (else a fixed cost would be charged per waiter), and nothing is freed. Then the floors,
+    # then ours on top; nothing is freed until the last sample.
+    warm, _, _ = await start_waiters(WARMUP_WAITERS)
+    if analyze:  # what autovacuum would have done (see the module's docstring)
+        await limit.pool.execute("ANALYZE")
+    trimmed = trim_malloc()
+    floors: list[Floor] = []
+    mark = start_mark = await sample_process(admin)
+    for floor in FLOORS:
+        floors.append(await FLOOR_STARTERS[floor](n))
+        now = await sample_process(admin)
+        footprint.floor_rss[floor] = (now.rss_kib - mark.rss_kib) * 1024 / n
+        mark = now
+    before = mark
     handles, started, settle = await start_waiters(n)
     after = await sample_process(admin)
+    footprint.rss = (after.rss_kib - before.rss_kib) * 1024 / n
+    for alive in floors:
+        await alive.release()
+    del floors
+    await wake_all(warm)  # untimed
+    del warm
     elapsed, sends, per_workflow = await wake_all(handles)
     del handles
     commits = WAKE_STATEMENTS  # the work of one wake, whatever the engine's statement count
@@ -608,12 +916,26 @@ async def measure_waiters(
     pooled.merge(await raw_waves(limit, commits, n))
     raw = pooled.throughput()
     raw_2 = await limit.waves(2, n, WAKE_CONCURRENCY)  # the brief's 1 INSERT + 1 UPDATE
+    # Phase B: the Python heap, traced over each measurement alone (reuse does not bias it).
+    for floor in FLOORS:
+        with traced_heap() as growth:
+            alive = await FLOOR_STARTERS[floor](n)
+        footprint.floor_heap[floor] = growth.bytes / n
+        await alive.release()
+        del alive
+    with traced_heap() as growth:
+        handles, traced_started, traced_settle = await start_waiters(n)
+    footprint.heap = growth.bytes / n
+    await wake_all(handles)
+    del handles
+    for floor in FLOORS:
+        footprint.floor_rss_fresh[floor] = await floor_rss_fresh(floor, n)
     rss_per_waiter = (after.rss_kib - before.rss_kib) / n
     woken_per_second = n / elapsed
     name = f"{n:,} idle waiters"
     nan = math.nan
     rows = [
-        Row(f"{name}: RSS per waiter", rss_per_waiter, nan, "KiB"),
+        *memory_rows(name, footprint),
         Row(f"{name}: OS threads added", after.os_threads - before.os_threads, nan, "threads"),
         Row(
             f"{name}: backends (before: {before.total_backends})",
@@ -636,6 +958,17 @@ async def measure_waiters(
         "before": before.as_dict(),
         "after": after.as_dict(),
         "rss_kib_per_waiter": round(rss_per_waiter, 3),
+        **footprint.as_dict(),
+        "memory_phase_a": {
+            "malloc_trimmed": trimmed,
+            "rss_kib_at_start": start_mark.rss_kib,
+            "order": [*FLOORS, "ours"],
+        },
+        "heap_phase_start": {
+            **traced_started.as_dict(),
+            "settle_s": round(traced_settle, 4),
+            "note": "under tracemalloc: slower than 'start'",
+        },
         "os_threads_added": after.os_threads - before.os_threads,
         "python_threads_added": after.python_threads - before.python_threads,
         "backends_added": after.total_backends - before.total_backends,
@@ -649,7 +982,7 @@ async def measure_waiters(
         "limit": raw.as_dict(),
         "limit_insert_update": raw_2.as_dict(),
     }
-    return rows, detail
+    return rows, detail, footprint
 
 
 def waiter_rows_not_run(n: int, largest: int) -> list[Row]:
@@ -657,7 +990,7 @@ def waiter_rows_not_run(n: int, largest: int) -> list[Row]:
     name, nan = f"{n:,} idle waiters", math.nan
     note = f"{IMPL}: not run, capped at {largest:,} waiters"
     return [
-        Row(f"{name}: RSS per waiter", nan, nan, "KiB", note),
+        *memory_rows(name, Footprint(n), note),
         Row(f"{name}: OS threads added", nan, nan, "threads", note),
         Row(f"{name}: backends", nan, nan, "backends", note, f"{name}: backends"),
         Row(f"{name}: wake all", nan, nan, "workflows/s", note, f"{name}: wake all"),
@@ -830,21 +1163,30 @@ async def measure_all(
     Rows are named after ``reference`` (dbos_async's plan); those that did less carry a note.
     """
     rows: list[Row] = []
-    details: dict[str, Any] = {"idle_waiters": [], "send": []}
+    details: dict[str, Any] = {
+        "idle_waiters": [],
+        "send": [],
+        "server_autovacuum": await admin.fetchval("SHOW autovacuum"),
+        "analyze_before_waiters": plan.analyze,
+    }
     destinations = await make_destinations(100)  # grows the engine's pool to 20 first
-    for n in reference.waiters:
+    for n in reference.waiters if plan.runs("waiters") else ():
         if n not in plan.waiters:
             rows += waiter_rows_not_run(n, max(plan.waiters))
             details["idle_waiters"].append({"waiters": n, "not_run": True})
+            details.update(Footprint(n).flat())
             continue
-        new_rows, detail = await measure_waiters(limit, admin, n)
+        new_rows, detail, footprint = await measure_waiters(limit, admin, n, plan.analyze)
         rows += new_rows
         details["idle_waiters"].append(detail)
-    new_rows, details["pingpong"] = await measure_pingpong(limit, plan, reference)
-    rows += new_rows
-    new_rows, details["event"] = await measure_events(limit, plan, reference)
-    rows += new_rows
-    for concurrency in plan.send_concurrency:
+        details.update(footprint.flat())
+    if plan.runs("pingpong"):
+        new_rows, details["pingpong"] = await measure_pingpong(limit, plan, reference)
+        rows += new_rows
+    if plan.runs("events"):
+        new_rows, details["event"] = await measure_events(limit, plan, reference)
+        rows += new_rows
+    for concurrency in plan.send_concurrency if plan.runs("sends") else ():
         new_rows, detail = await measure_sends(
             limit, url, plan, destinations[: plan.destinations], concurrency, reference
         )
@@ -890,6 +1232,7 @@ async def run(
         load_at_start,
         rows,
         wake_concurrency=WAKE_CONCURRENCY,
+        sections=list(plan.sections or SECTIONS),
         **details,
     )
     safe: dict[str, Any] = json_safe(summary)
@@ -897,8 +1240,23 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point."""
-    benchmark_main(__doc__, run, (FULL, QUICK, DBOS_FULL, DBOS_QUICK), argv)
+    """Entry point: the shared command line, plus ``--only SECTION`` (repeatable) and
+    ``--no-analyze``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--only", action="append", choices=SECTIONS, default=[])
+    parser.add_argument("--no-analyze", action="store_true")
+    parser.add_argument("--floor-rss", nargs=2, metavar=("FLOOR", "N"), help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.floor_rss:  # a fresh interpreter measuring a floor for floor_rss_fresh()
+        floor, n = args.floor_rss
+        print(asyncio.run(floor_rss_here(floor, int(n))), flush=True)
+        return
+    only = tuple(section for section in SECTIONS if section in args.only)
+    plans = (FULL, QUICK, DBOS_FULL, DBOS_QUICK)
+    chosen = tuple(
+        dataclasses.replace(plan, sections=only, analyze=not args.no_analyze) for plan in plans
+    )
+    benchmark_main(__doc__, run, (chosen[0], chosen[1], chosen[2], chosen[3]), rest)
 
 
 if __name__ == "__main__":
