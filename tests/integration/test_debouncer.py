@@ -4,7 +4,8 @@ new workflow, a debounce inside a workflow replays to the same workflow, a clien
 and bad input is refused with nothing written.
 
 Where a test needs the burst to end before the period does, the period is long and the test
-then moves the start to now (``set_workflow_delay``): no test depends on timing.
+then moves the start to now (``set_workflow_delay``), or freezes the engine's clock and moves
+it past the period: no test depends on timing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dbos_async import (
     SetWorkflowID,
 )
 from dbos_async.error import DBOSQueueNotFoundError
+from dbos_async.testing import Clock
 from tests.waypoints import Waypoints
 
 waypoints = Waypoints()
@@ -115,8 +117,9 @@ async def _stored_input(dbos: type[DBOS], workflow_id: str) -> Any:
 
 
 async def test_a_burst_of_50_concurrent_calls_runs_once_with_the_last_input(
-    dbos: type[DBOS], database_url: str
+    dbos: type[DBOS], database_url: str, dbos_clock: Clock
 ) -> None:
+    dbos_clock.freeze()
     handles = await asyncio.gather(*(record.debounce_async("burst", LONG, i) for i in range(50)))
     [workflow_id] = {handle.workflow_id for handle in handles}
     row = await _row(database_url, workflow_id)
@@ -129,8 +132,10 @@ async def test_a_burst_of_50_concurrent_calls_runs_once_with_the_last_input(
     assert runs == [(workflow_id, last)]
     assert len(await dbos.list_workflows_async(name=record.func_name)) == 1
     # A later call after the burst finds the key free and starts a new workflow.
-    again = await record.debounce_async("burst", 0.01, "after")
+    again = await record.debounce_async("burst", LONG, "after")
     assert again.workflow_id != workflow_id
+    assert (await _row(database_url, again.workflow_id))["status"] == "DELAYED"
+    dbos_clock.advance(LONG)
     assert await asyncio.wait_for(again.get_result(), WAIT) == "after"
 
 
@@ -145,28 +150,41 @@ async def test_a_sequential_last_call_wins(dbos: type[DBOS]) -> None:
 
 
 async def test_the_timeout_caps_the_wait_from_the_first_call(
-    dbos: type[DBOS], database_url: str
+    dbos: type[DBOS], database_url: str, dbos_clock: Clock
 ) -> None:
-    capped = Debouncer.create_async(db_record, debounce_timeout_sec=0.3)
+    dbos_clock.freeze()
+    cap = 30  # seconds, half the period
+    capped = Debouncer.create_async(db_record, debounce_timeout_sec=cap)
     first = await capped.debounce_async("cap", LONG, 1)
     row = await _row(database_url, first.workflow_id)
     deadline = row["debounce_deadline_epoch_ms"]
-    assert deadline is not None and row["delay_until_epoch_ms"] == deadline
+    assert deadline == dbos_clock.now_ms() + cap * 1000
+    assert row["delay_until_epoch_ms"] == deadline
+    dbos_clock.advance(cap / 3)
     second = await capped.debounce_async("cap", LONG, 2)
     assert second.workflow_id == first.workflow_id
     row = await _row(database_url, first.workflow_id)
     assert row["delay_until_epoch_ms"] == deadline  # the long period did not move it
-    # It runs at the deadline, not after the period.
+    # It runs at the deadline, not after the period (the clock never gets there).
+    dbos_clock.advance(cap - cap / 3)
     assert await asyncio.wait_for(first.get_result(), WAIT) == 2
+    status = await first.get_status()
+    assert status is not None and status.dequeued_at == deadline
 
 
-async def test_a_call_after_the_workflow_started_begins_a_new_one(dbos: type[DBOS]) -> None:
-    first = await gated.debounce_async("start", 0.2, "one")
+async def test_a_call_after_the_workflow_started_begins_a_new_one(
+    dbos: type[DBOS], database_url: str, dbos_clock: Clock
+) -> None:
+    dbos_clock.freeze()
+    first = await gated.debounce_async("start", LONG, "one")
+    dbos_clock.advance(LONG)
     await waypoints.reached("gated-started")
-    second = await gated.debounce_async("start", 0.2, "two")
+    second = await gated.debounce_async("start", LONG, "two")
     assert second.workflow_id != first.workflow_id
+    assert (await _row(database_url, second.workflow_id))["status"] == "DELAYED"
     waypoints.gate("go").set()
     assert await asyncio.wait_for(first.get_result(), WAIT) == "one"
+    dbos_clock.advance(LONG)
     assert await asyncio.wait_for(second.get_result(), WAIT) == "two"
     statuses = await dbos.list_workflows_async(name=gated.func_name)
     assert {status.queue_name for status in statuses} == {queue.name}
@@ -195,7 +213,7 @@ async def test_debounce_inside_a_workflow_is_a_step_and_replays_to_the_same_work
 
 
 async def test_a_client_debounces_a_workflow_the_engine_runs(
-    dbos: type[DBOS], database_url: str
+    dbos: type[DBOS], database_url: str, dbos_clock: Clock
 ) -> None:
     options: EnqueueOptions = {"workflow_name": record.func_name, "queue_name": "unused"}
     async with DBOSClient(database_url, application_name="test-app") as client:
@@ -215,9 +233,15 @@ async def test_a_client_debounces_a_workflow_the_engine_runs(
         # A bounce that moves the start earlier wakes the engine's dispatcher (a NOTIFY from
         # the client's process): without it the engine would wait for the first start.
         runs.clear()
+        dbos_clock.freeze()
         late = await debouncer.debounce_async("earlier", LONG, "late")
-        early = await debouncer.debounce_async("earlier", 0.1, "early")
+        early = await debouncer.debounce_async("earlier", 1, "early")
         assert early.workflow_id == late.workflow_id
+        status = await early.get_status()
+        assert status is not None and status.status == "DELAYED"
+        assert status.delay_until_epoch_ms is not None
+        # Move the engine's clock to the earlier start (far before the first one's).
+        dbos_clock.advance(max(0.0, status.delay_until_epoch_ms - dbos_clock.now_ms() + 0.5) / 1000)
         assert await asyncio.wait_for(early.get_result(), WAIT) == "early"
 
 

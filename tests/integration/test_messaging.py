@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,7 @@ from dbos_async import (
     DBOSSerializationError,
     SetWorkflowID,
 )
+from dbos_async.testing import Clock
 from tests.conftest import make_config
 from tests.waypoints import Waypoints
 
@@ -40,6 +42,23 @@ async def receive(topic: str | None, count: int, wait: float = 10) -> list[Any]:
     return [await DBOS.recv_async(topic, timeout_seconds=wait) for _ in range(count)]
 
 
+@DBOS.workflow()
+async def receive_each(topic: str | None, count: int, wait: float) -> list[Any]:
+    """Like ``receive``, passing ``recv-<i>`` before its i-th ``recv``."""
+    got = []
+    for i in range(count):
+        await mark(f"recv-{i}")
+        got.append(await DBOS.recv_async(topic, timeout_seconds=wait))
+    return got
+
+
+async def let_recv_time_out(clock: Clock, i: int, wait: float) -> None:
+    """Once ``receive_each`` waits in its i-th ``recv``, move the clock to its timeout."""
+    await waypoints.reached(f"recv-{i}")
+    await clock.wait_for_pending(1)  # the earlier recv's timer is gone: this one's
+    clock.advance(wait)
+
+
 async def test_messages_arrive_first_in_first_out(dbos: type[DBOS]) -> None:
     handle = await DBOS.start_workflow_async(receive, "orders", 5)
     for i in range(5):
@@ -57,8 +76,12 @@ async def test_topics_are_kept_apart_and_none_is_a_topic(dbos: type[DBOS]) -> No
     assert await plain.get_result() == ["for plain"]
 
 
-async def test_recv_times_out_with_none(dbos: type[DBOS]) -> None:
-    assert await receive("silent", 2, 0.05) == [None, None]
+async def test_recv_times_out_with_none(dbos: type[DBOS], dbos_clock: Clock) -> None:
+    dbos_clock.freeze()
+    handle = await DBOS.start_workflow_async(receive_each, "silent", 2, 60)
+    for i in range(2):
+        await let_recv_time_out(dbos_clock, i, 60)
+    assert await asyncio.wait_for(handle.get_result(), 10) == [None, None]
 
 
 async def test_message_sent_before_recv_is_waiting(dbos: type[DBOS]) -> None:
@@ -68,11 +91,14 @@ async def test_message_sent_before_recv_is_waiting(dbos: type[DBOS]) -> None:
     assert await handle.get_result() == ["already here"]
 
 
-async def test_idempotency_key_delivers_once(dbos: type[DBOS]) -> None:
-    handle = await DBOS.start_workflow_async(receive, "t", 2, 0.3)
+async def test_idempotency_key_delivers_once(dbos: type[DBOS], dbos_clock: Clock) -> None:
+    dbos_clock.freeze()
+    handle = await DBOS.start_workflow_async(receive_each, "t", 2, 60)
     for _ in range(3):
         await DBOS.send_async(handle.workflow_id, "once", "t", idempotency_key="key-1")
-    assert await handle.get_result() == ["once", None]
+    # The second recv finds nothing for its whole timeout.
+    await let_recv_time_out(dbos_clock, 1, 60)
+    assert await asyncio.wait_for(handle.get_result(), 10) == ["once", None]
 
 
 async def test_send_to_unknown_workflow_raises(dbos: type[DBOS]) -> None:
@@ -80,15 +106,19 @@ async def test_send_to_unknown_workflow_raises(dbos: type[DBOS]) -> None:
         await DBOS.send_async("nobody-home", "hello")
 
 
-async def test_bad_input_is_rejected_before_any_write(dbos: type[DBOS], database_url: str) -> None:
-    handle = await DBOS.start_workflow_async(receive, "t", 1, 0.01)
+async def test_bad_input_is_rejected_before_any_write(
+    dbos: type[DBOS], database_url: str, dbos_clock: Clock
+) -> None:
+    dbos_clock.freeze()
+    handle = await DBOS.start_workflow_async(receive_each, "t", 1, 60)
     with pytest.raises(DBOSSerializationError):
         await DBOS.send_async(handle.workflow_id, object())
     with pytest.raises(DBOSInvalidArgumentError):
         await DBOS.send_async("", "x")
     with pytest.raises(DBOSInvalidArgumentError):
         await DBOS.send_async(handle.workflow_id, "x", topic=5)  # type: ignore[arg-type]
-    await handle.get_result()
+    await let_recv_time_out(dbos_clock, 0, 60)
+    assert await asyncio.wait_for(handle.get_result(), 10) == [None]  # nothing was sent
     conn = await asyncpg.connect(database_url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM dbos.notifications") == 0
@@ -188,9 +218,15 @@ async def test_events_last_value_wins_and_waiters_wake(dbos: type[DBOS]) -> None
     assert await DBOS.get_all_events_async("events-1") == {"stage": "two", "other": {"x": 1}}
 
 
-async def test_get_event_times_out_with_none(dbos: type[DBOS]) -> None:
-    await DBOS.start_workflow_async(receive, "t", 1, 0.01)
-    assert await DBOS.get_event_async("no-such-event-owner", "k", 0.05) is None
+async def test_get_event_times_out_with_none(dbos: type[DBOS], dbos_clock: Clock) -> None:
+    dbos_clock.freeze()
+    handle = await DBOS.start_workflow_async(receive_each, "t", 1, 60)
+    await waypoints.reached("recv-0")
+    event = asyncio.ensure_future(DBOS.get_event_async("no-such-event-owner", "k", 60))
+    await dbos_clock.wait_for_pending(2)  # the recv's timeout, and get_event's
+    dbos_clock.advance(60)
+    assert await asyncio.wait_for(event, 10) is None
+    assert await asyncio.wait_for(handle.get_result(), 10) == [None]
 
 
 @DBOS.workflow()
@@ -238,31 +274,30 @@ async def test_recovered_recv_does_not_consume_a_second_message(
 @DBOS.workflow()
 async def long_recv() -> Any:
     await mark("long-recv")
-    return await DBOS.recv_async("never", timeout_seconds=2)
+    return await DBOS.recv_async("never", timeout_seconds=3600)
 
 
 async def test_recovered_recv_keeps_its_original_deadline(
-    dbos: type[DBOS], database_url: str
+    dbos: type[DBOS], database_url: str, dbos_clock: Clock
 ) -> None:
-    started = time.time()
+    dbos_clock.freeze()
     with SetWorkflowID("deadline-kept"):
         await DBOS.start_workflow_async(long_recv)
     await waypoints.reached("long-recv")
-    runtime = DBOS._runtime
-    assert runtime is not None
-    # Nothing to await for "recv recorded its durable timeout": poll the database for it.
-    async with asyncio.timeout(10):  # a regression fails here, not hangs
-        while not await runtime.db.fetchval(  # noqa: ASYNC110
-            "SELECT count(*) FROM operation_outputs WHERE workflow_uuid = 'deadline-kept' "
-            "AND function_name = 'DBOS.sleep'"
-        ):
-            await asyncio.sleep(0.01)
+    # recv waits on the clock once it has recorded its durable timeout.
+    await dbos_clock.wait_for_pending(1)
     await DBOS.destroy_async()
+    assert dbos_clock.pending == 0
+    # Most of the hour passes while the process is down.
+    dbos_clock.advance(timedelta(minutes=59))
     DBOS(config=make_config(database_url))
     await DBOS.launch_async()
-    assert await DBOS.get_result_async("deadline-kept") is None
-    # Had the timeout restarted at recovery it would end 2 s after it, not 2 s after the start.
-    assert time.time() - started < 3.5
+    await dbos_clock.wait_for_pending(1)  # recovered, it waits again
+    status = await DBOS.get_workflow_status_async("deadline-kept")
+    assert status is not None and status.status == "PENDING"
+    # Had the timeout restarted at recovery it would end an hour after it, not one minute.
+    dbos_clock.advance(timedelta(minutes=1))
+    assert await asyncio.wait_for(DBOS.get_result_async("deadline-kept"), 10) is None
 
 
 @DBOS.workflow()

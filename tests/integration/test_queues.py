@@ -25,6 +25,7 @@ from dbos_async import (
     SetWorkflowID,
 )
 from dbos_async._core._registry import default_registry
+from dbos_async.testing import Clock
 from tests.conftest import make_config
 from tests.waypoints import Waypoints
 
@@ -113,6 +114,11 @@ def queued_sync_double(x: int) -> int:
 @DBOS.workflow()
 async def queued_clock() -> float:
     return time.time()
+
+
+@DBOS.workflow()
+async def queued_rated() -> None:
+    waypoints.passed("rated")
 
 
 @DBOS.workflow()
@@ -279,26 +285,33 @@ def _most_in_any_window(times: list[float] | list[int], period: float) -> int:
     )
 
 
-async def test_rate_limiter_admits_at_most_limit_starts_per_period(dbos: type[DBOS]) -> None:
+async def test_rate_limiter_admits_at_most_limit_starts_per_period(
+    dbos: type[DBOS], dbos_clock: Clock, database_url: str
+) -> None:
+    dbos_clock.freeze()
     windows = 3
-    handles = [await rate_queue.enqueue_async(queued_clock) for _ in range(RATE_LIMIT * windows)]
-    started = await results(handles)
+    handles = [await rate_queue.enqueue_async(queued_rated) for _ in range(RATE_LIMIT * windows)]
+    opened: list[int] = []  # the instant (epoch ms) each window opened
+    for window in range(windows):
+        if window:
+            dbos_clock.advance(RATE_PERIOD)  # the next window opens
+        opened.append(dbos_clock.now_ms())
+        await waypoints.reached("rated", RATE_LIMIT)
+        # The rest wait for the clock to move: the window admitted `limit` starts, no more.
+        left = RATE_LIMIT * (windows - window - 1)
+        assert (await statuses(database_url, "itq_rate"))["ENQUEUED"] == left
+    await results(handles)
 
-    # The dequeue times (epoch ms) the limiter counts: never more than `limit` in any `period`.
+    # The dequeue times (epoch ms) the limiter counts: `limit` at the opening of each window.
     dequeued: list[int] = []
     for handle in handles:
         status = await handle.get_status()
         assert status is not None and status.dequeued_at is not None
         dequeued.append(status.dequeued_at)
+    assert sorted(dequeued) == [at for at in opened for _ in range(RATE_LIMIT)]
     period_ms = int(RATE_PERIOD * 1000)
     assert _most_in_any_window(dequeued, period_ms) == RATE_LIMIT
-    assert max(dequeued) - min(dequeued) >= (windows - 1) * period_ms
-
-    # The start times the workflows recorded trail their dequeue by the claim's round trip
-    # and the task start; allow that much (it is far less than the period).
-    latency = 0.1
-    assert _most_in_any_window(started, RATE_PERIOD - latency) == RATE_LIMIT
-    assert max(started) - min(started) >= (windows - 1) * RATE_PERIOD - latency
+    assert max(dequeued) - min(dequeued) == (windows - 1) * period_ms
 
 
 async def test_priority_order_with_unset_priority_first(dbos: type[DBOS]) -> None:
@@ -422,17 +435,27 @@ async def test_partition_key_is_required_exactly_on_partitioned_queues(
 # Delay
 
 
-async def test_delay_seconds_delays_the_start(dbos: type[DBOS]) -> None:
+async def test_delay_seconds_delays_the_start(dbos: type[DBOS], dbos_clock: Clock) -> None:
+    dbos_clock.freeze()
     delay = 1.0
-    enqueued_at = time.time()
+    enqueued_at = dbos_clock.now_ms()
     with SetEnqueueOptions(delay_seconds=delay):
         handle = await plain_queue.enqueue_async(queued_clock)
     status = await handle.get_status()
     assert status is not None and status.status == "DELAYED"
+    assert status.delay_until_epoch_ms == enqueued_at + int(delay * 1000)
 
-    (started,) = await results([handle])
-    # The due time is stored in whole milliseconds: allow that rounding.
-    assert started >= enqueued_at + delay - 0.001
+    # Half-way: work enqueued now on the same queue runs; the delayed workflow still waits.
+    dbos_clock.advance(delay / 2)
+    assert await results([await plain_queue.enqueue_async(queued_double, 1)]) == [2]
+    status = await handle.get_status()
+    assert status is not None and status.status == "DELAYED"
+
+    dbos_clock.advance(delay / 2)
+    await results([handle])
+    status = await handle.get_status()
+    # It started as soon as its delay was up (the clock stands still), not before.
+    assert status is not None and status.dequeued_at == enqueued_at + int(delay * 1000)
 
 
 # Arguments

@@ -19,6 +19,7 @@ from dbos_async import (
     Queue,
     SetWorkflowID,
 )
+from dbos_async.testing import Clock
 from tests.waypoints import Waypoints
 
 points = Waypoints()
@@ -38,7 +39,17 @@ async def report(scheduled_time: datetime, context: Any) -> str:
     return f"{scheduled_time.isoformat()} {context}"
 
 
+@DBOS.workflow()
+async def witness(scheduled_time: datetime, context: Any) -> None:
+    points.passed("witnessed")
+
+
 def not_a_workflow(scheduled_time: datetime, context: Any) -> None: ...
+
+
+def second_after(moment: datetime) -> datetime:
+    """The first whole second strictly after ``moment``: an every-second schedule's next tick."""
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
 @DBOS.dbos_class()
@@ -47,21 +58,39 @@ class Reports:
     async def method(self, scheduled_time: datetime, context: Any) -> None: ...
 
 
-async def test_a_created_schedule_fires_each_tick_with_its_context(dbos: type[DBOS]) -> None:
-    """Created at runtime, a schedule fires within a tick, with ``(scheduled_time,
-    context)``, under ``sched-<name>-<tick>``; it is listed, and deleting it stops it."""
+async def test_a_created_schedule_fires_each_tick_with_its_context(
+    dbos: type[DBOS], dbos_clock: Clock
+) -> None:
+    """Created at runtime, a schedule fires the ticks the clock passes, with
+    ``(scheduled_time, context)``, under ``sched-<name>-<tick>``; it is listed, and deleting it
+    stops it."""
+    dbos_clock.freeze()
+    created = dbos_clock.now_datetime()
     await DBOS.create_schedule_async(
         schedule_name="every-second",
         workflow_fn=report,
         schedule="* * * * * *",
         context={"team": "ops"},
     )
+    dbos_clock.advance(timedelta(seconds=2))  # passes exactly two ticks
     await points.reached("ran", 2)
+    first = second_after(created)
+    ticks = [first, first + timedelta(seconds=1)]
+    assert sorted(tick for tick, _ in runs) == ticks
+    # The clock stands still: no third tick was enqueued.
+    enqueued = await DBOS.list_workflows_async(workflow_id_prefix="sched-every-second-")
+    assert sorted(w.workflow_id for w in enqueued) == [
+        f"sched-every-second-{t.isoformat()}" for t in ticks
+    ]
     tick, context = runs[0]
     assert context == {"team": "ops"}
     assert tick.tzinfo is not None and tick.microsecond == 0
     handle = await DBOS.retrieve_workflow_async(f"sched-every-second-{tick.isoformat()}")
     assert await handle.get_result() == f"{tick.isoformat()} {{'team': 'ops'}}"
+    # A tick's run is named after its schedule just after it is enqueued (it may have run
+    # already): once a third tick has run, the first two are named.
+    dbos_clock.advance(timedelta(seconds=1))
+    await points.reached("ran")
     listed = await DBOS.list_workflows_async(schedule_name="every-second")
     assert len(listed) >= 2
     schedule = await DBOS.get_schedule_async("every-second")
@@ -77,11 +106,16 @@ async def test_a_created_schedule_fires_each_tick_with_its_context(dbos: type[DB
     assert await DBOS.get_schedule_async("every-second") is None
 
 
-async def test_pause_stops_ticks_and_resume_restarts_them(dbos: type[DBOS]) -> None:
-    """A paused schedule enqueues nothing; resumed, it fires again."""
+async def test_pause_stops_ticks_and_resume_restarts_them(
+    dbos: type[DBOS], dbos_clock: Clock
+) -> None:
+    """A paused schedule enqueues nothing however many ticks pass; resumed, it fires again
+    (from then on: the ticks passed while paused are not run)."""
+    dbos_clock.freeze()
     await DBOS.create_schedule_async(
         schedule_name="paused", workflow_fn=report, schedule="* * * * * *"
     )
+    dbos_clock.advance(timedelta(seconds=1))  # passes exactly one tick
     await points.reached("ran")
     await DBOS.pause_schedule_async("paused")
     paused = await DBOS.get_schedule_async("paused")
@@ -89,14 +123,22 @@ async def test_pause_stops_ticks_and_resume_restarts_them(dbos: type[DBOS]) -> N
     assert [s["schedule_name"] for s in await DBOS.list_schedules_async(status="PAUSED")] == [
         "paused"
     ]
-    # A tick may be in flight as the pause lands; after that, two ticks' worth of nothing.
-    await asyncio.sleep(1.1)
-    settled = len(await DBOS.list_workflows_async(schedule_name="paused"))
-    await asyncio.sleep(2.1)
-    assert len(await DBOS.list_workflows_async(schedule_name="paused")) == settled
+    # An hour of ticks passes while paused. A witness schedule created after the pause shows
+    # the scheduler has looked at the clock since: the look that enqueued the witness's tick
+    # (or any before it) would have enqueued the paused schedule's ticks too.
+    await DBOS.create_schedule_async(
+        schedule_name="witness", workflow_fn=witness, schedule="0 * * * *"
+    )
+    dbos_clock.advance(timedelta(hours=1))
+    await points.reached("witnessed")
+    assert len(await DBOS.list_workflows_async(workflow_id_prefix="sched-paused-")) == 1
+    assert len(runs) == 1
     await DBOS.resume_schedule_async("paused")
-    points.clear()
+    resumed = dbos_clock.now_datetime()
+    dbos_clock.advance(timedelta(seconds=1))
     await points.reached("ran")
+    assert runs[-1][0] == second_after(resumed)
+    assert len(await DBOS.list_workflows_async(workflow_id_prefix="sched-paused-")) == 2
 
 
 async def test_trigger_and_backfill_run_ticks_once(dbos: type[DBOS]) -> None:
@@ -176,7 +218,9 @@ async def test_automatic_backfill_runs_the_ticks_missed(
     assert hours[:3] == [three_hours_ago + timedelta(hours=h) for h in (1, 2, 3)]
 
 
-async def test_scheduled_decorator_schedules_are_listed(dbos: type[DBOS]) -> None:
+async def test_scheduled_decorator_schedules_are_listed(
+    dbos: type[DBOS], dbos_clock: Clock
+) -> None:
     """A workflow declared with ``@DBOS.scheduled`` appears in ``list_schedules``."""
 
     @DBOS.scheduled("0 0 1 1 *")
@@ -185,10 +229,13 @@ async def test_scheduled_decorator_schedules_are_listed(dbos: type[DBOS]) -> Non
 
     try:
         name = new_year.__qualname__
-        for _ in range(100):  # the scheduler writes it within a second (5 s at most)
+        # The scheduler looks for new declarations every second, and at once when the clock
+        # moves: move it by nothing, so it looks now.
+        dbos_clock.advance(0)
+        for _ in range(100):  # nothing to await for "written": poll for the row (5 s at most)
             if await DBOS.get_schedule_async(name) is not None:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
         schedule = await DBOS.get_schedule_async(name)
         assert schedule is not None and schedule["schedule"] == "0 0 1 1 *"
     finally:
