@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -175,7 +176,7 @@ async def test_guards_find_their_workflow_by_key_among_many_pending(db: Database
         """
     )
     one = "waiting-19999"
-    statements = {
+    statements: dict[str, tuple[str, list[Any]]] = {
         "guard": (f"SELECT {owned_by('$1', '$2')}", [one, "local"]),
         "step": (_INSERT_STEP, [one, 1, "step", None, None, None, None, 0, 0, "local"]),
         "complete": (_COMPLETE_WORKFLOW, [one, "SUCCESS", None, None, 0, "local"]),
