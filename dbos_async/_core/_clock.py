@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -76,8 +77,9 @@ class Clock:
     """
 
     def __init__(self) -> None:
-        self._offset = 0.0  # seconds ahead of the system clock
-        self._frozen_at: float | None = None
+        # Nanoseconds, as integers: an advance of 0.3 s moves now_ms by exactly 300.
+        self._offset_ns = 0  # ahead of the system clock
+        self._frozen_at_ns: int | None = None
         self._alarms: set[_Alarm] = set()
         self._listeners: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
         self._alarm_added: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
@@ -86,15 +88,16 @@ class Clock:
 
     def now(self) -> float:
         """Seconds since the epoch."""
-        if self._frozen_at is not None:
-            return self._frozen_at
-        return time.time() + self._offset
+        return self._now_ns() / 1e9
 
     def now_ms(self) -> int:
         """Milliseconds since the epoch."""
-        if self._frozen_at is None and not self._offset:
-            return time.time_ns() // 1_000_000
-        return int(self.now() * 1000)
+        return self._now_ns() // 1_000_000
+
+    def _now_ns(self) -> int:
+        if self._frozen_at_ns is not None:
+            return self._frozen_at_ns
+        return time.time_ns() + self._offset_ns
 
     def now_datetime(self) -> datetime:
         """Now, as an aware UTC ``datetime``."""
@@ -103,7 +106,7 @@ class Clock:
     @property
     def frozen(self) -> bool:
         """Whether the clock stands still until it is advanced."""
-        return self._frozen_at is not None
+        return self._frozen_at_ns is not None
 
     @property
     def pending(self) -> int:
@@ -156,28 +159,33 @@ class Clock:
 
     def freeze(self) -> None:
         """Stop the clock: it stays at this instant until advanced or thawed."""
-        if self._frozen_at is None:
-            self._frozen_at = self.now()
+        if self._frozen_at_ns is None:
+            self._frozen_at_ns = self._now_ns()
             self._changed()
 
     def thaw(self) -> None:
         """Let the clock run again from where it stands (it keeps any lead it was given)."""
-        if self._frozen_at is not None:
-            self._offset = max(self._offset, self._frozen_at - time.time())
-            self._frozen_at = None
+        if self._frozen_at_ns is not None:
+            self._offset_ns = max(self._offset_ns, self._frozen_at_ns - time.time_ns())
+            self._frozen_at_ns = None
             self._changed()
 
     def advance(self, by: timedelta | float) -> None:
         """Move the clock forward by ``by`` (a ``timedelta`` or seconds). Every wait whose
         instant has come wakes on the event loop's next turn, and the engine looks for work
         that became due (delayed workflows, rate windows, schedule ticks) at once."""
-        seconds = by.total_seconds() if isinstance(by, timedelta) else by
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise DBOSInvalidArgumentError(f"advance needs a duration >= 0, not {by!r}")
-        if self._frozen_at is not None:
-            self._frozen_at += seconds
+        if isinstance(by, timedelta):
+            step_ns = by // timedelta(microseconds=1) * 1000
+        elif isinstance(by, int | float) and not isinstance(by, bool) and math.isfinite(by):
+            step_ns = round(by * 1e9)
         else:
-            self._offset += seconds
+            step_ns = -1
+        if step_ns < 0:
+            raise DBOSInvalidArgumentError(f"advance needs a duration >= 0, not {by!r}")
+        if self._frozen_at_ns is not None:
+            self._frozen_at_ns += step_ns
+        else:
+            self._offset_ns += step_ns
         self._changed()
 
     # Inside ----------------------------------------------------------------------------------
@@ -195,7 +203,7 @@ class Clock:
         loop_now = alarm.loop.time()
         if remaining <= 0:
             alarm.place(loop_now)
-        elif self._frozen_at is not None:
+        elif self._frozen_at_ns is not None:
             alarm.place(None)
         else:
             alarm.place(loop_now + remaining)

@@ -211,19 +211,20 @@ class DBOSClient:
     async def _open(self) -> Runtime:
         config = self._config
         url = await system_database_url(config)
+        runtime = Runtime(config, Registry())
         db = await connect_database(
             url,
             schema=config.schema,
             pool_size=config.pool_size,
             retry_limit=config.retry_limit,
             migrate=False,
+            clock=runtime.clock,
         )
         notifier = Notifier(
             lambda: _listen_connection(db.url),
             lambda channel, payloads: publish_notifications(db, channel, payloads),
             listen_on_first_wait=True,
         )
-        runtime = Runtime(config, Registry())
         runtime.application_name = self.application_name
         runtime.open(db, notifier)
         runtime.dispatcher = _Announcer(notifier)
@@ -398,7 +399,9 @@ class DBOSClient:
         row = await runtime.forward(
             placed_row(runtime, prepared.call, prepared.queue_name, prepared.settings)
         )
-        return row.workflow_id, enqueue_statement(runtime.db.schema, row)
+        return row.workflow_id, enqueue_statement(
+            runtime.db.schema, row, now_ms=runtime.db.now_ms()
+        )
 
     async def enqueue_in_transaction_async(
         self, conn_or_session: Any, options: EnqueueOptions, *args: Any, **kwargs: Any
@@ -434,7 +437,9 @@ class DBOSClient:
     ) -> Statement:
         outgoing = outgoing_messages(messages, serialization_type)
         runtime = await self._opened()
-        return send_statement(runtime.db.schema, outgoing, to_forks=bool(send_to_forks))
+        return send_statement(
+            runtime.db.schema, outgoing, to_forks=bool(send_to_forks), now_ms=runtime.db.now_ms()
+        )
 
     async def send_bulk_in_transaction_async(
         self,

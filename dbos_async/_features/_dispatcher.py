@@ -73,6 +73,7 @@ class Dispatcher:
         self._woken: set[str] = set()
         self._to_reload: set[str] = set()
         self._next_check: dict[str, float] = {}  # monotonic time of each queue's re-check
+        self._look_everywhere = False  # the clock moved: the next round looks at every queue
         self._skipped_rechecks: dict[str, float] = {}  # the next re-check after a locked row
         self._delays_due_at = 0.0  # epoch ms when a DELAYED workflow may become ready
         self.token = uuid.uuid4().hex[:12]  # marks this process's own NOTIFYs
@@ -91,8 +92,9 @@ class Dispatcher:
 
     def _on_clock_changed(self) -> None:
         """The engine's clock moved (a test advanced it): delays and rate windows may have
-        come due in every queue, so look at all of them now."""
-        self._next_check.clear()
+        come due in every queue, so look at all of them in the next round (a round running now
+        read the clock before it moved)."""
+        self._look_everywhere = True
         self._wake.set()
 
     def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
@@ -156,6 +158,9 @@ class Dispatcher:
         now = time.monotonic()
         catalog = runtime.queues
         known = {name for name in catalog.names() if self._listens_to(name)}
+        if self._look_everywhere:
+            self._look_everywhere = False
+            self._next_check.clear()
         names = {name for name in known if self._next_check.get(name, 0.0) <= now}
         names.update(self._woken & known)
         self._woken.clear()

@@ -117,11 +117,11 @@ class Scheduler:
                 self._declared = set(self._runtime.registry.schedules)
                 await self.declare()
                 self._changed.set()
-            if self._changed.is_set():
-                self._changed.clear()
-                await self._reload()
             clock = self._runtime.clock
-            now = clock.now_datetime()
+            now = clock.now_datetime()  # before the reload reads: a schedule made meanwhile
+            if self._changed.is_set():  # starts at its creation, not at a later look
+                self._changed.clear()
+                await self._reload(now)
             for plan in list(self._plans.values()):
                 await self._fire_due(plan, now)
             self._looked_at = now
@@ -132,12 +132,11 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(0.0, min(delay, _MAX_SLEEP)))
 
-    async def _reload(self) -> None:
+    async def _reload(self, now: datetime) -> None:
         runtime = self._runtime
         rows = await list_schedule_rows(
             runtime.db, statuses=["ACTIVE"], own_application=runtime.application_name
         )
-        now = runtime.clock.now_datetime()
         plans: dict[str, _Plan] = {}
         for row in rows:
             name = row["schedule_name"]

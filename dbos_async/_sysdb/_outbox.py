@@ -22,7 +22,7 @@ from .._core._errors import DBOSInvalidArgumentError
 from ._database import validate_schema
 from ._notify import MESSAGES, QUEUES
 from ._sends import OutgoingMessage
-from ._workflows import NewWorkflow, now_ms
+from ._workflows import NewWorkflow
 
 __all__ = [
     "Statement",
@@ -48,8 +48,9 @@ class Statement:
         return sql, {f"p{i}": value for i, value in enumerate(self.args, start=1)}
 
 
-def enqueue_statement(schema: str, wf: NewWorkflow) -> Statement:
-    """Insert an enqueued (or delayed) workflow and announce it to the dispatchers. It returns
+def enqueue_statement(schema: str, wf: NewWorkflow, *, now_ms: int) -> Statement:
+    """Insert an enqueued (or delayed) workflow at ``now_ms`` (the engine clock's) and announce
+    it to the dispatchers. It returns
     the workflow's ID, or no row when the ID is taken; a taken deduplication ID raises
     ``unique_violation``."""
     s = validate_schema(schema)
@@ -92,14 +93,14 @@ def enqueue_statement(schema: str, wf: NewWorkflow) -> Statement:
             wf.delay_until_epoch_ms,
             wf.attributes,
             wf.application_name,
-            now_ms(),
+            now_ms,
             due,
         ),
     )
 
 
 def send_statement(
-    schema: str, messages: Sequence[OutgoingMessage], *, to_forks: bool = False
+    schema: str, messages: Sequence[OutgoingMessage], *, to_forks: bool = False, now_ms: int
 ) -> Statement:
     """Insert messages (each once per ``message_uuid``; with ``to_forks`` also to every fork
     of each destination, as ``<message_uuid>::<fork ID>``) and wake their receivers. Its one
@@ -147,7 +148,7 @@ def send_statement(
             [m.topic for m in messages],
             [m.message for m in messages],
             [m.serialization for m in messages],
-            now_ms(),
+            now_ms,
             to_forks,
         ),
     )
