@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from dbos_async import (
     SetWorkflowID,
     SetWorkflowTimeout,
 )
+from dbos_async.testing import Clock
 from tests.conftest import make_config
 from tests.waypoints import Waypoints
 
@@ -222,19 +224,28 @@ async def test_timeout_cancels_the_workflow_and_children_inherit_the_deadline(
 @DBOS.workflow()
 async def outlives_a_crash() -> None:
     await mark("timed-running")
-    await DBOS.recv_async("never", timeout_seconds=600)
+    await DBOS.recv_async("never", timeout_seconds=10 * 86_400)
 
 
-async def test_recovered_workflow_keeps_its_deadline(dbos: type[DBOS], database_url: str) -> None:
-    with SetWorkflowTimeout(1.0), SetWorkflowID("timed-recovered"):
+async def test_recovered_workflow_keeps_its_deadline(
+    dbos: type[DBOS], database_url: str, dbos_clock: Clock
+) -> None:
+    dbos_clock.freeze()
+    with SetWorkflowTimeout(3600), SetWorkflowID("timed-recovered"):
         await DBOS.start_workflow_async(outlives_a_crash)
     await waypoints.reached("timed-running")
     status = await DBOS.get_workflow_status_async("timed-recovered")
     assert status is not None and status.workflow_deadline_epoch_ms is not None
     deadline = status.workflow_deadline_epoch_ms
     await DBOS.destroy_async()
+    dbos_clock.advance(timedelta(minutes=30))  # half the hour passes while the process is down
     DBOS(config=make_config(database_url))
     await DBOS.launch_async()
+    await dbos_clock.wait_for_pending(2)  # recovered: its deadline, and its recv again
+    dbos_clock.advance(timedelta(minutes=29))
+    after = await DBOS.get_workflow_status_async("timed-recovered")
+    assert after is not None and after.status == "PENDING"
+    dbos_clock.advance(timedelta(minutes=1))  # the original hour is up (not an hour from now)
     with pytest.raises(DBOSAwaitedWorkflowCancelledError):
         await asyncio.wait_for(DBOS.get_result_async("timed-recovered"), 10)
     after = await DBOS.get_workflow_status_async("timed-recovered")
