@@ -1,14 +1,14 @@
 """Shared fixtures: a real Postgres for every test, and a launched DBOS runtime.
 
-The server comes from ``DBOS_TEST_DATABASE_URL`` (any database on it; tests create their own),
-else the embedded Postgres. Each test module gets a fresh database cloned from a migrated
-template, and every test starts from empty tables.
+The databases come from the package's own pytest plugin (``dbos_async.testing``), as in a
+user's project: the server is ``DBOS_TEST_DATABASE_URL`` (any database on it; tests create
+their own), else the embedded Postgres; each test module gets a fresh database cloned from a
+migrated template, and every test starts from empty tables. ``dbos`` and ``dbos_sync`` launch
+on the plugin's ``dbos_clock``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,10 +18,7 @@ import asyncpg
 import pytest
 
 from dbos_async import DBOS
-from dbos_async._sysdb import connect_database
-from dbos_async.testing import Clock
-
-TEMPLATE_PREFIX = "dbos_async_tpl"
+from dbos_async.testing import Clock, TestDatabases
 
 
 def server_url() -> str:
@@ -64,60 +61,24 @@ async def _recreate(admin_url: str, name: str, template: str | None = None) -> N
 
 
 @pytest.fixture(scope="session")
-def admin_url() -> str:
-    """The maintenance database of the test server."""
-    return server_url()
+def admin_url(dbos_server_url: str) -> str:
+    """The maintenance database of the test server (the plugin's ``dbos_server_url``)."""
+    return with_database(dbos_server_url, "postgres")
 
 
 @pytest.fixture(scope="session")
-def template_database(admin_url: str) -> Iterator[str]:
-    """A migrated, empty system database that test databases are cloned from."""
-    name = f"{TEMPLATE_PREFIX}_{_session_token()}"
-
-    async def build() -> None:
-        await _recreate(admin_url, name)
-        db = await connect_database(with_database(admin_url, name))
-        await db.close()
-
-    asyncio.run(build())
-    yield name
-    asyncio.run(_drop(admin_url, name))
-
-
-@pytest.fixture(scope="module")
-def module_database_url(
-    request: pytest.FixtureRequest, admin_url: str, template_database: str
-) -> Iterator[str]:
-    """A fresh system database for this test module."""
-    digest = hashlib.sha1(request.module.__name__.encode()).hexdigest()[:10]
-    name = f"dbos_async_t_{_session_token()}_{digest}"
-    asyncio.run(_recreate(admin_url, name, template_database))
-    yield with_database(admin_url, name)
-    asyncio.run(_drop(admin_url, name))
+def template_database(dbos_test_databases: TestDatabases) -> str:
+    """The migrated, empty system database that test databases are cloned from (built once
+    per session by the plugin)."""
+    assert dbos_test_databases.template is not None
+    return dbos_test_databases.template
 
 
 @pytest.fixture
-def database_url(module_database_url: str) -> str:
-    """The module's system database, emptied for this test."""
-
-    async def truncate() -> None:
-        conn = await asyncpg.connect(module_database_url)
-        try:
-            await conn.execute(
-                "TRUNCATE dbos.workflow_status, dbos.operation_outputs, dbos.executors, dbos.queues, "
-                "dbos.application_versions, dbos.workflow_schedules CASCADE"
-            )
-        finally:
-            await conn.close()
-
-    asyncio.run(truncate())
-    return module_database_url
-
-
-@pytest.fixture
-def dbos_database_url(database_url: str) -> str:
-    """The plugin's fixtures (``dbos_client``, ``dbos_config``) use this module's database too."""
-    return database_url
+def database_url(dbos_database_url: str) -> str:
+    """The module's system database, emptied for this test (the plugin's
+    ``dbos_database_url``: a copy of the template per module, truncated per test)."""
+    return dbos_database_url
 
 
 def make_config(database_url: str, **overrides: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 
 from dbos_async import DBOS
+from dbos_async._sysdb._urls import database_name
 
 from ..conftest import make_config
 from ._processes import Child, Children, child_env
@@ -199,10 +200,6 @@ async def test_durable_sleep_survives_sigkill_and_sleeps_only_the_remainder(
     ]
 
 
-def _database_name(database_url: str) -> str:
-    return database_url.rsplit("/", 1)[1]
-
-
 async def _listen_backends(admin: asyncpg.Connection, database: str) -> dict[int, str]:
     """pid -> query of the backends of ``database`` whose last query was a LISTEN."""
     rows = await admin.fetch(
@@ -232,7 +229,7 @@ async def test_recv_waiters_survive_losing_the_listen_connection(
     count = 100
     prefix = f"many-{uuid.uuid4()}"
     ids = [f"{prefix}-{i}" for i in range(count)]
-    database = _database_name(database_url)
+    database = database_name(database_url)
     runtime_a = process_a._runtime
     assert runtime_a is not None
     # A sends below while its database refuses new connections: open all of A's pool first.

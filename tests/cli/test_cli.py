@@ -20,6 +20,7 @@ from typer.testing import CliRunner, Result
 
 from dbos_async import DBOS, Queue, SetWorkflowID
 from dbos_async._core._registry import default_registry
+from dbos_async._sysdb._urls import database_name
 from dbos_async.cli import main
 from dbos_async.cli._app import app
 from tests.conftest import with_database
@@ -266,9 +267,7 @@ def test_migrate_and_reset(admin_url: str) -> None:
         async def drop() -> None:
             conn = await asyncpg.connect(admin_url)
             try:
-                await conn.execute(
-                    f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'
-                )
+                await conn.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
             finally:
                 await conn.close()
 
