@@ -12,7 +12,8 @@ and drops it at the end. It measures:
    five writes per workflow, but each writer's pending rows sent as one ``unnest`` statement
    per commit, at most two flushes in flight per writer, every workflow awaiting its own
    commits (columns ``group limit`` and ``ratio/group``; ``limit_group``, ``ratio_group`` in
-   the JSON).
+   the JSON); and the process CPU (user + system) each side spends per workflow, measured
+   around its rounds in this same process (``cpu_us_per_workflow`` in the JSON).
 
 Ours and the limits alternate in three rounds, each doing a third of the work, and the rounds
 are pooled: on a machine whose speed drifts (a shared VM), all sides see the same drift.
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import math
 import sys
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,13 +206,49 @@ async def measure_sequential(
     return rows, detail
 
 
+@dataclass
+class CpuMeter:
+    """Process CPU (user + system) spent in timed rounds, and the workflows they ran."""
+
+    seconds: float = 0.0
+    units: int = 0
+
+    async def timed(self, rounds: Awaitable[Throughput]) -> Throughput:
+        """Await one timed round, adding its process CPU and units."""
+        started = time.process_time()
+        result = await rounds
+        self.seconds += time.process_time() - started
+        self.units += result.units
+        return result
+
+    @property
+    def micros_per_unit(self) -> float:
+        """Microseconds of process CPU per workflow."""
+        return self.seconds * 1e6 / self.units if self.units else math.nan
+
+
 def _throughput_rows(
-    concurrency: int, ours: Throughput, raw: Throughput, group: Throughput | None, note: str = ""
+    concurrency: int,
+    ours: Throughput,
+    raw: Throughput,
+    group: Throughput | None,
+    cpu: tuple[CpuMeter, CpuMeter, CpuMeter],
+    note: str = "",
 ) -> list[Row]:
     name = f"C={concurrency} x {THROUGHPUT_STEPS}-step wf"
     nan = math.nan
     g_rate = group.per_second if group is not None else nan
+    ours_cpu, raw_cpu, group_cpu = cpu
     return [
+        Row(
+            f"{name} process CPU per workflow",
+            ours_cpu.micros_per_unit,
+            raw_cpu.micros_per_unit,
+            "µs",
+            note,
+            "",
+            group_cpu.micros_per_unit if group is not None else nan,
+        ),
         Row(f"{name} throughput", ours.per_second, raw.per_second, "workflows/s", note, "", g_rate),
         Row(
             f"{name} steps",
@@ -267,14 +306,21 @@ async def measure_throughput(
     group_samples: list[float] = []
     sent = None
     group_before = group_limit.stats()
+    cpu = (CpuMeter(), CpuMeter(), CpuMeter())  # ours, the single-row limit, the group limit
     for _ in range(plan.rounds):
         before = statements_sent()
-        ours_rounds.append(await time_waves(workflow, share, concurrency, keep=ours_samples))
+        ours_rounds.append(
+            await cpu[0].timed(time_waves(workflow, share, concurrency, keep=ours_samples))
+        )
         sent = per_workflow(before, statements_sent(), share)
-        raw_rounds.append(await limit.waves(commits, share, concurrency, keep=raw_samples))
+        raw_rounds.append(
+            await cpu[1].timed(limit.waves(commits, share, concurrency, keep=raw_samples))
+        )
         if grouped:
             group_rounds.append(
-                await group_limit.waves(THROUGHPUT_STEPS, share, concurrency, keep=group_samples)
+                await cpu[2].timed(
+                    group_limit.waves(THROUGHPUT_STEPS, share, concurrency, keep=group_samples)
+                )
             )
     ours = pooled_throughput(ours_rounds, ours_samples)
     raw = pooled_throughput(raw_rounds, raw_samples)
@@ -285,6 +331,11 @@ async def measure_throughput(
         "workflows": total,
         "limit_commits": commits,
         "statements_per_workflow": sent,
+        "cpu_us_per_workflow": {
+            "ours": round(cpu[0].micros_per_unit, 1),
+            "limit": round(cpu[1].micros_per_unit, 1),
+            "limit_group": round(cpu[2].micros_per_unit, 1) if grouped else None,
+        },
         "ours": {
             **ours.as_dict(),
             "steps_per_second": round(ours.per_second * THROUGHPUT_STEPS, 2),
@@ -299,7 +350,7 @@ async def measure_throughput(
         },
     }
     note = cap_note(total, reference.total(concurrency), "workflows")
-    return _throughput_rows(concurrency, ours, raw, group, note), detail
+    return _throughput_rows(concurrency, ours, raw, group, cpu, note), detail
 
 
 # Driver -----------------------------------------------------------------------------------
