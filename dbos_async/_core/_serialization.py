@@ -568,10 +568,12 @@ class Codec:
         self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], fmt: str | None = None
     ) -> bytes:
         """Encode a workflow's arguments: ``{"positionalArgs", "namedArgs"}`` in portable JSON,
-        an ``(args, kwargs)`` pair otherwise."""
+        an ``[args, kwargs]`` pair otherwise (a list: msgpack packs it without a Python hook,
+        where a tuple takes an extension type; readers take either, and older rows hold
+        tuples)."""
         if self.name_of(fmt) == PORTABLE_JSON:
             return self.dumps(portable_inputs(args, kwargs), fmt)
-        return self.dumps((list(args), kwargs), fmt)
+        return self.dumps([list(args), kwargs], fmt)
 
     def loads_inputs(
         self, data: bytes | None, name: str | None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,6 +42,111 @@ def now_ms() -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Column:
+    """A parameter of a batched statement: its name and Postgres type, and how it travels.
+
+    Per row by default (an array). ``often_uniform``: per row too, but a batch often holds the
+    same value in every row (NULL, or a constant of the process or application), and then it is
+    sent once. ``per_batch``: one value for the whole batch (a scalar)."""
+
+    name: str
+    type: str
+    often_uniform: bool = False
+    per_batch: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BatchedStatement:
+    """A statement that writes a batch of rows passed as one array per column (``unnest``).
+
+    ``render(columns, source)`` returns its SQL from each column's expression by name (``u.`` and
+    its name, or the parameter of a ``per_batch`` one) and the ``unnest(...) AS u(...)`` row
+    source. Column ``k`` (from 1) is parameter ``$k``; the first one is the key.
+
+    A column whose values are all the same in a batch is sent once, as a scalar, and Postgres
+    spreads it over the rows (``array_fill``): asyncpg encodes every array element in Python, so
+    a NULL or constant column would cost as much as the data. Spread inside ``unnest``, the value
+    is still a column of the rows, so the plan is the one of the statement with every column an
+    array: as a bare parameter, the guard's ``executor_id IS NOT DISTINCT FROM $k`` would filter
+    the PENDING rows ahead of the join, and the generic plan Postgres adopts after five
+    executions, costed on an empty table's statistics, loops over every PENDING row for every
+    record (7x the server CPU per workflow, at 1,000 running).
+    """
+
+    columns: tuple[Column, ...]
+    render: Callable[[Mapping[str, str], str], str]
+
+    def bind(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """The SQL for a batch and its arguments, given each column's list of values (or its
+        value, for a ``per_batch`` column)."""
+        uniform = []
+        args: list[Any] = []
+        for column, value in zip(self.columns, values, strict=True):
+            same = column.often_uniform and value.count(value[0]) == len(value)
+            uniform.append(same)
+            args.append(value[0] if same else value)
+        return _batched_sql(self, tuple(uniform)), args
+
+
+@functools.lru_cache(maxsize=128)
+def _batched_sql(statement: BatchedStatement, uniform: tuple[bool, ...]) -> str:
+    """``statement``'s SQL with the columns flagged in ``uniform`` sent once. Cached: a few
+    variants per statement in practice, since a column that is often uniform rarely holds
+    anything else; bounded all the same."""
+    rows = f"cardinality($1::{statement.columns[0].type}[])"
+    expressions: dict[str, str] = {}
+    arrays, names = [], []
+    for number, (column, same) in enumerate(zip(statement.columns, uniform, strict=True), 1):
+        if column.per_batch:
+            expressions[column.name] = f"${number}::{column.type}"
+            continue
+        expressions[column.name] = f"u.{column.name}"
+        names.append(column.name)
+        if same:
+            arrays.append(f"array_fill(${number}::{column.type}, ARRAY[{rows}])")
+        else:
+            arrays.append(f"${number}::{column.type}[]")
+    return statement.render(expressions, f"unnest({', '.join(arrays)}) AS u({', '.join(names)})")
+
+
+def written_or_keys(keys: Sequence[str]) -> str:
+    """SQL select list over the rows a batched write returned (each with ``keys`` columns): how
+    many there are, and each key column as an array only when fewer than the batch's records
+    (``$1``, the text key array, holds one per record). A batch where every record was written
+    returns one small row instead of one row per record."""
+    arrays = "".join(
+        f", CASE WHEN count(*) < cardinality($1::text[]) THEN array_agg({key}) END" for key in keys
+    )
+    return f"count(*)::int{arrays}"
+
+
+def written_of_batch(
+    row: asyncpg.Record | None,
+    batch: Sequence[R],
+    records: Sequence[R],
+    key: Callable[[R], str | tuple[Any, ...]],
+) -> list[bool]:
+    """Per row of ``batch``, whether a write that sent ``records`` (``batch``'s
+    :func:`first_of_each`) wrote it, from the row it returned: :func:`written_or_keys` of the
+    key's columns (a tuple key's items, in order), then any other columns."""
+    assert row is not None  # an aggregate's one row
+    count = row[0]
+    if count == len(batch):
+        return [True] * count
+    if count == len(records):
+        written = {key(record) for record in records}
+    else:
+        sample = key(records[0])
+        arity = len(sample) if isinstance(sample, tuple) else 1
+        arrays = [row[i] or [] for i in range(1, 1 + arity)]
+        written = set(arrays[0]) if arity == 1 else set(zip(*arrays, strict=True))
+    return written_once([key(record) for record in batch], written)
+
+
+# The rows writes are made of (NewWorkflow, Outcome, StepRecord) are not frozen: one is built per
+# workflow or step, and a frozen dataclass sets each field through object.__setattr__ (3-5x the
+# cost of building one).
+@dataclass(slots=True)
 class NewWorkflow:
     """The row a workflow start inserts."""
 
@@ -135,59 +241,82 @@ def _start_columns(wf: NewWorkflow, now: int) -> tuple[object, ...]:
 
 
 # Role lists vary in length, so each travels as one JSON text (Postgres arrays are rectangular).
-_INSERT_WORKFLOWS = f"""
-INSERT INTO workflow_status (
-    workflow_uuid, status, name, class_name, config_name, inputs, serialization,
-    executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
-    parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
-    created_at, updated_at, recovery_attempts,
-    priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
-    application_name
+def _render_starts(c: Mapping[str, str], source: str) -> str:
+    return f"""
+WITH inserted AS (
+    INSERT INTO workflow_status (
+        workflow_uuid, status, name, class_name, config_name, inputs, serialization,
+        executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
+        parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
+        created_at, updated_at, recovery_attempts,
+        priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
+        application_name
+    )
+    SELECT {c["id"]}, {c["status"]}, {c["name"]}, {c["class_name"]}, {c["config_name"]},
+        {c["inputs"]}, {c["serialization"]}, {c["executor_id"]}, {c["version"]},
+        {c["user_name"]}, {c["assumed_role"]},
+        CASE WHEN {c["roles"]} IS NOT NULL
+            THEN ARRAY(SELECT jsonb_array_elements_text({c["roles"]}::jsonb)) END,
+        {c["parent"]}, {c["timeout_ms"]}, {c["deadline"]}, {c["queue_name"]}, {c["now"]},
+        {c["now"]}, CASE WHEN {c["status"]} = 'PENDING' THEN 1 ELSE 0 END,
+        {c["priority"]}, NULL, {c["partition_key"]}, {c["delay_until"]},
+        {c["attributes"]}::jsonb, {c["app"]}
+    FROM {source}
+    {_SAME_START}
+    RETURNING workflow_uuid
 )
-SELECT u.id, u.status, u.name, u.class_name, u.config_name, u.inputs, u.serialization,
-    u.executor_id, u.version, u.user_name, u.assumed_role,
-    CASE WHEN u.roles IS NOT NULL
-        THEN ARRAY(SELECT jsonb_array_elements_text(u.roles::jsonb)) END,
-    u.parent, u.timeout_ms, u.deadline, u.queue_name, $17, $17,
-    CASE WHEN u.status = 'PENDING' THEN 1 ELSE 0 END,
-    u.priority, NULL, u.partition_key, u.delay_until, u.attributes::jsonb, u.app
-FROM unnest(
-    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[],
-    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-    $14::bigint[], $15::bigint[], $16::text[], $18::int[], $19::text[], $20::bigint[],
-    $21::text[], $22::text[]
-) AS u(id, status, name, class_name, config_name, inputs, serialization, executor_id,
-       version, user_name, assumed_role, roles, parent, timeout_ms, deadline, queue_name,
-       priority, partition_key, delay_until, attributes, app)
-{_SAME_START}
-RETURNING workflow_uuid
+SELECT {written_or_keys(["workflow_uuid"])} FROM inserted
 """
+
+
+# Numbered as _INSERT_WORKFLOW's parameters (less the deduplication ID, which goes alone).
+_INSERT_WORKFLOWS = BatchedStatement(
+    (
+        Column("id", "text"),
+        Column("status", "text", often_uniform=True),
+        Column("name", "text", often_uniform=True),
+        Column("class_name", "text", often_uniform=True),
+        Column("config_name", "text", often_uniform=True),
+        Column("inputs", "bytea"),
+        Column("serialization", "text", often_uniform=True),
+        Column("executor_id", "text", often_uniform=True),
+        Column("version", "text", often_uniform=True),
+        Column("user_name", "text", often_uniform=True),
+        Column("assumed_role", "text", often_uniform=True),
+        Column("roles", "text", often_uniform=True),
+        Column("parent", "text", often_uniform=True),
+        Column("timeout_ms", "bigint", often_uniform=True),
+        Column("deadline", "bigint", often_uniform=True),
+        Column("queue_name", "text", often_uniform=True),
+        Column("now", "bigint", per_batch=True),
+        Column("priority", "int", often_uniform=True),
+        Column("partition_key", "text", often_uniform=True),
+        Column("delay_until", "bigint", often_uniform=True),
+        Column("attributes", "text", often_uniform=True),
+        Column("app", "text", often_uniform=True),
+    ),
+    _render_starts,
+)
+
+
+def _workflow_key(wf: NewWorkflow) -> str:
+    return wf.workflow_id
 
 
 async def _insert_workflows(db: Database, batch: Sequence[NewWorkflow]) -> list[bool]:
     """Insert a batch of workflow rows (none with a deduplication ID) in one statement."""
     now = db.now_ms()
-    rows = first_of_each(batch, lambda wf: wf.workflow_id)
+    rows = first_of_each(batch, _workflow_key)
     if len(batch) == 1:
         return [bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(rows[0], now)))]
-    columns = list(zip(*(_start_columns(wf, now) for wf in rows), strict=True))
-    roles = [None if value is None else json.dumps(value) for value in columns[11]]
-    inserted = {
-        row["workflow_uuid"]
-        for row in await db.fetch(
-            _INSERT_WORKFLOWS,
-            *(list(c) for c in columns[:11]),
-            roles,
-            *(list(c) for c in columns[12:16]),
-            now,
-            list(columns[17]),
-            list(columns[19]),
-            list(columns[20]),
-            list(columns[21]),
-            list(columns[22]),
-        )
-    }
-    return written_once([wf.workflow_id for wf in batch], inserted)
+    columns: list[Any] = [
+        list(column) for column in zip(*(_start_columns(wf, now) for wf in rows), strict=True)
+    ]
+    columns[11] = [None if roles is None else json.dumps(roles) for roles in columns[11]]
+    columns[16] = now
+    del columns[18]  # the deduplication ID
+    sql, args = _INSERT_WORKFLOWS.bind(columns)
+    return written_of_batch(await db.fetchrow(sql, *args), batch, rows, _workflow_key)
 
 
 async def insert_workflow(db: Database, wf: NewWorkflow) -> bool:
@@ -226,26 +355,41 @@ SELECT (SELECT count(*) FROM done) AS completed, (SELECT count(*) FROM notified)
 """
 
 
-_COMPLETE_WORKFLOWS = f"""
-WITH outcome AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $6::text[])
-        AS o(workflow_uuid, status, output, error, owner)
-), done AS (
+def _render_outcomes(c: Mapping[str, str], source: str) -> str:
+    return f"""
+WITH done AS (
     UPDATE workflow_status AS w
-    SET status = o.status, output = o.output, error = o.error, updated_at = $5,
-        completed_at = $5, deduplication_id = NULL
-    FROM outcome AS o
-    WHERE w.workflow_uuid = o.workflow_uuid AND w.status = 'PENDING'
-        AND w.executor_id IS NOT DISTINCT FROM o.owner
+    SET status = {c["status"]}, output = {c["output"]}, error = {c["error"]},
+        updated_at = {c["now"]}, completed_at = {c["now"]}, deduplication_id = NULL
+    FROM {source}
+    WHERE w.workflow_uuid = {c["workflow_uuid"]} AND w.status = 'PENDING'
+        AND w.executor_id IS NOT DISTINCT FROM {c["owner"]}
     RETURNING w.workflow_uuid, w.awaited
 ), notified AS (
     SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done WHERE awaited
 )
-SELECT workflow_uuid, (SELECT count(*) FROM notified) AS notified FROM done
+SELECT {written_or_keys(["workflow_uuid"])}, (SELECT count(*) FROM notified) FROM done
 """
 
 
-@dataclass(frozen=True, slots=True)
+# Numbered as _COMPLETE_WORKFLOW's parameters.
+_OUTCOMES = BatchedStatement(
+    (
+        Column("workflow_uuid", "text"),
+        Column("status", "text", often_uniform=True),
+        Column("output", "bytea"),
+        Column("error", "bytea", often_uniform=True),
+        Column("now", "bigint", per_batch=True),
+        Column("owner", "text", often_uniform=True),
+    ),
+    _render_outcomes,
+)
+
+_COMPLETE_WORKFLOWS = _batched_sql(_OUTCOMES, (False,) * len(_OUTCOMES.columns))
+"""The batched outcome statement with every column an array (whose plan tests check)."""
+
+
+@dataclass(slots=True)
 class Outcome:
     """A workflow's final status and its serialized output or error, recorded by ``owner``."""
 
@@ -256,24 +400,32 @@ class Outcome:
     owner: str
 
 
-async def _complete_workflows(db: Database, outcomes: Sequence[Outcome]) -> list[bool]:
-    """Record a batch of outcomes in one statement; whether each one was recorded."""
-    if len(outcomes) == 1:
-        o = outcomes[0]
+def _outcome_key(outcome: Outcome) -> str:
+    return outcome.workflow_id
+
+
+async def _complete_workflows(db: Database, batch: Sequence[Outcome]) -> list[bool]:
+    """Record a batch of outcomes in one statement; whether each one was recorded (the first
+    of a workflow's outcomes in the batch, if any)."""
+    if len(batch) == 1:
+        o = batch[0]
         row = await db.fetchrow(
             _COMPLETE_WORKFLOW, o.workflow_id, o.status, o.output, o.error, db.now_ms(), o.owner
         )
         return [row is not None and row["completed"] == 1]
-    rows = await db.fetch(
-        _COMPLETE_WORKFLOWS,
-        [o.workflow_id for o in outcomes],
-        [o.status for o in outcomes],
-        [o.output for o in outcomes],
-        [o.error for o in outcomes],
-        db.now_ms(),
-        [o.owner for o in outcomes],
+    # An UPDATE ... FROM that meets a row twice applies either one: send only the first.
+    outcomes = first_of_each(batch, _outcome_key)
+    sql, args = _OUTCOMES.bind(
+        (
+            [o.workflow_id for o in outcomes],
+            [o.status for o in outcomes],
+            [o.output for o in outcomes],
+            [o.error for o in outcomes],
+            db.now_ms(),
+            [o.owner for o in outcomes],
+        )
     )
-    return written_once([o.workflow_id for o in outcomes], {row["workflow_uuid"] for row in rows})
+    return written_of_batch(await db.fetchrow(sql, *args), batch, outcomes, _outcome_key)
 
 
 async def complete_workflow(
@@ -320,7 +472,7 @@ async def mark_awaited(db: Database, workflow_id: str) -> bool:
     return bool(marked)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepRecord:
     """One step outcome to record."""
 
@@ -384,16 +536,15 @@ def owned_by(workflow: str, owner: str) -> str:
     even if the cancellation's notification never reached its process, and an execution whose
     workflow another executor adopted (its heartbeat had lapsed) can no longer record anything.
 
-    The executor is compared with ``IS NOT DISTINCT FROM`` (the same, for an owner that is
-    never NULL) on purpose, here and wherever a statement names one workflow by its key: an
-    ``=`` would let the planner reach the row through the ``workflow_status_pending`` index
-    (executor, version; PENDING rows only), and on a table without statistics it does, so every
-    guard read through all of the executor's PENDING workflows (68 ms each at 90,000 waiting).
+    It is a scalar subquery on purpose, looked up by the primary key for each row it guards:
+    Postgres cannot turn it into a join. As an ``EXISTS`` (a semi-join) on a table without
+    fresh statistics, Postgres reached the rows through the ``workflow_status_pending`` index
+    instead: one guard read through all of the executor's PENDING workflows (68 ms each at
+    90,000 waiting), a batch hashed all of them (4 ms per batch of 200 at 20,000).
     """
     return (
-        "EXISTS (SELECT 1 FROM workflow_status AS owned WHERE owned.workflow_uuid = "
-        f"{workflow} AND owned.status = 'PENDING' AND owned.executor_id IS NOT DISTINCT FROM "
-        f"{owner})"
+        "COALESCE((SELECT owned.status = 'PENDING' AND owned.executor_id IS NOT DISTINCT FROM "
+        f"{owner} FROM workflow_status AS owned WHERE owned.workflow_uuid = {workflow}), false)"
     )
 
 
@@ -421,35 +572,55 @@ WHERE {owned_by("$1", "$10")}
 RETURNING true
 """
 
-_INSERT_STEPS = f"""
-INSERT INTO operation_outputs (
-    workflow_uuid, function_id, function_name, output, error, serialization,
-    child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
+
+def _render_steps(c: Mapping[str, str], source: str) -> str:
+    return f"""
+WITH written AS (
+    INSERT INTO operation_outputs (
+        workflow_uuid, function_id, function_name, output, error, serialization,
+        child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms
+    )
+    SELECT {c["workflow_uuid"]}, {c["function_id"]}, {c["function_name"]}, {c["output"]},
+        {c["error"]}, {c["serialization"]}, {c["child_workflow_id"]},
+        {c["started_at_epoch_ms"]}, {c["completed_at_epoch_ms"]}
+    FROM {source}
+    WHERE {owned_by(c["workflow_uuid"], c["owner"])}
+    {SAME_STEP}
+    RETURNING workflow_uuid, function_id
 )
-SELECT u.workflow_uuid, u.function_id, u.function_name, u.output, u.error, u.serialization,
-    u.child_workflow_id, u.started_at_epoch_ms, u.completed_at_epoch_ms
-FROM unnest(
-    $1::text[], $2::int[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::text[],
-    $8::bigint[], $9::bigint[], $10::text[]
-) AS u(workflow_uuid, function_id, function_name, output, error, serialization,
-       child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms, owner)
-WHERE {owned_by("u.workflow_uuid", "u.owner")}
-{SAME_STEP}
-RETURNING workflow_uuid, function_id
+SELECT {written_or_keys(["workflow_uuid", "function_id"])} FROM written
 """
+
+
+_INSERT_STEPS = BatchedStatement(
+    (
+        Column("workflow_uuid", "text"),
+        Column("function_id", "int"),
+        Column("function_name", "text", often_uniform=True),
+        Column("output", "bytea"),
+        Column("error", "bytea", often_uniform=True),
+        Column("serialization", "text", often_uniform=True),
+        Column("child_workflow_id", "text", often_uniform=True),
+        Column("started_at_epoch_ms", "bigint"),
+        Column("completed_at_epoch_ms", "bigint"),
+        Column("owner", "text", often_uniform=True),
+    ),
+    _render_steps,
+)
+
+
+def _step_key(record: StepRecord) -> tuple[str, int]:
+    return record.workflow_id, record.function_id
 
 
 async def _insert_steps(db: Database, batch: Sequence[StepRecord]) -> list[bool]:
     """Write a batch of step records in one statement; whether each one was written."""
-    records = first_of_each(batch, lambda r: (r.workflow_id, r.function_id))
+    records = first_of_each(batch, _step_key)
     if len(batch) == 1:
         return [bool(await db.fetchval(_INSERT_STEP, *records[0].columns()))]
-    columns = zip(*(r.columns() for r in records), strict=True)
-    rows = await db.fetch(_INSERT_STEPS, *(list(column) for column in columns))
-    return written_once(
-        [(r.workflow_id, r.function_id) for r in batch],
-        {(row["workflow_uuid"], row["function_id"]) for row in rows},
-    )
+    columns = [list(column) for column in zip(*(r.columns() for r in records), strict=True)]
+    sql, args = _INSERT_STEPS.bind(columns)
+    return written_of_batch(await db.fetchrow(sql, *args), batch, records, _step_key)
 
 
 async def insert_step_output(

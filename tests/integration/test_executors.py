@@ -195,7 +195,15 @@ async def test_guards_find_their_workflow_by_key_among_many_pending(db: Database
         await conn.execute(f"PREPARE guard(text, text) AS SELECT {owned_by('$1', '$2')}")
         generic = await conn.fetch(f"EXPLAIN EXECUTE guard('{one}', 'local')")
         plans["generic guard"] = "\n".join(row[0] for row in generic)
-        await conn.execute("DEALLOCATE guard; RESET plan_cache_mode")
+        # A batch's guard: looked up per row by key, not a hash of every PENDING row.
+        guard = owned_by("u.id", "u.owner")
+        batch = f"SELECT count(*) FROM unnest($1::text[], $2::text[]) AS u(id, owner) WHERE {guard}"
+        await conn.execute(f"PREPARE batch(text[], text[]) AS {batch}")
+        generic = await conn.fetch(
+            "EXPLAIN EXECUTE batch(ARRAY['waiting-1', 'waiting-2'], ARRAY['local', 'local'])"
+        )
+        plans["generic batch guard"] = "\n".join(row[0] for row in generic)
+        await conn.execute("DEALLOCATE guard; DEALLOCATE batch; RESET plan_cache_mode")
     for name, plan in plans.items():
         assert "workflow_status_pending" not in plan, f"{name}: {plan}"
         assert "workflow_status_pkey" in plan, f"{name}: {plan}"
