@@ -77,9 +77,13 @@ class WorkflowContext:
     """The format the workflow's row records (None: the configured one): its output and error
     are written in it, and so are the values it sends, sets and writes unless told otherwise."""
     blocking_calls: set[concurrent.futures.Future[Any]] = field(default_factory=set)
-    deferred_checkpoints: set[asyncio.Task[None]] = field(default_factory=set)
+    deferred_checkpoints: set[asyncio.Task[None]] | None = None
     """Checkpoints written in the background (an outcome already durable elsewhere): the
-    workflow's own outcome waits for them (:func:`_step.settle_deferred`)."""
+    workflow's own outcome waits for them (:func:`_step.settle_deferred`). Made by the first
+    (few workflows have any)."""
+    outcome_waiters: list[asyncio.Future[Any]] = field(default_factory=list)
+    """Callers' futures for the outcome of the workflow's task, filled when it ends (one list
+    for the contexts of all its runs in that task)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def reserve_function_id(self) -> int:
@@ -96,17 +100,23 @@ class WorkflowContext:
     def defer(self, checkpoint: Coroutine[Any, Any, None]) -> None:
         """Write ``checkpoint`` in the background; a failure is kept for the settling."""
         task = asyncio.get_running_loop().create_task(checkpoint)
+        if self.deferred_checkpoints is None:
+            self.deferred_checkpoints = set()
         self.deferred_checkpoints.add(task)
         task.add_done_callback(self._checkpoint_done)
 
     def _checkpoint_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
+        if self.deferred_checkpoints is not None and (task.cancelled() or task.exception() is None):
             self.deferred_checkpoints.discard(task)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepStatus:
-    """What ``DBOS.step_status`` reports inside a step."""
+    """What ``DBOS.step_status`` reports inside a step.
+
+    (Not frozen, as DBOS's is not: one is made per step run, and a frozen one costs three
+    times as much to make.)
+    """
 
     step_id: int
     current_attempt: int | None
@@ -133,7 +143,10 @@ def current_auth() -> Auth:
     wf = _workflow.get()
     if wf is not None:
         return wf.auth
-    return _auth.get() or Auth()
+    return _auth.get() or _NO_AUTH
+
+
+_NO_AUTH = Auth()
 
 
 def enter_step(status: StepStatus) -> Token[StepStatus | None]:
@@ -320,12 +333,20 @@ def enter_workflow(ctx: WorkflowContext) -> None:
 
     The caller's one-shot options (SetWorkflowID, SetWorkflowTimeout, auth) applied to starting
     this workflow; they must not leak into the workflows it starts in turn.
+
+    A variable is set only when it differs: each set copies the context's mapping, and usually
+    none of them is set.
     """
-    _step.set(None)
-    _next_workflow_id.set(None)
-    _timeout.set(_UNSET)
-    _auth.set(None)
-    _attributes.set(None)
+    if _step.get() is not None:
+        _step.set(None)
+    if _next_workflow_id.get() is not None:
+        _next_workflow_id.set(None)
+    if _timeout.get() is not _UNSET:
+        _timeout.set(_UNSET)
+    if _auth.get() is not None:
+        _auth.set(None)
+    if _attributes.get() is not None:
+        _attributes.set(None)
     _workflow.set(ctx)
 
 

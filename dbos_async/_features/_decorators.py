@@ -7,6 +7,7 @@ A decorated *sync* function's wrapper does the same and then blocks on the engin
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -23,7 +24,7 @@ from .._core._validation import check_int
 from ._arg_validation import ArgsValidator, resolve_validator
 from ._enqueue import refuse_enqueue_options
 from ._step import RetryPolicy, StepSettings, run_step
-from ._workflow import WorkflowCall, prepare_call, start_workflow, wait_result
+from ._workflow import WorkflowCall, prepare_call, result_of, start_workflow
 
 __all__ = [
     "dbos_class",
@@ -87,11 +88,11 @@ def bound_arguments(func: Callable[..., Any], args: tuple[Any, ...]) -> tuple[An
 
 
 async def _start_and_wait(runtime: Runtime, call: WorkflowCall) -> Any:
-    async def run() -> Any:
-        workflow_id = await start_workflow(runtime, call)
-        return await wait_result(runtime, workflow_id)
-
-    return await runtime.forward(run())
+    if asyncio.get_running_loop() is not runtime.loop:
+        return await runtime.forward(_start_and_wait(runtime, call))
+    workflow_id = await start_workflow(runtime, call)
+    del call  # the wait may be long: keep no more of the call alive than its workflow does
+    return await result_of(runtime, workflow_id)
 
 
 def workflow(
@@ -237,9 +238,13 @@ def step(
 
             @functools.wraps(func)
             def async_wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-                _check_step_roles(roles, options)
-                if _in_workflow_outside_step():
-                    return _checkpointed_step(options, func, args, kwargs)
+                if roles.roles:
+                    authorize(roles, current_auth(), options.name)
+                ctx = current_workflow()
+                if ctx is not None and current_step() is None:
+                    # _checkpointed_step, shortened for what is known here: the common case.
+                    invoke = functools.partial(func, *args, **kwargs)
+                    return run_step(ctx, ctx.reserve_function_id(), options, invoke)
                 return cast(Coroutine[Any, Any, Any], func(*args, **kwargs))
 
             return cast(

@@ -9,6 +9,7 @@ it started, never from the database.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ from .._core._errors import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
-from .._core._tracing import context_attributes, record_step_retry, traced
+from .._core._tracing import context_attributes, record_step_retry, traced, tracing_enabled
 from .._core._validation import check_int, check_number
 from .._sysdb._retry import from_system_database
 from .._sysdb._workflows import insert_step_output, workflow_status_of
@@ -159,9 +160,18 @@ async def run_step(
     observer = ctx.runtime.step_observer
     if observer is not None:
         observer.step_started(ctx.workflow_id, function_id, options.name)
+    single_attempt = options.timeout_seconds is None and not options.retry.retries_allowed
     try:
-        with traced(options.name, lambda: context_attributes(ctx, "step")):
-            value = await _attempt(function_id, options, invoke)
+        if single_attempt and not tracing_enabled():
+            # The common step (one attempt, no time limit, no span): only mark the context.
+            token = enter_step(StepStatus(function_id, None, None))
+            try:
+                value = await invoke()
+            finally:
+                leave_step(token)
+        else:
+            with traced(options.name, functools.partial(context_attributes, ctx, "step")):
+                value = await _attempt(function_id, options, invoke)
     except Exception as error:
         if from_system_database(error):
             raise  # the engine's fault: the workflow runs again, the step is not recorded

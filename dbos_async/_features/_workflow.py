@@ -14,8 +14,8 @@ import functools
 import itertools
 import json
 import logging
-import uuid
-from collections.abc import Awaitable
+import os
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -78,10 +78,12 @@ __all__ = [
     "QueuePlacement",
     "WorkflowCall",
     "launch",
+    "new_workflow_id",
     "prepare_call",
     "record_child",
     "finish",
     "record_start",
+    "result_of",
     "start_workflow",
     "wait_result",
     "workflow_row",
@@ -90,9 +92,13 @@ __all__ = [
 logger = logging.getLogger("dbos_async")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Invocation:
-    """A workflow function and what to call it with (``bound`` is its instance or class)."""
+    """A workflow function and what to call it with (``bound`` is its instance or class).
+
+    (Not frozen: one is made per workflow started, and a frozen one costs three times as much
+    to make.)
+    """
 
     info: WorkflowInfo
     bound: object | None
@@ -172,7 +178,7 @@ def prepare_call(
     elif parent is not None:
         workflow_id = f"{parent.workflow_id}-{function_id}"
     else:
-        workflow_id = str(uuid.uuid4())
+        workflow_id = new_workflow_id()
     bound: object | None = None
     if info.kind in ("instance", "class") and identity is None:
         bound, args = args[0], args[1:]
@@ -200,6 +206,21 @@ def prepare_call(
     )
 
 
+def new_workflow_id() -> str:
+    """A random (version 4) UUID string: ``str(uuid.uuid4())`` at half the cost, as every
+    workflow started without an ID takes one."""
+    digits = os.urandom(16).hex()
+    return (
+        f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-"
+        f"{_VARIANT[digits[16]]}{digits[17:20]}-{digits[20:]}"
+    )
+
+
+# The RFC 4122 variant (binary 10xx) in the top bits of the 17th hex digit, keeping its two
+# random low bits.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def _identity(invocation: Invocation) -> tuple[str | None, str | None]:
     """The (class_name, config_name) recorded for a method workflow."""
     if invocation.identity is not None:
@@ -210,7 +231,7 @@ def _identity(invocation: Invocation) -> tuple[str | None, str | None]:
     return invocation.info.class_name, config_name
 
 
-async def _replay_child_id(call: WorkflowCall) -> str | None:
+def _replay_child_id(call: WorkflowCall) -> str | None:
     """The child ID the parent recorded at this function ID, when replaying."""
     parent, function_id = call.parent, call.parent_function_id
     if parent is None or function_id is None:
@@ -247,7 +268,7 @@ async def record_start(
 
     Raises ``asyncpg.UniqueViolationError`` when ``placement``'s deduplication ID is taken.
     """
-    replayed_id = await _replay_child_id(call)
+    replayed_id = _replay_child_id(call)
     if replayed_id is not None:
         call.workflow_id = replayed_id
     # Serialize first: a value that cannot be recorded fails before any row is written.
@@ -255,7 +276,8 @@ async def record_start(
     if call.workflow_id in runtime.active:
         if call.reject_existing and replayed_id is None:
             raise DBOSWorkflowIDInUseError(call.workflow_id, "PENDING", row.name)
-        await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
+        if call.parent is not None:
+            await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
         return False
     class_name, config_name = row.class_name, row.config_name
     inserted = await insert_workflow(runtime.db, row)
@@ -264,7 +286,8 @@ async def record_start(
         await _check_same_function(runtime, call, class_name, config_name)
     # The child's row first, then the parent's record of it: a crash in between replays to the
     # same deterministic child ID, and a deduplicated enqueue leaves no record behind.
-    await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
+    if call.parent is not None:
+        await record_child(runtime, call, call.workflow_id, replayed=replayed_id is not None)
     return inserted
 
 
@@ -386,7 +409,7 @@ def launch(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> as
         deadline = runtime.clock.call_at(
             ctx.deadline_epoch_ms / 1000, functools.partial(_time_out, runtime, ctx.workflow_id)
         )
-    task.add_done_callback(lambda t: _forget(runtime, ctx, t, deadline))
+    task.add_done_callback(functools.partial(_forget, runtime, ctx, deadline))
     return task
 
 
@@ -399,11 +422,14 @@ def _time_out(runtime: Runtime, workflow_id: str) -> None:
 def _forget(
     runtime: Runtime,
     ctx: WorkflowContext,
-    task: asyncio.Task[Any],
     deadline: ClockTimer | None,
+    task: asyncio.Task[Any],
 ) -> None:
     if deadline is not None:
         deadline.cancel()
+    for outcome in ctx.outcome_waiters:
+        _copy_outcome(outcome, task)
+    ctx.outcome_waiters.clear()
     if runtime.active.get(ctx.workflow_id) is task:
         del runtime.active[ctx.workflow_id]
         del runtime.contexts[ctx.workflow_id]
@@ -450,7 +476,7 @@ async def _restarted(runtime: Runtime, ctx: WorkflowContext) -> WorkflowContext:
         ctx,
         recorded=await load_step_outputs(runtime.db, ctx.workflow_id),
         blocking_calls=set(),
-        deferred_checkpoints=set(),
+        deferred_checkpoints=None,
         _ids=itertools.count(1),
     )
     if runtime.contexts.get(ctx.workflow_id) is ctx:
@@ -462,9 +488,13 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
     enter_workflow(ctx)
     codec = runtime.codec
     try:
-        with traced(ctx.name, lambda: context_attributes(ctx, "workflow"), ctx.trace_parent):
+        # (A partial, not a lambda: a closure would keep ``ctx`` in a cell for the whole run.)
+        with traced(
+            ctx.name, functools.partial(context_attributes, ctx, "workflow"), ctx.trace_parent
+        ):
             result = await invocation.run(runtime, ctx.workflow_id)
-        await settle_deferred(ctx)
+        if ctx.deferred_checkpoints:
+            await settle_deferred(ctx)
         output = codec.dumps(result, ctx.serialization)
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
         # Another execution (or a cancellation) owns the outcome; report what it records.
@@ -545,7 +575,7 @@ async def _wait_recorded(runtime: Runtime, workflow_id: str) -> Any:
                 return outcome
             task = runtime.active.get(workflow_id)
             if task is not None and task is not asyncio.current_task():
-                return await asyncio.shield(task)
+                return await _outcome_of(runtime, workflow_id, task)
             if not row["awaited"]:
                 if not await mark_awaited(runtime.db, workflow_id):
                     # Held for a moment (being claimed or completed): read again shortly.
@@ -556,7 +586,44 @@ async def _wait_recorded(runtime: Runtime, workflow_id: str) -> Any:
 
 async def wait_result(runtime: Runtime, workflow_id: str) -> Any:
     """The outcome of ``workflow_id``: its return value, or its error raised."""
+    return await result_of(runtime, workflow_id)
+
+
+def result_of(runtime: Runtime, workflow_id: str) -> Coroutine[Any, Any, Any]:
+    """:func:`wait_result`'s coroutine, for a caller on the engine's loop (one coroutine less
+    alive while it waits)."""
     task = runtime.active.get(workflow_id)
     if task is not None:
-        return await asyncio.shield(task)
-    return await _wait_recorded(runtime, workflow_id)
+        return _outcome_of(runtime, workflow_id, task)
+    return _wait_recorded(runtime, workflow_id)
+
+
+async def _outcome_of(runtime: Runtime, workflow_id: str, task: asyncio.Task[Any]) -> Any:
+    """The outcome of ``task``, the one running ``workflow_id`` here; cancelling the caller
+    stops its wait, never the workflow's task.
+
+    What ``asyncio.shield`` does, for less: the task's one done-callback (:func:`_forget`)
+    fills each waiter's future.
+    """
+    if task.done():
+        return task.result()
+    waiters = cast(WorkflowContext, runtime.contexts[workflow_id]).outcome_waiters
+    outcome = task.get_loop().create_future()
+    waiters.append(outcome)
+    try:
+        return await outcome
+    except asyncio.CancelledError:
+        if outcome in waiters:
+            waiters.remove(outcome)
+        raise
+
+
+def _copy_outcome(outcome: asyncio.Future[Any], task: asyncio.Task[Any]) -> None:
+    if outcome.done():
+        return
+    if task.cancelled():
+        outcome.cancel()
+    elif (error := task.exception()) is not None:
+        outcome.set_exception(error)
+    else:
+        outcome.set_result(task.result())

@@ -16,6 +16,7 @@ is stopped by :meth:`GroupCommit.close`, fails every caller in its batch.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -50,6 +51,11 @@ class GroupCommit(Generic[Row, Result]):
         self._in_flight = 0
         self._flushing: set[asyncio.Task[None]] = set()  # the loop only holds weak references
         self._closed = False
+        # Callers of limited patience, oldest first (one patience for all, so also soonest
+        # deadline first), and one timer for the oldest: a timer per caller cost more than
+        # the rest of a workflow start.
+        self._waiting: deque[tuple[float, asyncio.Future[Result]]] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
         self.flushes = 0
         self.rows = 0
 
@@ -72,17 +78,46 @@ class GroupCommit(Generic[Row, Result]):
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
         self._flush_more()
-        if retrying_forever():
-            return await future
-        try:
-            async with asyncio.timeout(self._patience):
-                return await future
-        except TimeoutError:
-            raise DBOSDatabaseUnavailableError(self._patience, "the write did not commit") from None
+        if not retrying_forever():
+            self._expire_later(future)
+        return await future
+
+    def _expire_later(self, future: asyncio.Future[Result]) -> None:
+        """Fail ``future`` with :class:`DBOSDatabaseUnavailableError` if it is not done when
+        this writer's patience runs out."""
+        waiting = self._waiting
+        while waiting and waiting[0][1].done():  # writes commit in about the order submitted
+            waiting.popleft()
+        loop = future.get_loop()
+        waiting.append((loop.time() + self._patience, future))
+        if self._expiry is None:
+            self._expiry = loop.call_at(waiting[0][0], self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        waiting = self._waiting
+        if not waiting:
+            return
+        loop = waiting[0][1].get_loop()
+        now = loop.time()
+        while waiting:
+            deadline, future = waiting[0]
+            if not future.done():
+                if deadline > now:
+                    self._expiry = loop.call_at(deadline, self._expire)
+                    return
+                future.set_exception(
+                    DBOSDatabaseUnavailableError(self._patience, "the write did not commit")
+                )
+            waiting.popleft()
 
     def close(self) -> None:
         """Stop the flushes in flight and refuse new rows; their callers get an error."""
         self._closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._waiting.clear()  # each is failed below, or by its batch's cancelled flush
         for task in list(self._flushing):
             task.cancel()
         pending, self._pending = self._pending, []
