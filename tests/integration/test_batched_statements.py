@@ -11,12 +11,11 @@ import pytest
 
 from dbos_async._core._serialization import Codec
 from dbos_async._sysdb import Database, connect_database
+from dbos_async._sysdb._batches import BatchedStatement, Column
 from dbos_async._sysdb._workflows import (
     _INSERT_STEPS,
     _INSERT_WORKFLOWS,
     _OUTCOMES,
-    BatchedStatement,
-    Column,
     NewWorkflow,
     Outcome,
     StepRecord,
