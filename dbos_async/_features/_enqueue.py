@@ -68,6 +68,8 @@ class EnqueueSettings:
     pin_version: bool = True
     application_name: str | None = None
     """The application that owns the workflow (None: the enqueuing process's)."""
+    schedule_name: str | None = None
+    """The schedule whose tick the workflow runs (set by the scheduler, not by users)."""
 
     @classmethod
     def checked(
@@ -231,6 +233,7 @@ def placement_on(
         app_version=options.app_version,
         pin_version=options.pin_version,
         application_name=options.application_name,
+        schedule_name=options.schedule_name,
     )
 
 

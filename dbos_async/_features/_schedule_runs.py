@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from .._core._context import SetWorkflowID
 from .._core._errors import DBOSWorkflowFunctionNotFoundError
 from .._core._registry import WorkflowInfo
 from .._core._runtime import Runtime
-from .._sysdb._schedules import record_tick
+from .._sysdb._schedules import record_last_tick
 from ._enqueue import INTERNAL_QUEUE, EnqueueSettings, enqueue_on
 from ._workflow import prepare_call
 
@@ -41,10 +42,13 @@ async def enqueue_tick(
     )
     with SetWorkflowID(workflow_id):
         call = prepare_call(info, args, {}, identity=(row["workflow_class_name"], None))
-    options = EnqueueSettings.checked(pin_version=False, application_name=row["application_name"])
+    options = dataclasses.replace(
+        EnqueueSettings.checked(pin_version=False, application_name=row["application_name"]),
+        schedule_name=row["schedule_name"],
+    )
     handle = await enqueue_on(runtime, call, row["queue_name"] or INTERNAL_QUEUE, options)
-    fired_at = tick.isoformat() if last_fired else None
-    await record_tick(runtime.db, row["schedule_name"], handle.workflow_id, fired_at)
+    if last_fired:
+        await record_last_tick(runtime.db, row["schedule_name"], tick.isoformat())
     return handle.workflow_id
 
 

@@ -259,6 +259,8 @@ class QueuePlacement:
     """Without ``app_version``: run on this process's version (else on the latest one)."""
     application_name: str | None = None
     """The application that owns the workflow (None: this process's)."""
+    schedule_name: str | None = None
+    """The schedule whose tick this workflow runs."""
 
 
 async def record_start(
@@ -327,6 +329,7 @@ def workflow_row(
         queue_partition_key=placement.partition_key if placement else None,
         delay_until_epoch_ms=placement.delay_until_epoch_ms if placement else None,
         attributes=_stored_attributes(call),
+        schedule_name=placement.schedule_name if placement else None,
         application_name=(placement.application_name if placement else None)
         or runtime.application_name,
     )

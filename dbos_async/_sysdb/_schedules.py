@@ -24,7 +24,7 @@ __all__ = [
     "get_schedule_row",
     "insert_schedule_rows",
     "list_schedule_rows",
-    "record_tick",
+    "record_last_tick",
     "set_schedule_status",
     "upsert_declared_schedules",
 ]
@@ -225,21 +225,10 @@ async def set_schedule_status(db: Database, name: str, status: str) -> bool:
     return bool(changed)
 
 
-async def record_tick(
-    db: Database, schedule_name: str, workflow_id: str, fired_at: str | None
-) -> None:
-    """Name the schedule on the tick's workflow (``list_workflows(schedule_name=...)``) and,
-    with ``fired_at``, record it as the schedule's last tick."""
+async def record_last_tick(db: Database, schedule_name: str, fired_at: str) -> None:
+    """Record ``fired_at`` (ISO 8601) as the schedule's last tick enqueued."""
     await db.execute(
-        """
-        WITH last AS (
-            UPDATE workflow_schedules SET last_fired_at = $3
-            WHERE schedule_name = $1 AND $3::text IS NOT NULL
-        )
-        UPDATE workflow_status SET schedule_name = $1
-        WHERE workflow_uuid = $2 AND schedule_name IS NULL
-        """,
+        "UPDATE workflow_schedules SET last_fired_at = $2 WHERE schedule_name = $1",
         schedule_name,
-        workflow_id,
         fired_at,
     )

@@ -76,6 +76,8 @@ class NewWorkflow:
     delay_until_epoch_ms: int | None = None
     attributes: str | None = None
     """A JSON object (text), stored in the ``attributes`` column."""
+    schedule_name: str | None = None
+    """The schedule whose tick this run is (``list_workflows(schedule_name=...)``)."""
     application_name: str | None = None
     """The application that owns the workflow (None: unclaimed, any application's)."""
 
@@ -108,9 +110,9 @@ INSERT INTO workflow_status (
     parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
     created_at, updated_at, recovery_attempts,
     priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
-    application_name
+    application_name, schedule_name
 ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17,
-          CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21, $22::jsonb, $23)
+          CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21, $22::jsonb, $23, $24)
 {_SAME_START}
 RETURNING true
 """
@@ -141,6 +143,7 @@ def _start_columns(wf: NewWorkflow, now: int) -> tuple[object, ...]:
         wf.delay_until_epoch_ms,
         wf.attributes,
         wf.application_name,
+        wf.schedule_name,
     )
 
 
@@ -154,7 +157,7 @@ WITH inserted AS (
         parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
         created_at, updated_at, recovery_attempts,
         priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
-        application_name
+        application_name, schedule_name
     )
     SELECT {c["id"]}, {c["status"]}, {c["name"]}, {c["class_name"]}, {c["config_name"]},
         {c["inputs"]}, {c["serialization"]}, {c["executor_id"]}, {c["version"]},
@@ -164,7 +167,7 @@ WITH inserted AS (
         {c["parent"]}, {c["timeout_ms"]}, {c["deadline"]}, {c["queue_name"]}, {c["now"]},
         {c["now"]}, CASE WHEN {c["status"]} = 'PENDING' THEN 1 ELSE 0 END,
         {c["priority"]}, NULL, {c["partition_key"]}, {c["delay_until"]},
-        {c["attributes"]}::jsonb, {c["app"]}
+        {c["attributes"]}::jsonb, {c["app"]}, {c["schedule"]}
     FROM {source}
     {_SAME_START}
     RETURNING workflow_uuid
@@ -198,6 +201,7 @@ _INSERT_WORKFLOWS = BatchedStatement(
         Column("delay_until", "bigint", often_uniform=True),
         Column("attributes", "text", often_uniform=True),
         Column("app", "text", often_uniform=True),
+        Column("schedule", "text", often_uniform=True),
     ),
     _render_starts,
 )

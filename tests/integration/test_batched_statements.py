@@ -196,7 +196,14 @@ _START_CASES = {
     "everything varies, an ID taken, an ID twice": (
         [
             _new("plain"),
-            _new("queued", status="ENQUEUED", queue_name="q", priority=2, queue_partition_key="p"),
+            _new(
+                "queued",
+                status="ENQUEUED",
+                queue_name="q",
+                priority=2,
+                queue_partition_key="p",
+                schedule_name="nightly",
+            ),
             _new("roles", authenticated_user="ada", authenticated_roles=["admin", "a,b"]),
             _new("exists"),  # the ID is taken: not inserted
             _new("timed", timeout_ms=1000, deadline_epoch_ms=99, attributes='{"k": 1}'),

@@ -149,6 +149,9 @@ async def test_trigger_and_backfill_run_ticks_once(dbos: type[DBOS]) -> None:
     )
     handle = await DBOS.trigger_schedule_async("hourly")
     assert handle.workflow_id.startswith("sched-hourly-trigger-")
+    # Named on the schedule from its insert on, not by a later update.
+    listed = await DBOS.list_workflows_async(schedule_name="hourly")
+    assert [w.workflow_id for w in listed] == [handle.workflow_id]
     assert (await handle.get_result()).endswith(" 7")
     start = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
     first = await DBOS.backfill_schedule_async("hourly", start, start + timedelta(hours=3))
