@@ -129,8 +129,11 @@ class Scheduler:
             delay = (
                 _MAX_SLEEP if wake_at is None else (wake_at - clock.now_datetime()).total_seconds()
             )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the stop's
+            # cancellation when the event is set at the same moment, and the loop runs on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max(0.0, min(delay, _MAX_SLEEP)))
+                async with asyncio.timeout(max(0.0, min(delay, _MAX_SLEEP))):
+                    await self._changed.wait()
 
     async def _reload(self, now: datetime) -> None:
         runtime = self._runtime

@@ -261,9 +261,15 @@ async def _attempt(
         try:
             if options.timeout_seconds is None:
                 return await invoke()
+            # asyncio.timeout, not wait_for (which on Python 3.11 can swallow a cancellation
+            # arriving as the step ends); a TimeoutError of the step's own is its own error.
+            deadline = asyncio.timeout(options.timeout_seconds)
             try:
-                return await asyncio.wait_for(invoke(), options.timeout_seconds)
+                async with deadline:
+                    return await invoke()
             except TimeoutError:
+                if not deadline.expired():
+                    raise
                 raise DBOSStepTimeoutError(options.name, options.timeout_seconds) from None
         except Exception as error:
             if not policy.retries_allowed:

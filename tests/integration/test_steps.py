@@ -101,6 +101,22 @@ async def test_step_timeout_raises_step_timeout_error(dbos: type[DBOS]) -> None:
     assert raised.value.timeout_seconds == 0.05
 
 
+@DBOS.step(timeout_seconds=60)
+async def raises_its_own_timeout() -> None:
+    raise TimeoutError("the remote service timed out")
+
+
+@DBOS.workflow()
+async def meets_a_timeout_of_its_own() -> None:
+    await raises_its_own_timeout()
+
+
+async def test_a_steps_own_timeout_error_is_not_the_step_timeout(dbos: type[DBOS]) -> None:
+    with pytest.raises(TimeoutError, match="remote service") as raised:
+        await meets_a_timeout_of_its_own()
+    assert not isinstance(raised.value, DBOSStepTimeoutError)
+
+
 def test_bad_step_options_are_rejected_at_decoration() -> None:
     with pytest.raises(DBOSInvalidArgumentError):
         DBOS.step(max_attempts=0)
