@@ -19,9 +19,9 @@ import platform
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -221,6 +221,49 @@ def pooled_throughput(rounds: Sequence[Throughput], samples: Sequence[float]) ->
         sum(r.elapsed_s for r in rounds),
         LatencyStats.from_seconds(samples),
     )
+
+
+# Starts seen from inside the task ------------------------------------------------------------
+
+K = TypeVar("K")
+
+
+@dataclass(slots=True)
+class StartTracker(Generic[K]):
+    """What the benchmark's tasks report from inside: when each (by key) ran its first line,
+    and how many returned. ``all_finished`` fires once ``target`` returned."""
+
+    started: dict[K, float] = field(default_factory=dict)
+    finished: int = 0
+    target: int = 0
+    all_finished: asyncio.Event = field(default_factory=asyncio.Event)
+    any_started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reset(self, target: int) -> None:
+        """Forget earlier runs; wait for ``target`` tasks from now on."""
+        self.started.clear()
+        self.finished = 0
+        self.target = target
+        self.all_finished.clear()
+        self.any_started.clear()
+
+    def start(self, key: K) -> None:
+        """Called on a task's first line (a rerun keeps the first time)."""
+        self.started.setdefault(key, perf_counter())
+        self.any_started.set()
+
+    def finish(self) -> None:
+        """Called on a task's last line."""
+        self.finished += 1
+        if self.finished >= self.target:
+            self.all_finished.set()
+
+    async def wait_started(self, key: K) -> float:
+        """Wait until task ``key`` ran its first line; return when it did."""
+        while key not in self.started:
+            self.any_started.clear()
+            await self.any_started.wait()
+        return self.started[key]
 
 
 # Timing ---------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import random
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -57,6 +57,7 @@ import asyncpg
 
 from benchmarks._common import (
     LatencyStats,
+    StartTracker,
     align,
     drop_database,
     format_number,
@@ -115,44 +116,8 @@ QUICK = Plan(tasks=2_000, workers=(10, 100), latency_runs=200, latency_warmup=5,
 # What the tasks report from inside ---------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Tracker:
-    """When each task (by index) started, and how many task bodies returned."""
-
-    started: dict[int, float] = field(default_factory=dict)
-    finished: int = 0
-    target: int = 0
-    all_finished: asyncio.Event = field(default_factory=asyncio.Event)
-    any_started: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def reset(self, target: int) -> None:
-        """Forget earlier runs; ``all_finished`` fires once ``target`` bodies returned."""
-        self.started.clear()
-        self.finished = 0
-        self.target = target
-        self.all_finished.clear()
-        self.any_started.clear()
-
-    def start(self, i: int) -> None:
-        """Called on a task's first line."""
-        self.started.setdefault(i, perf_counter())
-        self.any_started.set()
-
-    def finish(self) -> None:
-        """Called on a task's last line."""
-        self.finished += 1
-        if self.finished >= self.target:
-            self.all_finished.set()
-
-    async def wait_started(self, i: int) -> float:
-        """Wait until task ``i`` ran its first line; return when."""
-        while i not in self.started:
-            self.any_started.clear()
-            await self.any_started.wait()
-        return self.started[i]
-
-
-tracker = Tracker()
+tracker: StartTracker[int] = StartTracker()
+"""When each task (by index) started, and how many task bodies returned."""
 
 
 # The systems --------------------------------------------------------------------------------

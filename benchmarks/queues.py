@@ -63,6 +63,7 @@ from benchmarks._common import (
     GroupCommitLimit,
     LatencyStats,
     Row,
+    StartTracker,
     Throughput,
     drop_database,
     format_table,
@@ -158,44 +159,8 @@ def cap_note(done: int, reference: int, what: str) -> str:
 # The workload -----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Probe:
-    """What the benchmark workflow reports from inside: when each started, how many finished."""
-
-    started: dict[str, float] = field(default_factory=dict)
-    finished: int = 0
-    target: int = 0
-    all_finished: asyncio.Event = field(default_factory=asyncio.Event)
-    any_started: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def reset(self, target: int) -> None:
-        """Forget earlier runs; ``all_finished`` fires once ``target`` workflows returned."""
-        self.started.clear()
-        self.finished = 0
-        self.target = target
-        self.all_finished.clear()
-        self.any_started.clear()
-
-    def start(self, workflow_id: str) -> None:
-        """Called on a workflow's first line."""
-        self.started[workflow_id] = perf_counter()
-        self.any_started.set()
-
-    def finish(self) -> None:
-        """Called on a workflow's last line."""
-        self.finished += 1
-        if self.finished >= self.target:
-            self.all_finished.set()
-
-    async def wait_started(self, workflow_id: str) -> float:
-        """Wait until ``workflow_id`` runs its first line; return when it did."""
-        while workflow_id not in self.started:
-            self.any_started.clear()
-            await self.any_started.wait()
-        return self.started[workflow_id]
-
-
-probe = Probe()
+probe: StartTracker[str] = StartTracker()
+"""What the benchmark workflow reports from inside: when each started, how many finished."""
 
 
 @DBOS.step()

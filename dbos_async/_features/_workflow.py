@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from .._core._clock import ClockTimer
+from .._core._clock import Clock, ClockTimer
 from .._core._context import (
     WorkflowContext,
     current_auth,
@@ -63,7 +63,6 @@ from .._sysdb._workflows import (
     insert_workflow,
     load_step_outputs,
     mark_awaited,
-    now_ms,
 )
 from ._step import refusal, settle_deferred, unexpected_step
 
@@ -186,8 +185,8 @@ def prepare_call(
     timeout_ms = int(seconds * 1000) if is_set and seconds is not None else None
     if is_set:
         runtime = current_runtime_or_none()
-        now = runtime.clock.now_ms() if runtime is not None else now_ms()
-        deadline = now + timeout_ms if timeout_ms is not None else None
+        clock = runtime.clock if runtime is not None else Clock()  # the wall clock
+        deadline = clock.now_ms() + timeout_ms if timeout_ms is not None else None
     else:
         deadline = parent.deadline_epoch_ms if parent is not None else None
     return WorkflowCall(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,11 +39,6 @@ __all__ = [
 ACTIVE_STATUSES = ("PENDING", "ENQUEUED", "DELAYED")
 
 R = TypeVar("R")
-
-
-def now_ms() -> int:
-    """Milliseconds since the epoch, the unit of every timestamp column."""
-    return time.time_ns() // 1_000_000
 
 
 # The rows writes are made of (NewWorkflow, Outcome, StepRecord) are not frozen: one is built per
