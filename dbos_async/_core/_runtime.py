@@ -77,6 +77,21 @@ class QueueWaker(Protocol):
     def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
         """Claim from ``queue_name`` soon, in this process."""
 
+    def records_outcomes_of(self, queue_name: str) -> bool:
+        """Whether :meth:`record_outcome` takes the outcomes of ``queue_name``'s workflows."""
+
+    async def record_outcome(
+        self,
+        queue_name: str,
+        workflow_id: str,
+        status: str,
+        output: bytes | None,
+        error: bytes | None,
+    ) -> bool:
+        """Record the outcome of a workflow of ``queue_name`` whose code returned here, with the
+        next claim from that queue (one commit frees its slot and fills it again); whether it
+        was recorded, as ``complete_workflow`` tells."""
+
 
 class Runtime:
     """The state of a launched dbos_async engine on one event loop."""
@@ -115,6 +130,8 @@ class Runtime:
         # until its code returns), and who waits for them to be done.
         self.threads_running: dict[str, int] = {}
         self._on_code_returned: dict[str, list[Callable[[], None]]] = {}
+        # Workflows whose function has returned here while their task records the outcome.
+        self._returned: set[str] = set()
         # Two pools, so a sync workflow body waiting for its sync step never starves it.
         self._workflow_threads = ThreadPoolExecutor(
             config.max_executor_threads, thread_name_prefix="dbos-workflow"
@@ -304,22 +321,40 @@ class Runtime:
             self.threads_running[workflow_id] = left
             return
         del self.threads_running[workflow_id]
-        if workflow_id not in self.active:
+        if workflow_id not in self.active or workflow_id in self._returned:
             for callback in self._on_code_returned.pop(workflow_id, []):
                 callback()
 
     def when_code_returned(self, workflow_id: str, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once none of the workflow's code runs here any more: its task has
-        ended and no thread still runs its sync code (at once if that is already so)."""
-        if workflow_id in self.active or workflow_id in self.threads_running:
+        """Call ``callback`` once none of the workflow's code runs here any more: its function
+        has returned (or its task ended) and no thread still runs its sync code (at once if
+        that is already so)."""
+        if self._code_running(workflow_id):
             self._on_code_returned.setdefault(workflow_id, []).append(callback)
         else:
             callback()
 
+    def function_returned(self, workflow_id: str) -> None:
+        """The workflow's function has returned here and its task goes on to record the
+        outcome: run what waited for its code to return, unless a thread still runs some of
+        it."""
+        if workflow_id in self.active:
+            self._returned.add(workflow_id)
+        self._run_code_returned(workflow_id)
+
     def code_ended(self, workflow_id: str) -> None:
         """The workflow's task has ended: run what waited for its code to return, unless a
         thread still runs some of it."""
-        if workflow_id not in self.threads_running and workflow_id not in self.active:
+        self._returned.discard(workflow_id)
+        self._run_code_returned(workflow_id)
+
+    def _code_running(self, workflow_id: str) -> bool:
+        if workflow_id in self.threads_running:
+            return True
+        return workflow_id in self.active and workflow_id not in self._returned
+
+    def _run_code_returned(self, workflow_id: str) -> None:
+        if not self._code_running(workflow_id):
             for callback in self._on_code_returned.pop(workflow_id, []):
                 callback()
 

@@ -93,6 +93,21 @@ class _Announcer:
     def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
         """Nothing here dispatches."""
 
+    def records_outcomes_of(self, queue_name: str) -> bool:
+        """No workflow runs here."""
+        return False
+
+    async def record_outcome(
+        self,
+        queue_name: str,
+        workflow_id: str,
+        status: str,
+        output: bytes | None,
+        error: bytes | None,
+    ) -> bool:
+        """Never called: :meth:`records_outcomes_of` takes none."""
+        raise AssertionError("a client runs no workflow")
+
 
 def _with_self(feature: Callable[..., Any], returns: Any) -> inspect.Signature:
     """``feature``'s signature with a leading ``self`` and the given return annotation."""

@@ -3,12 +3,18 @@
 One task per process. It runs a dispatch round when woken (an enqueue or a completion here, a
 NOTIFY from another process, a delayed workflow coming due, a queue's settings changing) and
 otherwise sleeps until the next rate-limit window, delay, or a queue's safety re-check (every
-``polling_interval_sec`` of that queue). Rounds never overlap; wake-ups during a round cause one
-more round, so a burst of enqueues costs a few claims, not one each.
+``polling_interval_sec`` of that queue). Rounds never overlap; a round starts a claim from each
+queue it looks at, and a queue may have two claims in flight (the next one is on its way while
+one commits; each counts the room the other took). Wake-ups meanwhile cause one more claim, so
+a burst of enqueues costs a few claims, not one each.
 
 A workflow holds its slot in this process (``worker_concurrency``) until its code has returned:
 a cancelled workflow whose sync step still runs in a thread keeps it, and keeps its slot in the
-shared count too (``held_queue_slot``) until this process reports the code returned.
+shared count too (``held_queue_slot``) until this process reports the code returned. Once its
+code has returned, the workflow hands its outcome to the dispatcher, whose next claim from the
+queue records it in the same statement (or, under shared limits, the same transaction, before
+counting): one commit frees the slot and fills it again. A partitioned queue's workflows record
+their outcomes themselves.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .._sysdb._queues import (
     release_queue_slot,
 )
 from .._sysdb._supervisor import cancel_and_wait, supervise
+from .._sysdb._workflows import Outcome, complete_workflow
 from ._queue_store import reload_queue, reload_queues
 from ._recovery import resume_claimed
 
@@ -45,6 +52,13 @@ logger = logging.getLogger("dbos_async")
 
 _UNBOUNDED = 1_000_000
 _SKIPPED_RECHECK = 0.0005  # seconds: the first re-check after a claim passed over a locked row
+# Claims in flight at once from one queue: the next one is on its way while one commits (a
+# partitioned queue claims one partition after another, one claim at a time).
+_CLAIMS_IN_FLIGHT = 2
+
+# An outcome waiting for the next claim from its queue, and its writer's future: whether it was
+# recorded, or None when the dispatcher did not write it (its writer then writes it alone).
+_Waiting = tuple[Outcome, "asyncio.Future[bool | None]"]
 
 
 def _room(limit: int | None, used: int) -> int:
@@ -78,6 +92,9 @@ class Dispatcher:
         self._delays_due_at = 0.0  # epoch ms when a DELAYED workflow may become ready
         self.token = uuid.uuid4().hex[:12]  # marks this process's own NOTIFYs
         self._unwatch_clock: Callable[[], None] | None = None
+        self._outcomes: dict[str, list[_Waiting]] = {}  # per queue, for its next claim
+        self._claims: dict[str, set[asyncio.Task[None]]] = {}  # per queue, claims in flight
+        self._reserved: dict[str, int] = {}  # per queue, the room its claims in flight took
 
     def start(self) -> None:
         """Dispatch in the background (after :meth:`reload_all` loaded the registered queues)."""
@@ -85,10 +102,49 @@ class Dispatcher:
         self._task = supervise("dbos-dispatcher", self._run)
 
     async def stop(self) -> None:
-        """Stop dispatching (running workflows are the runtime's to stop)."""
+        """Stop dispatching (running workflows are the runtime's to stop, and outcomes handed
+        over and not yet written their writers' to write)."""
         if self._unwatch_clock is not None:
             self._unwatch_clock()
         await cancel_and_wait(self._task)
+        for claims in self._claims.values():
+            for task in list(claims):
+                await cancel_and_wait(task)
+        outcomes, self._outcomes = self._outcomes, {}
+        for waiting in outcomes.values():
+            _not_written(waiting)
+
+    def records_outcomes_of(self, queue_name: str) -> bool:
+        """Whether :meth:`record_outcome` takes the outcomes of ``queue_name``'s workflows: this
+        dispatcher runs and claims from that queue, which is not partitioned (a claim then
+        covers the whole queue)."""
+        if self._task is None or self._task.done() or not self._listens_to(queue_name):
+            return False
+        settings = self._runtime.queues.settings(queue_name)
+        return settings is not None and not settings.partitioned
+
+    async def record_outcome(
+        self,
+        queue_name: str,
+        workflow_id: str,
+        status: str,
+        output: bytes | None,
+        error: bytes | None,
+    ) -> bool:
+        """Record the outcome of a workflow of ``queue_name`` whose code returned here, with the
+        next claim from that queue; whether it was recorded (as
+        :func:`~.._sysdb._workflows.complete_workflow` tells)."""
+        runtime = self._runtime
+        outcome = Outcome(workflow_id, status, output, error, runtime.executor_id)
+        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+        self._outcomes.setdefault(queue_name, []).append((outcome, future))
+        self.wake(queue_name)
+        recorded = await future
+        if recorded is None:  # the dispatcher stopped, or its claim failed: write it alone
+            return await complete_workflow(
+                runtime.db, workflow_id, status, output, error, owner=outcome.owner
+            )
+        return recorded
 
     def _on_clock_changed(self) -> None:
         """The engine's clock moved (a test advanced it): delays and rate windows may have
@@ -172,28 +228,54 @@ class Dispatcher:
         for name in names:
             settings = catalog.settings(name)
             if settings is not None:
-                rate_pause, skipped_locked = await self._dispatch(name, settings)
-                pause = min(pause, rate_pause)
-                recheck = settings.polling_interval_sec
-                if skipped_locked:
-                    # A candidate was locked for a moment by another statement (say, a waiter
-                    # marking it awaited): look again soon, then less and less soon.
-                    recheck = min(recheck, self._skipped_rechecks.get(name, _SKIPPED_RECHECK))
-                    self._skipped_rechecks[name] = recheck * 2
-                else:
-                    self._skipped_rechecks.pop(name, None)
-                self._next_check[name] = time.monotonic() + recheck
+                self._claim_soon(name, settings)
+                pause = min(pause, _rate_pause(settings))
+        for name in list(self._outcomes):
+            if not self.records_outcomes_of(name):  # the queue went away meanwhile
+                _not_written(self._outcomes.pop(name))
         now = time.monotonic()
         for name in known:
-            pause = min(pause, self._next_check.get(name, now) - now)
+            if not self._claims.get(name):  # (a claim in flight wakes the loop when done)
+                pause = min(pause, self._next_check.get(name, now) - now)
         if self._delays_due_at != math.inf:
             pause = min(pause, (self._delays_due_at - runtime.clock.now_ms()) / 1000)
         return max(0.0, min(pause, 60.0))
 
-    async def _dispatch(self, name: str, settings: QueueSettings) -> tuple[float, bool]:
-        """Claim and start what queue ``name`` allows here. Returns how soon a rate window may
-        admit more (inf without a rate limit), and whether a claim passed over a candidate that
-        was locked at that moment."""
+    def _claim_soon(self, name: str, settings: QueueSettings) -> None:
+        """Start a claim from queue ``name``, unless as many as it may have are in flight
+        already: then one more as soon as one of them is done."""
+        in_flight = self._claims.setdefault(name, set())
+        if len(in_flight) >= (1 if settings.partitioned else _CLAIMS_IN_FLIGHT):
+            self._woken.add(name)
+            return
+        task = asyncio.get_running_loop().create_task(self._claim_from(name, settings))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+
+    async def _claim_from(self, name: str, settings: QueueSettings) -> None:
+        """One claim from queue ``name`` (:meth:`_dispatch`), then when to look at it again."""
+        try:
+            skipped_locked = await self._dispatch(name, settings)
+        except Exception:
+            logger.exception("Claiming from queue %s failed; retrying", name)
+            self._next_check[name] = time.monotonic() + 1.0
+        else:
+            recheck = settings.polling_interval_sec
+            if skipped_locked:
+                # A candidate was locked for a moment by another statement (say, a waiter
+                # marking it awaited): look again soon, then less and less soon.
+                recheck = min(recheck, self._skipped_rechecks.get(name, _SKIPPED_RECHECK))
+                self._skipped_rechecks[name] = recheck * 2
+            else:
+                self._skipped_rechecks.pop(name, None)
+            self._next_check[name] = time.monotonic() + recheck
+        finally:
+            self._wake.set()
+
+    async def _dispatch(self, name: str, settings: QueueSettings) -> bool:
+        """Claim and start what queue ``name`` allows here, less the room of the claims in
+        flight beside this one, and record the outcomes handed over for it. Returns whether a
+        claim passed over a candidate that was locked at that moment."""
         shape = settings.claim_shape()
         partitions: list[str | None] = [None]
         if settings.partitioned:
@@ -201,30 +283,42 @@ class Dispatcher:
             random.shuffle(partitions)  # no partition waits behind the others every round
         running = self._running.setdefault(name, {})
         skipped_locked = False
+        outcomes = self._outcomes.pop(name, [])
         for partition in partitions:
-            in_queue = sum(len(ids) for ids in running.values())
+            in_queue = sum(len(ids) for ids in running.values()) + self._reserved.get(name, 0)
             in_partition = running.setdefault(partition, set())
             queue_room = _room(shape.worker, in_queue)
-            if queue_room <= 0:
+            if queue_room <= 0 and not outcomes:
                 break
-            local = min(queue_room, _room(shape.partition_worker, len(in_partition)))
-            claimed = await claim(
-                self._runtime.db,
-                name,
-                self._runtime.executor_id,
-                self._runtime.application_version,
-                _limits(shape, local),
-                partition,
-                self._runtime.application_name,
-                latest_version=self._runtime.runs_latest_version,
-            )
+            local = max(0, min(queue_room, _room(shape.partition_worker, len(in_partition))))
+            reserved = local if shape.worker is not None else 0  # (unbounded: nothing to share)
+            self._reserved[name] = self._reserved.get(name, 0) + reserved
+            try:
+                claimed = await claim(
+                    self._runtime.db,
+                    name,
+                    self._runtime.executor_id,
+                    self._runtime.application_version,
+                    _limits(shape, local),
+                    partition,
+                    self._runtime.application_name,
+                    latest_version=self._runtime.runs_latest_version,
+                    outcomes=[outcome for outcome, _ in outcomes],
+                )
+            except BaseException:
+                _not_written(outcomes)
+                raise
+            finally:
+                self._reserved[name] -= reserved
+            for (_, future), recorded in zip(outcomes, claimed.recorded, strict=True):
+                if not future.done():
+                    future.set_result(recorded)
+            outcomes = []
             skipped_locked = skipped_locked or claimed.skipped_locked
             for row in claimed.rows:
                 await self._start(row, in_partition)
-        limiters = [limiter for limiter in (shape.rate, shape.partition_rate) if limiter]
-        # A rate-limited queue may have work that only a later window admits.
-        rate_pause = min((limiter["period"] / 4 for limiter in limiters), default=math.inf)
-        return rate_pause, skipped_locked
+        _not_written(outcomes)  # a partitioned queue's (its workflows wrote them alone)
+        return skipped_locked
 
     async def _start(self, row: Any, running: set[str]) -> None:
         workflow_id = row["workflow_uuid"]
@@ -243,30 +337,45 @@ class Dispatcher:
             self.wake(queue_name)
             return
         running.add(workflow_id)
+        # The slot is free once the workflow's code has returned: the next claim overlaps the
+        # commit of its outcome.
+        self._runtime.when_code_returned(
+            workflow_id, lambda: self._finished(running, queue_name, workflow_id)
+        )
 
         def ended(task: asyncio.Task[Any]) -> None:
-            cancelled = not task.cancelled() and isinstance(
+            if not task.cancelled() and isinstance(
                 task.exception(), DBOSAwaitedWorkflowCancelledError
-            )
-            self._runtime.when_code_returned(
-                workflow_id,
-                lambda: self._finished(running, queue_name, workflow_id, cancelled=cancelled),
-            )
+            ):
+                self._runtime.when_code_returned(
+                    workflow_id, lambda: self._runtime.background(self._release(workflow_id))
+                )
 
         task.add_done_callback(ended)
 
-    def _finished(
-        self, running: set[str], queue_name: str, workflow_id: str, *, cancelled: bool
-    ) -> None:
+    def _finished(self, running: set[str], queue_name: str, workflow_id: str) -> None:
         running.discard(workflow_id)
         self.wake(queue_name)
-        if cancelled:
-            self._runtime.background(self._release(workflow_id))
 
     async def _release(self, workflow_id: str) -> None:
         held = await release_queue_slot(self._runtime.db, workflow_id)
         if held is not None:
             self.announce(held)
+
+
+def _rate_pause(settings: QueueSettings) -> float:
+    """How soon a rate window of the queue may admit more (inf without a rate limit): a
+    rate-limited queue may have work that only a later window admits."""
+    shape = settings.claim_shape()
+    limiters = [limiter for limiter in (shape.rate, shape.partition_rate) if limiter]
+    return min((limiter["period"] / 4 for limiter in limiters), default=math.inf)
+
+
+def _not_written(waiting: list[_Waiting]) -> None:
+    """Hand outcomes back to their writers, to write alone."""
+    for _, future in waiting:
+        if not future.done():
+            future.set_result(None)
 
 
 def _limits(shape: ClaimShape, local_capacity: int) -> ClaimLimits:

@@ -494,7 +494,12 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
         with traced(
             ctx.name, functools.partial(context_attributes, ctx, "workflow"), ctx.trace_parent
         ):
-            result = await invocation.run(runtime, ctx.workflow_id)
+            try:
+                result = await invocation.run(runtime, ctx.workflow_id)
+            finally:
+                # Its queue slot is free from here (a run again after an error of the system
+                # database, rare as it is, runs outside its queue's count).
+                runtime.function_returned(ctx.workflow_id)
         if ctx.deferred_checkpoints:
             await settle_deferred(ctx)
         output = codec.dumps(result, ctx.serialization)
@@ -515,10 +520,12 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
         if isinstance(error, DBOSSerializationError):
             logger.error("Workflow %s returned a value that cannot be recorded", ctx.workflow_id)
         error_bytes = codec.dumps_exception(error, ctx.serialization)
-        if await finish(runtime, ctx.workflow_id, ctx.queue_name, "ERROR", None, error_bytes):
+        if await finish(
+            runtime, ctx.workflow_id, ctx.queue_name, "ERROR", None, error_bytes, ran=True
+        ):
             raise
         return await _wait_recorded(runtime, ctx.workflow_id)
-    if await finish(runtime, ctx.workflow_id, ctx.queue_name, "SUCCESS", output, None):
+    if await finish(runtime, ctx.workflow_id, ctx.queue_name, "SUCCESS", output, None, ran=True):
         return result
     return await _wait_recorded(runtime, ctx.workflow_id)
 
@@ -530,11 +537,22 @@ async def finish(
     status: str,
     output: bytes | None,
     error: bytes | None,
+    *,
+    ran: bool = False,
 ) -> bool:
-    """Record the outcome and wake local waiters; False if another outcome was recorded first."""
-    if not await complete_workflow(
-        runtime.db, workflow_id, status, output, error, owner=runtime.executor_id
-    ):
+    """Record the outcome and wake local waiters; False if another outcome was recorded first.
+
+    ``ran``: the workflow's code ran here and returned, so its queue slot is free already; the
+    dispatcher then records the outcome with its next claim from that queue.
+    """
+    dispatcher = runtime.dispatcher
+    if ran and queue_name is not None and dispatcher.records_outcomes_of(queue_name):
+        recorded = await dispatcher.record_outcome(queue_name, workflow_id, status, output, error)
+    else:
+        recorded = await complete_workflow(
+            runtime.db, workflow_id, status, output, error, owner=runtime.executor_id
+        )
+    if not recorded:
         return False
     runtime.notifier.notify_local(WORKFLOW_DONE, workflow_id)
     settings = runtime.queues.settings(queue_name) if queue_name else None

@@ -31,6 +31,7 @@ from ._urls import database_name, normalize_url, redact, with_database
 
 __all__ = [
     "Database",
+    "GenericPlans",
     "check_migrated",
     "connect_database",
     "create_database_if_missing",
@@ -89,6 +90,10 @@ class Database:
         self.retries = 0
         self._groups: dict[str, GroupCommit[Any, Any]] = {}
         self._idle: list[Any] = []
+        self._idle_generic: list[Any] = []  # kept connections that plan generically
+        self.generic = GenericPlans(self)
+        """:meth:`fetch`, :meth:`fetchrow`, :meth:`fetchval` and :meth:`execute` for statements
+        whose plan never depends on their arguments (:class:`GenericPlans`)."""
         self._keep = max(1, pool.get_max_size() // 2)
         self._closed = False
         self._unreachable_since: float | None = None
@@ -138,17 +143,23 @@ class Database:
         """
         return await self._attempts(body, keep=False)
 
-    def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Awaitable[Any]:
-        return self._attempts(lambda conn: getattr(conn, method)(sql, *args), keep=True)
+    def _run(
+        self, method: str, sql: str, args: tuple[Any, ...], *, generic: bool = False
+    ) -> Awaitable[Any]:
+        return self._attempts(
+            lambda conn: getattr(conn, method)(sql, *args), keep=True, generic=generic
+        )
 
-    async def _attempts(self, body: Callable[[Any], Awaitable[T]], *, keep: bool) -> T:
+    async def _attempts(
+        self, body: Callable[[Any], Awaitable[T]], *, keep: bool, generic: bool = False
+    ) -> T:
         backoff: Backoff | None = None
         started = 0.0
         while True:
             self.statements += 1
             conn = None
             try:
-                conn = await self._connection(keep)
+                conn = await self._connection(keep, generic)
                 result = await body(conn)
             except BaseException as error:
                 usable = conn is not None and _usable(conn)
@@ -165,22 +176,31 @@ class Database:
                     backoff, started = Backoff(), time.monotonic()
                 await self._pause(backoff, started, error)
                 continue
-            if keep and len(self._idle) < self._keep:
-                self._idle.append(conn)
+            if keep and len(self._idle) + len(self._idle_generic) < self._keep:
+                (self._idle_generic if generic else self._idle).append(conn)
             else:
-                await self.pool.release(conn)
+                await self.pool.release(conn)  # (asyncpg's reset undoes a generic one's SET)
             if self._unreachable_since is not None:
                 self._reachable_again()
             return result
 
-    async def _connection(self, keep: bool) -> Any:
-        """A kept connection that still works, else one from the pool."""
-        while keep and self._idle:
-            conn = self._idle.pop()
+    async def _connection(self, keep: bool, generic: bool) -> Any:
+        """A kept connection that still works, else one from the pool (set to plan
+        generically, for a ``generic`` statement)."""
+        idle = self._idle_generic if generic else self._idle
+        while keep and idle:
+            conn = idle.pop()
             if _usable(conn):
                 return conn
             await self._release(conn)
-        return await self.pool.acquire()
+        conn = await self.pool.acquire()
+        if generic:
+            try:
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+            except BaseException:
+                await self._release(conn)
+                raise
+        return conn
 
     async def _release(self, conn: Any) -> None:
         """Hand a connection back to the pool after an error; asyncpg resets or replaces it."""
@@ -218,13 +238,46 @@ class Database:
         self._closed = True
         for writer in self._groups.values():
             writer.close()
-        idle, self._idle = self._idle, []
+        idle, self._idle, self._idle_generic = [*self._idle, *self._idle_generic], [], []
         for conn in idle:
             await self._release(conn)
         try:
             await asyncio.wait_for(self.pool.close(), _CLOSE_SECONDS)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             self.pool.terminate()
+
+
+class GenericPlans:
+    """A :class:`Database`'s statements on connections that plan every prepared statement
+    generically (``plan_cache_mode = force_generic_plan``), for the engine's hot statements of
+    fixed shape: the batched writes of workflow rows, steps and outcomes, and the claims.
+
+    Left to choose, Postgres plans such a statement afresh at every execution whenever its
+    first few batches were small (a custom plan, costed on the arrays' actual length, looks
+    cheaper than the generic one, costed on a default length): at a few rows per batch, the
+    planning cost more server time than the rest of the statement. Their best plan never
+    depends on their arguments (the plan tests check it); statements whose do (listings, whose
+    partial indexes match only constant statuses) stay with :class:`Database`'s own methods.
+    """
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Run a query and return all its rows."""
+        rows: list[asyncpg.Record] = await self._db._run("fetch", sql, args, generic=True)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """Run a query and return its first row, or None."""
+        row: asyncpg.Record | None = await self._db._run("fetchrow", sql, args, generic=True)
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        """Run a query and return the first column of its first row."""
+        return await self._db._run("fetchval", sql, args, generic=True)
 
 
 def _usable(conn: Any) -> bool:

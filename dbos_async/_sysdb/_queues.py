@@ -10,12 +10,24 @@ capacity: the second counts after the first has committed.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import asyncpg
 
+from ._batches import BatchedStatement, Column
 from ._database import Database
-from ._workflows import of_application
+from ._workflows import (
+    OUTCOME_COLUMNS,
+    Outcome,
+    bind_outcomes,
+    of_application,
+    outcome_ctes,
+    outcome_values,
+    outcomes_recorded,
+    recorded_outcomes,
+    unique_outcomes,
+)
 
 _MAX_CLAIM = 1000  # at most this many workflows started per claim
 
@@ -68,46 +80,70 @@ class ClaimLimits:
 # a CASE branch that is not taken is never run). A running workflow is PENDING, or cancelled
 # with its code still running (``held_queue_slot``).
 _RUNNING = """(
-    (SELECT count(*) FROM workflow_status WHERE queue_name = $1 AND status = 'PENDING' {where})
+    (SELECT count(*) FROM workflow_status WHERE queue_name = {queue} AND status = 'PENDING' {where})
     + (SELECT count(*) FROM workflow_status
-       WHERE held_queue_slot = $1 AND status <> 'PENDING' {where}))"""
+       WHERE held_queue_slot = {queue} AND status <> 'PENDING' {where}))"""
 _STARTED = """(SELECT count(*) FROM workflow_status
-    WHERE queue_name = $1 AND started_at_epoch_ms > $4::bigint - {period} {where})"""
-_IN_PARTITION = "AND queue_partition_key IS NOT DISTINCT FROM $6"
+    WHERE queue_name = {queue} AND started_at_epoch_ms > {now} - {period} {where})"""
+
+_CLAIM_PARAMETERS = ("queue", "executor", "version", "now", "room", "partition", "app")
+_SHARED_PARAMETERS = (
+    "concurrency",
+    "rate_limit",
+    "rate_period",
+    "partition_concurrency",
+    "partition_rate_limit",
+    "partition_rate_period",
+)
+_TYPES = {
+    "queue": "text",
+    "executor": "text",
+    "version": "text",
+    "now": "bigint",
+    "room": "bigint",
+    "partition": "text",
+    "app": "text",
+    "latest": "boolean",
+}
 
 
-def _room(limit: str, used: str) -> str:
-    return f"CASE WHEN {limit} IS NULL THEN $5::bigint ELSE {limit} - {used} END"
+def _room(limit: str, used: str, unlimited: str) -> str:
+    return f"CASE WHEN {limit} IS NULL THEN {unlimited} ELSE {limit} - {used} END"
 
 
-def _claim_sql(shared: bool) -> str:
-    """The claim statement; the shared form also counts what the shared limits bound.
+def _claim_ctes(p: Mapping[str, str], shared: bool) -> str:
+    """SQL: the common table expressions of a claim (``claimed``, the rows it moved to PENDING;
+    ``skipped``, whether it passed over a locked candidate), given each parameter's expression
+    by name (:data:`_CLAIM_PARAMETERS`, then :data:`_SHARED_PARAMETERS` when ``shared``, and
+    ``latest``, whether this process runs the latest version: only then does it take work
+    pinned to no version).
 
     Two fixed shapes (rather than one with optional parts) let Postgres reuse each one's plan.
-    Parameters: $1 queue, $2 executor, $3 version, $4 now, $5 this process's room, $6 the
-    partition, $7 the application (its own and unclaimed workflows only), then (shared) $8
-    concurrency, $9 rate limit, $10 its period (ms), $11 partition concurrency, $12 partition
-    rate limit, $13 its period (ms); last ($8, or $14 when shared) whether this process runs
-    the latest version (only then does it take work pinned to no version).
     """
-    limit = "$5::bigint"
-    takes_unpinned = "$14::boolean" if shared else "$8::boolean"
+    limit = p["room"]
     if shared:
+        in_partition = f"AND queue_partition_key IS NOT DISTINCT FROM {p['partition']}"
+        running, started = _RUNNING.format_map, _STARTED.format_map
+        room = p["room"]
         rooms = [
-            _room("$8::bigint", _RUNNING.format(where="")),
-            _room("$9::bigint", _STARTED.format(period="$10::bigint", where="")),
-            _room("$11::bigint", _RUNNING.format(where=_IN_PARTITION)),
-            _room("$12::bigint", _STARTED.format(period="$13::bigint", where=_IN_PARTITION)),
+            _room(p["concurrency"], running({**p, "where": ""}), room),
+            _room(p["rate_limit"], started({**p, "period": p["rate_period"], "where": ""}), room),
+            _room(p["partition_concurrency"], running({**p, "where": in_partition}), room),
+            _room(
+                p["partition_rate_limit"],
+                started({**p, "period": p["partition_rate_period"], "where": in_partition}),
+                room,
+            ),
         ]
-        limit = f"GREATEST(0, LEAST($5::bigint, {', '.join(rooms)}))"
-    candidates = f"""queue_name = $1 AND status = 'ENQUEUED' {_IN_PARTITION}
-        AND (application_version = $3 OR ({takes_unpinned} AND application_version IS NULL))
-        AND {of_application("$7")}"""
+        limit = f"GREATEST(0, LEAST({room}, {', '.join(rooms)}))"
+    candidates = f"""queue_name = {p["queue"]} AND status = 'ENQUEUED'
+        AND queue_partition_key IS NOT DISTINCT FROM {p["partition"]}
+        AND (application_version = {p["version"]}
+             OR ({p["latest"]} AND application_version IS NULL))
+        AND {of_application(p["app"])}"""
     # ``skipped_locked``: it had room for more, and a candidate it did not take exists (one
     # another statement held locked for a moment, which FOR UPDATE SKIP LOCKED passes over).
-    # One row always comes back; without a claimed workflow its columns are NULL.
-    return f"""
-WITH allowed AS (
+    return f"""allowed AS (
     SELECT {limit} AS n
 ), picked AS (
     SELECT workflow_uuid FROM workflow_status
@@ -117,12 +153,13 @@ WITH allowed AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE workflow_status AS w
-    SET status = 'PENDING', executor_id = $2, application_version = $3,
-        application_name = COALESCE(w.application_name, $7::text),
-        started_at_epoch_ms = $4, updated_at = $4, recovery_attempts = w.recovery_attempts + 1,
+    SET status = 'PENDING', executor_id = {p["executor"]}, application_version = {p["version"]},
+        application_name = COALESCE(w.application_name, {p["app"]}),
+        started_at_epoch_ms = {p["now"]}, updated_at = {p["now"]},
+        recovery_attempts = w.recovery_attempts + 1,
         workflow_deadline_epoch_ms = CASE
             WHEN w.workflow_timeout_ms IS NOT NULL AND w.workflow_deadline_epoch_ms IS NULL
-            THEN $4 + w.workflow_timeout_ms ELSE w.workflow_deadline_epoch_ms END
+            THEN {p["now"]} + w.workflow_timeout_ms ELSE w.workflow_deadline_epoch_ms END
     FROM picked
     WHERE w.workflow_uuid = picked.workflow_uuid
     RETURNING w.*,
@@ -134,13 +171,55 @@ WITH allowed AS (
                     WHERE {candidates}
                         AND workflow_uuid NOT IN (SELECT workflow_uuid FROM picked))
         AS skipped_locked
-)
-SELECT claimed.*, skipped.skipped_locked FROM skipped LEFT JOIN claimed ON true
-"""
+)"""
+
+
+# One row always comes back; without a claimed workflow its columns are NULL.
+_CLAIMED = "claimed.*, skipped.skipped_locked FROM skipped LEFT JOIN claimed ON true"
+
+
+def _claim_sql(shared: bool) -> str:
+    """The claim statement; the shared form also counts what the shared limits bound.
+
+    Parameters: $1 queue, $2 executor, $3 version, $4 now, $5 this process's room, $6 the
+    partition, $7 the application (its own and unclaimed workflows only), then (shared) $8
+    concurrency, $9 rate limit, $10 its period (ms), $11 partition concurrency, $12 partition
+    rate limit, $13 its period (ms); last ($8, or $14 when shared) whether this process runs
+    the latest version.
+    """
+    names = [*_CLAIM_PARAMETERS, *(_SHARED_PARAMETERS if shared else ()), "latest"]
+    p = {name: f"${n}::{_TYPES.get(name, 'bigint')}" for n, name in enumerate(names, 1)}
+    return f"WITH {_claim_ctes(p, shared)}\nSELECT {_CLAIMED}\n"
 
 
 _CLAIM_SHARED = _claim_sql(shared=True)
 _CLAIM_LOCAL = _claim_sql(shared=False)
+
+
+def _render_outcomes_then_claim(c: Mapping[str, str], source: str) -> str:
+    p = {name: c[f"claim_{name}"] for name in (*_CLAIM_PARAMETERS, "latest")}
+    return f"""
+WITH {outcome_ctes(c, source)},
+recorded (outcomes_recorded, outcomes_not_recorded, outcomes_notified) AS (
+    SELECT {outcomes_recorded()} FROM done
+),
+{_claim_ctes(p, shared=False)}
+SELECT recorded.*, {_CLAIMED} CROSS JOIN recorded
+"""
+
+
+_OUTCOMES_THEN_CLAIM = BatchedStatement(
+    (
+        *OUTCOME_COLUMNS,
+        *(
+            Column(f"claim_{name}", _TYPES[name], per_batch=True)
+            for name in (*_CLAIM_PARAMETERS, "latest")
+        ),
+    ),
+    _render_outcomes_then_claim,
+)
+"""Outcomes of a queue's workflows recorded, and their successors claimed from the queue, in
+one statement (a queue without shared limits: nothing counts the rows it completes)."""
 
 
 def _lock_key(queue_name: str, partition_key: str | None) -> int:
@@ -151,10 +230,12 @@ def _lock_key(queue_name: str, partition_key: str | None) -> int:
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """What a claim took, and whether it passed over a candidate locked at that moment (a
-    claim soon after may take it)."""
+    claim soon after may take it); and, per outcome it recorded first, whether that outcome
+    was recorded (see :func:`~._workflows.complete_workflow`)."""
 
     rows: list[asyncpg.Record]
     skipped_locked: bool = False
+    recorded: list[bool] = field(default_factory=list)
 
 
 async def claim(
@@ -167,6 +248,7 @@ async def claim(
     application: str | None = None,
     *,
     latest_version: bool = True,
+    outcomes: Sequence[Outcome] = (),
 ) -> Claimed:
     """Move up to the allowed number of ``ENQUEUED`` rows to ``PENDING`` for this executor.
 
@@ -176,15 +258,33 @@ async def claim(
     With shared limits the claim holds a transaction-scoped advisory lock (the queue's when a
     limit spans partitions, else the partition's), so two claims never both count the same
     free room: the second counts after the first has committed.
+
+    ``outcomes`` (of workflows of this queue whose code returned here) are recorded in the same
+    transaction, before the claim counts the queue's running workflows: one commit frees their
+    slots and fills them again.
     """
-    if limits.local_capacity <= 0:
-        return Claimed([])
     now = db.now_ms()
-    local = (queue_name, executor_id, app_version, now, min(limits.local_capacity, _MAX_CLAIM))
+    room = min(max(limits.local_capacity, 0), _MAX_CLAIM)
+    unique = unique_outcomes(outcomes)
+    if room == 0:
+        if not outcomes:
+            return Claimed([])
+        sql, outcome_args = bind_outcomes(unique, now)
+        row = await db.generic.fetchrow(sql, *outcome_args)
+        return Claimed([], recorded=recorded_outcomes(row, outcomes, unique))
+    local = (queue_name, executor_id, app_version, now, room)
     if not limits.shared:
-        return _claimed(
-            await db.fetch(_CLAIM_LOCAL, *local, partition_key, application, latest_version)
+        if not outcomes:
+            return _claimed(
+                await db.generic.fetch(
+                    _CLAIM_LOCAL, *local, partition_key, application, latest_version
+                )
+            )
+        sql, both_args = _OUTCOMES_THEN_CLAIM.bind(
+            [*outcome_values(unique, now), *local, partition_key, application, latest_version]
         )
+        rows = await db.generic.fetch(sql, *both_args)
+        return _claimed(rows, recorded_outcomes(rows[0], outcomes, unique))
     args = (
         *local,
         partition_key,
@@ -200,25 +300,33 @@ async def claim(
     lock_key = _lock_key(queue_name, None if limits.queue_wide else partition_key)
     lock = f"BEGIN; SELECT pg_advisory_xact_lock({lock_key})"
 
-    async def claim_under_lock(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    record = bind_outcomes(unique, now) if outcomes else None
+
+    async def claim_under_lock(conn: asyncpg.Connection) -> Claimed:
         # Simple-query protocol: BEGIN and the lock in one round trip (the key is an int).
         db.statements += 2
         try:
             await conn.execute(lock)
+            recorded = []
+            if record is not None:
+                db.statements += 1
+                row = await conn.fetchrow(record[0], *record[1])
+                recorded = recorded_outcomes(row, outcomes, unique)
             rows = await conn.fetch(_CLAIM_SHARED, *args)
             await conn.execute("COMMIT")
         except BaseException:
             if not conn.is_closed() and conn.is_in_transaction():
                 await conn.execute("ROLLBACK")
             raise
-        return list(rows)
+        return _claimed(rows, recorded)
 
-    return _claimed(await db.run(claim_under_lock))
+    return await db.run(claim_under_lock)
 
 
-def _claimed(rows: list[asyncpg.Record]) -> Claimed:
+def _claimed(rows: Sequence[asyncpg.Record], recorded: list[bool] | None = None) -> Claimed:
     skipped = bool(rows and rows[0]["skipped_locked"])
-    return Claimed([row for row in rows if row["workflow_uuid"] is not None], skipped)
+    claimed = [row for row in rows if row["workflow_uuid"] is not None]
+    return Claimed(claimed, skipped, recorded or [])
 
 
 async def partitions_with_work(db: Database, queue_name: str) -> list[str]:

@@ -20,7 +20,9 @@ from ._database import Database
 from ._notify import WORKFLOW_DONE
 
 __all__ = [
+    "OUTCOME_COLUMNS",
     "NewWorkflow",
+    "Outcome",
     "StepOutput",
     "claim_for_recovery",
     "complete_workflow",
@@ -28,6 +30,12 @@ __all__ = [
     "insert_step_output",
     "insert_workflow",
     "load_step_outputs",
+    "bind_outcomes",
+    "outcome_ctes",
+    "outcome_values",
+    "outcomes_recorded",
+    "recorded_outcomes",
+    "unique_outcomes",
     "of_application",
     "owned_by",
     "mark_awaited",
@@ -218,7 +226,7 @@ async def _insert_workflows(db: Database, batch: Sequence[NewWorkflow]) -> list[
     columns[16] = now
     del columns[18]  # the deduplication ID
     sql, args = _INSERT_WORKFLOWS.bind(columns)
-    return written_of_batch(await db.fetchrow(sql, *args), batch, rows, _workflow_key)
+    return written_of_batch(await db.generic.fetchrow(sql, *args), batch, rows, _workflow_key)
 
 
 async def insert_workflow(db: Database, wf: NewWorkflow) -> bool:
@@ -257,9 +265,12 @@ SELECT (SELECT count(*) FROM done) AS completed, (SELECT count(*) FROM notified)
 """
 
 
-def _render_outcomes(c: Mapping[str, str], source: str) -> str:
-    return f"""
-WITH done AS (
+def outcome_ctes(c: Mapping[str, str], source: str) -> str:
+    """SQL: the common table expressions that record a batch of outcomes (``done``, the rows
+    recorded; ``notified``, their NOTIFYs), from the columns of :data:`OUTCOME_COLUMNS`.
+
+    ``notified`` runs only if the statement reads it, as :func:`outcomes_recorded` does."""
+    return f"""done AS (
     UPDATE workflow_status AS w
     SET status = {c["status"]}, output = {c["output"]}, error = {c["error"]},
         updated_at = {c["now"]}, completed_at = {c["now"]}, deduplication_id = NULL
@@ -269,23 +280,30 @@ WITH done AS (
     RETURNING w.workflow_uuid, w.awaited
 ), notified AS (
     SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done WHERE awaited
-)
-SELECT {written_or_keys(["workflow_uuid"])}, (SELECT count(*) FROM notified) FROM done
-"""
+)"""
 
 
-# Numbered as _COMPLETE_WORKFLOW's parameters.
-_OUTCOMES = BatchedStatement(
-    (
-        Column("workflow_uuid", "text"),
-        Column("status", "text", often_uniform=True),
-        Column("output", "bytea"),
-        Column("error", "bytea", often_uniform=True),
-        Column("now", "bigint", per_batch=True),
-        Column("owner", "text", often_uniform=True),
-    ),
-    _render_outcomes,
+def outcomes_recorded() -> str:
+    """SQL select list over ``done``: which outcomes were recorded (read by
+    :func:`recorded_outcomes`), and how many NOTIFYs went out."""
+    return f"{written_or_keys(['workflow_uuid'])}, (SELECT count(*) FROM notified)"
+
+
+def _render_outcomes(c: Mapping[str, str], source: str) -> str:
+    return f"WITH {outcome_ctes(c, source)}\nSELECT {outcomes_recorded()} FROM done"
+
+
+OUTCOME_COLUMNS = (
+    Column("workflow_uuid", "text"),
+    Column("status", "text", often_uniform=True),
+    Column("output", "bytea"),
+    Column("error", "bytea", often_uniform=True),
+    Column("now", "bigint", per_batch=True),
+    Column("owner", "text", often_uniform=True),
 )
+"""The parameters of a batch of outcomes, numbered as _COMPLETE_WORKFLOW's."""
+
+_OUTCOMES = BatchedStatement(OUTCOME_COLUMNS, _render_outcomes)
 
 _COMPLETE_WORKFLOWS = _OUTCOMES.sql_all_arrays()
 """The batched outcome statement with every column an array (whose plan tests check)."""
@@ -315,19 +333,42 @@ async def _complete_workflows(db: Database, batch: Sequence[Outcome]) -> list[bo
             _COMPLETE_WORKFLOW, o.workflow_id, o.status, o.output, o.error, db.now_ms(), o.owner
         )
         return [row is not None and row["completed"] == 1]
-    # An UPDATE ... FROM that meets a row twice applies either one: send only the first.
-    outcomes = first_of_each(batch, _outcome_key)
-    sql, args = _OUTCOMES.bind(
-        (
-            [o.workflow_id for o in outcomes],
-            [o.status for o in outcomes],
-            [o.output for o in outcomes],
-            [o.error for o in outcomes],
-            db.now_ms(),
-            [o.owner for o in outcomes],
-        )
-    )
-    return written_of_batch(await db.fetchrow(sql, *args), batch, outcomes, _outcome_key)
+    outcomes = unique_outcomes(batch)
+    sql, args = bind_outcomes(outcomes, db.now_ms())
+    return recorded_outcomes(await db.generic.fetchrow(sql, *args), batch, outcomes)
+
+
+def bind_outcomes(outcomes: Sequence[Outcome], now_ms: int) -> tuple[str, list[Any]]:
+    """The statement recording ``outcomes`` (a :func:`unique_outcomes`) and its arguments; it
+    returns one row, read by :func:`recorded_outcomes`."""
+    return _OUTCOMES.bind(outcome_values(outcomes, now_ms))
+
+
+def outcome_values(outcomes: Sequence[Outcome], now_ms: int) -> list[Any]:
+    """The values of :data:`OUTCOME_COLUMNS` for ``outcomes``, each workflow's at most once
+    (an UPDATE ... FROM that meets a row twice applies either one)."""
+    return [
+        [o.workflow_id for o in outcomes],
+        [o.status for o in outcomes],
+        [o.output for o in outcomes],
+        [o.error for o in outcomes],
+        now_ms,
+        [o.owner for o in outcomes],
+    ]
+
+
+def recorded_outcomes(
+    row: asyncpg.Record | None, batch: Sequence[Outcome], outcomes: Sequence[Outcome]
+) -> list[bool]:
+    """Per outcome of ``batch``, whether a statement that sent ``outcomes`` (its
+    :func:`~._batches.first_of_each`) recorded it, from the row that
+    :func:`outcomes_recorded` selected (its first columns)."""
+    return written_of_batch(row, batch, outcomes, _outcome_key)
+
+
+def unique_outcomes(batch: Sequence[Outcome]) -> list[Outcome]:
+    """``batch`` with each workflow's first outcome only."""
+    return first_of_each(batch, _outcome_key)
 
 
 async def complete_workflow(
@@ -496,7 +537,7 @@ async def _insert_steps(db: Database, batch: Sequence[StepRecord]) -> list[bool]
         return [bool(await db.fetchval(_INSERT_STEP, *records[0].columns()))]
     columns = [list(column) for column in zip(*(r.columns() for r in records), strict=True)]
     sql, args = _INSERT_STEPS.bind(columns)
-    return written_of_batch(await db.fetchrow(sql, *args), batch, records, _step_key)
+    return written_of_batch(await db.generic.fetchrow(sql, *args), batch, records, _step_key)
 
 
 async def insert_step_output(

@@ -84,13 +84,14 @@ async def _batched_and_one_by_one(
     and leaves the same rows as one write per record (workflows under ``single-``). Returns
     the batch's results and the names of the columns it sent once, as scalars."""
     sent: list[tuple[Any, ...]] = []
-    fetchrow = db.fetchrow
+    generic = db.generic
 
-    async def spy(sql: str, *args: Any) -> Any:
-        sent.append(args)
-        return await fetchrow(sql, *args)
+    class Spy:
+        async def fetchrow(self, sql: str, *args: Any) -> Any:
+            sent.append(args)
+            return await generic.fetchrow(sql, *args)
 
-    monkeypatch.setattr(db, "fetchrow", spy)
+    monkeypatch.setattr(db, "generic", Spy())
     batched = await write(db, [_renamed(r, "batch-") for r in records])
     monkeypatch.undo()
     single = [(await write(db, [_renamed(r, "single-")]))[0] for r in records]

@@ -43,9 +43,11 @@ class LostReplies:
     def wrap(self, run: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         faults = self
 
-        def lossy_run(db: Database, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        def lossy_run(
+            db: Database, method: str, sql: str, args: tuple[Any, ...], *, generic: bool = False
+        ) -> Any:
             if faults.marker is None or faults.marker not in sql or faults.remaining <= 0:
-                return run(db, method, sql, args)
+                return run(db, method, sql, args, generic=generic)
             faults.remaining -= 1
             first = True
 
@@ -62,7 +64,7 @@ class LostReplies:
                     raise asyncpg.ConnectionDoesNotExistError("the reply was lost")
                 return result
 
-            return db._attempts(body, keep=True)
+            return db._attempts(body, keep=True, generic=generic)
 
         return lossy_run
 

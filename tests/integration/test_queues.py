@@ -25,6 +25,7 @@ from dbos_async import (
     SetWorkflowID,
 )
 from dbos_async._core._registry import default_registry
+from dbos_async._core._runtime import current_runtime
 from dbos_async.testing import Clock
 from tests.conftest import make_config
 from tests.waypoints import Waypoints
@@ -41,6 +42,7 @@ order: list[str] = []
 plain_queue = Queue("itq_plain")
 limited_queue = Queue("itq_limited", concurrency=3)
 worker_queue = Queue("itq_worker", worker_concurrency=2)
+one_worker_queue = Queue("itq_one_worker", worker_concurrency=1)
 RATE_LIMIT, RATE_PERIOD = 2, 0.5
 rate_queue = Queue("itq_rate", limiter={"limit": RATE_LIMIT, "period": RATE_PERIOD})
 serial_queue = Queue("itq_serial", concurrency=1)
@@ -49,6 +51,7 @@ MODULE_QUEUES = [
     plain_queue,
     limited_queue,
     worker_queue,
+    one_worker_queue,
     rate_queue,
     serial_queue,
     partitioned_queue,
@@ -97,6 +100,23 @@ async def hold(label: str) -> None:
 async def queued_hold(label: str, value: int) -> int:
     await hold(label)
     return value
+
+
+@DBOS.step()
+async def counted_step(value: int) -> int:
+    return value
+
+
+@DBOS.workflow()
+async def queued_counted(label: str, value: int) -> int:
+    """Count this workflow in ``label`` while its code runs, across a checkpoint (a moment
+    other work could start in)."""
+    inside[label] += 1
+    peak[label] = max(peak[label], inside[label])
+    try:
+        return await counted_step(value)
+    finally:
+        inside[label] -= 1
 
 
 @DBOS.workflow()
@@ -275,6 +295,21 @@ async def test_worker_concurrency_is_never_exceeded(dbos: type[DBOS], database_u
     waypoints.gate("worker").set()
     assert await results(handles) == list(range(6))
     assert peak["worker"] == 2
+
+
+async def test_each_outcome_is_recorded_by_the_claim_that_fills_its_slot(
+    dbos: type[DBOS],
+) -> None:
+    """On a queue of one slot per worker, a workflow's slot is free once its code returns, and
+    its outcome is recorded by the claim that starts the next one: one commit for both, none
+    through the outcome writer; the slot is still never shared."""
+    db = current_runtime().db
+    before = db.group_stats().get("outcomes", (0, 0))
+    handles = [await one_worker_queue.enqueue_async(queued_counted, "one", i) for i in range(8)]
+    assert await results(handles) == list(range(8))
+    assert [(await h.get_status()).status for h in handles] == ["SUCCESS"] * 8
+    assert db.group_stats().get("outcomes", (0, 0)) == before
+    assert peak["one"] == 1
 
 
 def _most_in_any_window(times: list[float] | list[int], period: float) -> int:
@@ -502,9 +537,13 @@ def _plan(rows: list[asyncpg.Record]) -> str:
 
 
 async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str) -> None:
-    from dbos_async._sysdb._queues import _CLAIM_LOCAL, _CLAIM_SHARED
+    from dbos_async._sysdb._queues import _CLAIM_LOCAL, _CLAIM_SHARED, _OUTCOMES_THEN_CLAIM
 
-    conn = await asyncpg.connect(database_url, server_settings={"search_path": "dbos"})
+    # The engine plans its claims generically (Database.generic): so does this test.
+    conn = await asyncpg.connect(
+        database_url,
+        server_settings={"search_path": "dbos", "plan_cache_mode": "force_generic_plan"},
+    )
     try:
         await conn.execute(
             """
@@ -587,11 +626,26 @@ async def test_claim_uses_indexes_with_a_million_finished_rows(database_url: str
                 True,
             )
         )
+        # Outcomes recorded with the next claim, in one statement.
+        sql, args = _OUTCOMES_THEN_CLAIM.bind(
+            [
+                ["done-7", "done-8"],
+                ["SUCCESS", "ERROR"],
+                [b"out", None],
+                [None, b"error"],
+                now,
+                ["executor", "executor"],
+                *("q", "executor", "v1", now, 10, None, "test-app", True),
+            ]
+        )
+        outcomes_then_claim = _plan(await conn.fetch("EXPLAIN " + sql, *args))
     finally:
         await conn.close()
-    for plan in (candidates, running, local_claim, claim, partition_claim):
+    plans = (candidates, running, local_claim, claim, partition_claim, outcomes_then_claim)
+    for plan in plans:
         assert "Seq Scan on workflow_status" not in plan, plan
         assert "Index" in plan, plan
+    assert "workflow_status_pkey" in outcomes_then_claim  # each outcome's row, by its key
 
 
 # Steps run on their own
