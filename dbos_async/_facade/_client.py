@@ -60,7 +60,6 @@ from .._sysdb import Notifier, connect_database
 from .._sysdb._database import check_migrated
 from .._sysdb._declarations import workflow_declared
 from .._sysdb._messages import publish_notifications
-from .._sysdb._notify import QUEUES
 from .._sysdb._outbox import (
     Statement,
     enqueue_statement,
@@ -68,6 +67,7 @@ from .._sysdb._outbox import (
     run_in_transaction_sync,
     send_statement,
 )
+from ._announcer import QueueAnnouncer
 
 __all__ = ["DBOSClient"]
 
@@ -77,36 +77,6 @@ C = TypeVar("C", bound="DBOSClient")
 
 _CLIENT_POOL_SIZE = 4
 _LISTEN_CONNECT_SECONDS = 10.0
-
-
-class _Announcer:
-    """A client's stand-in for the dispatcher: it claims nothing, and tells the workers' of
-    new work through a NOTIFY."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-
-    def announce(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
-        """Wake the dispatchers of every process (the empty token is nobody's own)."""
-        self._notifier.publish(QUEUES, f"|{delayed_until_ms or ''}|{queue_name}")
-
-    def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
-        """Nothing here dispatches."""
-
-    def records_outcomes_of(self, queue_name: str) -> bool:
-        """No workflow runs here."""
-        return False
-
-    async def record_outcome(
-        self,
-        queue_name: str,
-        workflow_id: str,
-        status: str,
-        output: bytes | None,
-        error: bytes | None,
-    ) -> bool:
-        """Never called: :meth:`records_outcomes_of` takes none."""
-        raise AssertionError("a client runs no workflow")
 
 
 def _with_self(feature: Callable[..., Any], returns: Any) -> inspect.Signature:
@@ -242,7 +212,7 @@ class DBOSClient:
         )
         runtime.application_name = self.application_name
         runtime.open(db, notifier)
-        runtime.dispatcher = _Announcer(notifier)
+        runtime.dispatcher = QueueAnnouncer(notifier)
         return runtime
 
     async def _opened(self) -> Runtime:
