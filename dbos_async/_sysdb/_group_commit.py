@@ -59,28 +59,36 @@ class GroupCommit(Generic[Row, Result]):
         self.flushes = 0
         self.rows = 0
 
-    async def submit(self, row: Row) -> Result:
-        """Write ``row`` (with whatever else is waiting) and return its result once committed."""
+    def submit(self, row: Row) -> Awaitable[Result]:
+        """Write ``row`` (with whatever else is waiting): await the result, once committed.
+
+        (A plain function returning what to await: a batched row's caller awaits its future
+        directly, one coroutine frame fewer to pass through at every resumption.)
+        """
         if self._closed:
             raise DBOSDatabaseUnavailableError(0.0, "the database is closing")
         if not self._pending and self._in_flight < self._max_in_flight:
             # Nothing is waiting: write this row now, in the caller's own task (no hand-off to
             # a flush task, so an idle system pays no extra event-loop hops).
             self._in_flight += 1
-            try:
-                result = (await self._flush([row]))[0]
-            finally:
-                self._in_flight -= 1
-                self._flush_more()
-            self.flushes += 1
-            self.rows += 1
-            return result
+            return self._alone(row)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
         self._flush_more()
         if not retrying_forever():
             self._expire_later(future)
-        return await future
+        return future
+
+    async def _alone(self, row: Row) -> Result:
+        """Write ``row`` by itself (its writer counted in flight already)."""
+        try:
+            result = (await self._flush([row]))[0]
+        finally:
+            self._in_flight -= 1
+            self._flush_more()
+        self.flushes += 1
+        self.rows += 1
+        return result
 
     def _expire_later(self, future: asyncio.Future[Result]) -> None:
         """Fail ``future`` with :class:`DBOSDatabaseUnavailableError` if it is not done when

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -371,7 +371,7 @@ def unique_outcomes(batch: Sequence[Outcome]) -> list[Outcome]:
     return first_of_each(batch, _outcome_key)
 
 
-async def complete_workflow(
+def complete_workflow(
     db: Database,
     workflow_id: str,
     status: str,
@@ -379,7 +379,7 @@ async def complete_workflow(
     error: bytes | None,
     *,
     owner: str,
-) -> bool:
+) -> Awaitable[bool]:
     """Record a workflow's outcome if it is still PENDING and ``owner``'s, and notify remote waiters.
 
     Group-committed with other workflows' outcomes. Returns False when the row was no longer
@@ -388,8 +388,7 @@ async def complete_workflow(
     returns False; the caller then reads the outcome it recorded.)
     """
     writer = db.group("outcomes", lambda outcomes: _complete_workflows(db, outcomes))
-    recorded: bool = await writer.submit(Outcome(workflow_id, status, output, error, owner))
-    return recorded
+    return writer.submit(Outcome(workflow_id, status, output, error, owner))
 
 
 async def mark_awaited(db: Database, workflow_id: str) -> bool:
@@ -540,7 +539,7 @@ async def _insert_steps(db: Database, batch: Sequence[StepRecord]) -> list[bool]
     return written_of_batch(await db.generic.fetchrow(sql, *args), batch, records, _step_key)
 
 
-async def insert_step_output(
+def insert_step_output(
     db: Database,
     workflow_id: str,
     function_id: int,
@@ -552,14 +551,14 @@ async def insert_step_output(
     serialization: str | None,
     child_workflow_id: str | None = None,
     started_at_ms: int | None = None,
-) -> bool:
+) -> Awaitable[bool]:
     """Record a step's outcome once (group-committed with concurrent steps of other workflows).
 
     Returns False when another execution recorded it first, the workflow is no longer
     PENDING, or executor ``owner`` no longer runs it; :func:`workflow_status_of` tells which.
     """
     writer = db.group("steps", lambda records: _insert_steps(db, records))
-    written: bool = await writer.submit(
+    return writer.submit(
         StepRecord(
             workflow_id,
             function_id,
@@ -573,7 +572,6 @@ async def insert_step_output(
             owner,
         )
     )
-    return written
 
 
 async def workflow_status_of(db: Database, workflow_id: str) -> tuple[str | None, str | None]:
