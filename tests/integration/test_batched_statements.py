@@ -12,6 +12,7 @@ import pytest
 from dbos_async._core._serialization import Codec
 from dbos_async._sysdb import Database, connect_database
 from dbos_async._sysdb._batches import BatchedStatement, Column
+from dbos_async._sysdb._queues import _OUTCOMES_THEN_CLAIM
 from dbos_async._sysdb._workflows import (
     _INSERT_STEPS,
     _INSERT_WORKFLOWS,
@@ -330,6 +331,10 @@ async def test_a_batch_of_one_owner_joins_its_guard_on_the_key_under_a_generic_p
     batches: dict[BatchedStatement, list[Any]] = {
         _INSERT_STEPS: [list(column) for column in zip(*(r.columns() for r in steps), strict=True)],
         _OUTCOMES: [ids, ["SUCCESS"] * 2, [b"1"] * 2, [None] * 2, 0, ["local"] * 2],
+        _OUTCOMES_THEN_CLAIM: [
+            *(ids, ["SUCCESS"] * 2, [b"1"] * 2, [None] * 2, 0, ["local"] * 2),
+            *("q", "local", "v1", 0, 10, None, None, True),
+        ],
     }
     async with db.pool.acquire() as conn:
         await conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -343,6 +348,17 @@ async def test_a_batch_of_one_owner_joins_its_guard_on_the_key_under_a_generic_p
             await conn.execute("DEALLOCATE batch")
             assert _keys_compared_in_join_filters(json.loads(explained)[0]["Plan"]) == []
         await conn.execute("RESET plan_cache_mode")
+
+
+async def test_batched_writes_are_planned_generically_and_other_statements_are_not(
+    db: Database,
+) -> None:
+    """Left to choose, Postgres re-plans a batch of a few rows at every execution; the batched
+    writes and claims run where every statement is planned generically, and the rest (listings,
+    whose partial indexes match constant statuses only) where Postgres chooses."""
+    assert await db.generic.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    assert await db.fetchval("SHOW plan_cache_mode") == "auto"
+    assert await db.generic.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
 
 
 @pytest.mark.parametrize("serializer", ["msgpack", "pickle"])
