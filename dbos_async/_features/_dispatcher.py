@@ -72,9 +72,11 @@ def _period_ms(limiter: Any) -> int | None:
 class Dispatcher:
     """Claims queued workflows for this process within every queue's limits, and starts them.
 
-    A round claims from the queues woken since the last one (an enqueue or completion names its
-    queue) and from those whose safety re-check is due. Delayed work is promoted only when some
-    delay may have expired. ``listening`` limits the queues this process dequeues from.
+    A round starts a claim from each queue woken since the last one (an enqueue or completion
+    names its queue) and from those whose safety re-check is due; each claim also records the
+    outcomes handed over for its queue (:meth:`record_outcome`). Delayed work is promoted only
+    when some delay may have expired. ``listening`` limits the queues this process dequeues
+    from.
     """
 
     def __init__(self, runtime: Runtime, listening: set[str] | None = None) -> None:
@@ -102,8 +104,8 @@ class Dispatcher:
         self._task = supervise("dbos-dispatcher", self._run)
 
     async def stop(self) -> None:
-        """Stop dispatching (running workflows are the runtime's to stop, and outcomes handed
-        over and not yet written their writers' to write)."""
+        """Stop dispatching. Running workflows are the runtime's to stop; an outcome handed over
+        and not yet written goes back to its workflow, which writes it alone."""
         if self._unwatch_clock is not None:
             self._unwatch_clock()
         await cancel_and_wait(self._task)
