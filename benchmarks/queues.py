@@ -185,21 +185,21 @@ async def queued_workflow(i: int) -> int:
 
 @dataclass(slots=True)
 class RoundCounter:
-    """Counts the dispatcher's rounds by wrapping its ``_round`` on the instance."""
+    """Counts the dispatcher's claims from a queue (its dispatch rounds, each in a task of its
+    own) by wrapping its ``_dispatch`` on the instance."""
 
     rounds: int = 0
 
     def install(self) -> None:
-        """Wrap the running dispatcher's round (diagnostic only; behaviour unchanged)."""
+        """Wrap the running dispatcher's claim (diagnostic only; behaviour unchanged)."""
         dispatcher = runtime().dispatcher
-        original: Callable[[], Any] = dispatcher._round
+        original: Callable[..., Any] = dispatcher._dispatch
 
-        async def counted() -> float:
+        async def counted(*args: Any) -> Any:
             self.rounds += 1
-            pause: float = await original()
-            return pause
+            return await original(*args)
 
-        dispatcher._round = counted  # type: ignore[method-assign]
+        dispatcher._dispatch = counted  # type: ignore[method-assign]
 
 
 rounds = RoundCounter()
