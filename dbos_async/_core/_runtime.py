@@ -321,9 +321,7 @@ class Runtime:
             self.threads_running[workflow_id] = left
             return
         del self.threads_running[workflow_id]
-        if workflow_id not in self.active or workflow_id in self._returned:
-            for callback in self._on_code_returned.pop(workflow_id, []):
-                callback()
+        self._run_code_returned(workflow_id)
 
     def when_code_returned(self, workflow_id: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` once none of the workflow's code runs here any more: its function
