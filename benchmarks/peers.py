@@ -9,19 +9,22 @@ installed, e.g.::
     /tmp/peers/bin/python -m benchmarks.peers --quick
 
 A peer that is not importable is skipped with a line saying so. Every system runs in a
-database of its own on the same server (recreated, then dropped), one after the other in this
-process, dbos_async first. Each does, on its own normal path:
+database of its own on the same server (recreated for each round, then dropped), one after the
+other in this process, dbos_async first; the systems take turns in rounds (three; ``--quick``
+one), so that a machine whose speed drifts slows them all alike. Each does, on its own normal
+path:
 
-1. a queue drain: ``N`` trivial tasks (20,000; ``--quick`` 2,000) enqueued by ``ENQUEUERS``
-   concurrent single-task enqueue calls over ``POOL_SIZE`` connections while one worker of
-   concurrency ``W`` (10, then 100) runs them; timed from the first enqueue until every task is
-   recorded as finished in the database (read from outside the system, every 5 ms, once every
-   task body has returned);
-2. idle enqueue->start latency: ``LATENCY_RUNS`` (200) tasks one at a time on an idle queue
-   (worker concurrency 10), from the enqueue call to the task's first line, each waited for
-   (recorded finished) before the next; p50, p99 and max. A peer that polls without a wake-up
-   (Absurd) gets a pause of uniform(0, its poll interval) before each enqueue, so that
-   arrivals do not all land just after a poll.
+1. a queue drain: ``N`` trivial tasks (20,000 over the rounds; ``--quick`` 2,000) enqueued by
+   ``ENQUEUERS`` concurrent single-task enqueue calls over ``POOL_SIZE`` connections while one
+   worker of concurrency ``W`` (10, then 100) runs them; timed from the first enqueue until
+   every task is recorded as finished in the database (read from outside the system, every
+   5 ms, once every task body has returned); a system's rounds are pooled (all their tasks
+   over all their time);
+2. idle enqueue->start latency, in the last round: ``LATENCY_RUNS`` (200) tasks one at a time
+   on an idle queue (worker concurrency 10), from the enqueue call to the task's first line,
+   each waited for (recorded finished) before the next; p50, p99 and max. A peer that polls
+   without a wake-up (Absurd) gets a pause of uniform(0, its poll interval) before each
+   enqueue, so that arrivals do not all land just after a poll.
 
 The task is the smallest each system runs durably: dbos_async, a workflow of one step
 (the shape of ``benchmarks.queues``' workflow); Absurd, a task of one
@@ -107,9 +110,15 @@ class Plan:
     latency_runs: int
     latency_warmup: int
     warmup_tasks: int
+    rounds: int = 1
+    """The systems take turns this many times, each round draining its share of ``tasks`` per
+    worker count (and the last one measuring latency): a machine whose speed drifts during
+    the run (a shared VM) then slows every system alike. A system's drains are pooled."""
 
 
-FULL = Plan(tasks=20_000, workers=(10, 100), latency_runs=200, latency_warmup=10, warmup_tasks=500)
+FULL = Plan(
+    tasks=20_000, workers=(10, 100), latency_runs=200, latency_warmup=10, warmup_tasks=500, rounds=3
+)
 QUICK = Plan(tasks=2_000, workers=(10, 100), latency_runs=200, latency_warmup=5, warmup_tasks=100)
 
 
@@ -477,12 +486,16 @@ async def idle_latency(system: System, check: asyncpg.Pool, plan: Plan) -> Laten
     return LatencyStats.from_seconds(samples)
 
 
-async def measure(server_url: str, name: str, plan: Plan) -> dict[str, Any]:
-    """Every measurement for one system, in its own database."""
+async def measure(
+    server_url: str, name: str, plan: Plan, round_: int = 0, *, latency: bool = True
+) -> dict[str, Any]:
+    """One round of one system's measurements, in a database of its own: a drain of its share
+    of ``plan.tasks`` per worker count, and with ``latency`` the idle enqueue->start latency."""
     database = f"bench_peers_{name}"
     url = await recreate_database(server_url, database)
     system = FACTORIES[name]()
     result: dict[str, Any] = {"settings": SETTINGS[name], "database": database}
+    tasks = plan.tasks // plan.rounds
     try:
         await system.setup(url)
         check = await asyncpg.create_pool(url, min_size=1, max_size=2)
@@ -490,19 +503,22 @@ async def measure(server_url: str, name: str, plan: Plan) -> dict[str, Any]:
             await drain(system, check, "bench_warmup", plan.warmup_tasks, 10)
             result["drain"] = []
             for workers in plan.workers:
-                run = await drain(system, check, f"bench_drain_{workers}", plan.tasks, workers)
+                run = await drain(system, check, f"bench_drain_{workers}", tasks, workers)
                 print(
-                    f"  {name}: drain N={plan.tasks} W={workers}: {run['per_second']:,.0f} tasks/s",
+                    f"  {name}: drain N={tasks} W={workers}, round {round_ + 1}/{plan.rounds}: "
+                    f"{run['per_second']:,.0f} tasks/s",
                     flush=True,
                 )
                 result["drain"].append(run)
-            latency = await idle_latency(system, check, plan)
+            if not latency:
+                return result
+            latency_stats = await idle_latency(system, check, plan)
             print(
-                f"  {name}: idle enqueue->start p50 {latency.p50_ms:.2f} ms, "
-                f"p99 {latency.p99_ms:.2f} ms, max {latency.max_ms:.2f} ms",
+                f"  {name}: idle enqueue->start p50 {latency_stats.p50_ms:.2f} ms, "
+                f"p99 {latency_stats.p99_ms:.2f} ms, max {latency_stats.max_ms:.2f} ms",
                 flush=True,
             )
-            result["latency"] = latency.as_dict()
+            result["latency"] = latency_stats.as_dict()
         finally:
             await check.close()
     finally:
@@ -511,6 +527,28 @@ async def measure(server_url: str, name: str, plan: Plan) -> dict[str, Any]:
         await drop_database(server_url, database)
     if isinstance(system, Absurd):
         result["schema_version"] = system.schema_version
+    return result
+
+
+def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's rounds as one result: each worker count's drains pooled (all their tasks
+    over all their time), the rounds kept beside; the last round's latency and details."""
+    result = dict(rounds[-1])
+    drains = []
+    for k, last in enumerate(rounds[-1]["drain"]):
+        runs = [r["drain"][k] for r in rounds]
+        tasks = sum(run["tasks"] for run in runs)
+        elapsed = sum(run["elapsed_s"] for run in runs)
+        drains.append(
+            {
+                "tasks": tasks,
+                "workers": last["workers"],
+                "elapsed_s": round(elapsed, 4),
+                "per_second": round(tasks / elapsed, 2),
+                "rounds": runs,
+            }
+        )
+    result["drain"] = drains
     return result
 
 
@@ -594,10 +632,8 @@ def _num(value: Any) -> float:
 async def run(server_url: str, plan: Plan, quick: bool, only: list[str] | None) -> dict[str, Any]:
     """Every system in turn; print the table and return the JSON report."""
     load_at_start = load_average()
-    results: dict[str, dict[str, Any]] = {}
     versions: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    machine = None
     for name in SYSTEMS:
         if only and name not in only:
             continue
@@ -608,14 +644,19 @@ async def run(server_url: str, plan: Plan, quick: bool, only: list[str] | None) 
             continue
         versions[name] = version
         print(f"=== {name} {version}: {SETTINGS[name]}", flush=True)
-        if machine is None:
-            machine = await machine_info(server_url)
-        try:
-            results[name] = await measure(server_url, name, plan)
-        except Exception as exc:  # one peer failing must not lose the others' figures
-            print(f"peer {name} FAILED: {type(exc).__name__}: {exc}", flush=True)
-            skipped[name] = f"failed: {type(exc).__name__}: {exc}"
-            versions.pop(name)
+    machine = await machine_info(server_url) if versions else None
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in versions}
+    for round_ in range(plan.rounds):
+        for name in list(rounds):
+            last = round_ == plan.rounds - 1
+            try:
+                rounds[name].append(await measure(server_url, name, plan, round_, latency=last))
+            except Exception as exc:  # one peer failing must not lose the others' figures
+                print(f"peer {name} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                skipped[name] = f"failed: {type(exc).__name__}: {exc}"
+                versions.pop(name)
+                del rounds[name]
+    results = {name: pooled(runs) for name, runs in rounds.items()}
     rows = rows_of(results, plan)
     print(format_rows(rows, list(results)), flush=True)
     load_at_end = load_average()
@@ -631,6 +672,7 @@ async def run(server_url: str, plan: Plan, quick: bool, only: list[str] | None) 
             "tasks": plan.tasks,
             "workers": list(plan.workers),
             "latency_runs": plan.latency_runs,
+            "rounds": plan.rounds,
             "latency_workers": LATENCY_WORKERS,
             "enqueuers": ENQUEUERS,
             "enqueue_connections": POOL_SIZE,

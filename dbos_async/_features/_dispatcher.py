@@ -20,6 +20,7 @@ their outcomes themselves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import random
@@ -237,7 +238,7 @@ class Dispatcher:
                 _not_written(self._outcomes.pop(name))
         now = time.monotonic()
         for name in known:
-            if not self._claims.get(name):  # (a claim in flight wakes the loop when done)
+            if not self._claims.get(name):  # (a claim in flight wakes the loop when it ends)
                 pause = min(pause, self._next_check.get(name, now) - now)
         if self._delays_due_at != math.inf:
             pause = min(pause, (self._delays_due_at - runtime.clock.now_ms()) / 1000)
@@ -247,12 +248,20 @@ class Dispatcher:
         """Start a claim from queue ``name``, unless as many as it may have are in flight
         already: then one more as soon as one of them is done."""
         in_flight = self._claims.setdefault(name, set())
+        # (A claim that just ended is done before its callback takes it out of the set.)
+        in_flight.difference_update([task for task in in_flight if task.done()])
         if len(in_flight) >= (1 if settings.partitioned else _CLAIMS_IN_FLIGHT):
-            self._woken.add(name)
+            self._woken.add(name)  # claimed from when one of them is done
             return
         task = asyncio.get_running_loop().create_task(self._claim_from(name, settings))
         in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
+        task.add_done_callback(functools.partial(self._claim_done, in_flight))
+
+    def _claim_done(self, in_flight: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+        """A claim ended: its queue may claim again (a wake-up that came meanwhile), and the
+        round's pause may change."""
+        in_flight.discard(task)
+        self._wake.set()
 
     async def _claim_from(self, name: str, settings: QueueSettings) -> None:
         """One claim from queue ``name`` (:meth:`_dispatch`), then when to look at it again."""
@@ -271,8 +280,6 @@ class Dispatcher:
             else:
                 self._skipped_rechecks.pop(name, None)
             self._next_check[name] = time.monotonic() + recheck
-        finally:
-            self._wake.set()
 
     async def _dispatch(self, name: str, settings: QueueSettings) -> bool:
         """Claim and start what queue ``name`` allows here, less the room of the claims in
