@@ -574,10 +574,11 @@ def available(name: str) -> tuple[bool, str]:
 def rows_of(results: dict[str, dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
     """One row per figure: a value per system (None where not run)."""
     rows: list[dict[str, Any]] = []
+    tasks = plan.tasks // plan.rounds * plan.rounds  # (each round drains an equal share)
     for k, workers in enumerate(plan.workers):
         rows.append(
             {
-                "workload": f"drain N={plan.tasks} W={workers}",
+                "workload": f"drain N={tasks} W={workers}",
                 "key": f"drain_w{workers}",
                 "workers": workers,
                 "units": "tasks/s",
