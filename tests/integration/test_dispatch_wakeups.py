@@ -59,17 +59,20 @@ async def test_work_that_arrived_while_two_claims_were_in_flight_is_claimed_when
 
     async def claim_and_hold(*args: Any, **kwargs: Any) -> Any:
         claimed = await real_claim(*args, **kwargs)
-        if claimed.rows and holding.qsize() + release.is_set() < 2:
+        if claimed.rows and not release.is_set():
             holding.put_nowait(claimed.rows[0]["workflow_uuid"])
             await release.wait()
         return claimed
 
     monkeypatch.setattr("dbos_async._features._dispatcher.claim", claim_and_hold)
-    first = await queue.enqueue_async(gated, "first")
-    second = await queue.enqueue_async(gated, "second")
+    held = []
     async with asyncio.timeout(20):
-        held = {await holding.get(), await holding.get()}
-    assert held == {first.workflow_id, second.workflow_id}
+        # One at a time: a claim takes every workflow waiting when it runs.
+        first = await queue.enqueue_async(gated, "first")
+        held.append(await holding.get())
+        second = await queue.enqueue_async(gated, "second")
+        held.append(await holding.get())
+    assert held == [first.workflow_id, second.workflow_id]
 
     third = await queue.enqueue_async(gated, "third")
     release.set()  # both held claims return in the same turn of the loop
