@@ -31,7 +31,7 @@ import asyncio
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 __all__ = [
@@ -275,7 +275,7 @@ async def make_queue(
 
 def benchmark_main(
     doc: str | None,
-    run: Callable[[str, Any, bool, Any], Awaitable[dict[str, Any]]],
+    run: Callable[[str, Any, bool, Any], Coroutine[Any, Any, dict[str, Any]]],
     plans: tuple[Any, Any, Any, Any],
     argv: list[str] | None = None,
 ) -> None:

@@ -597,7 +597,7 @@ async def start_waiters(n: int) -> tuple[list[WorkflowHandleAsync[Any]], Through
             return blocked_waiters(notifier)
 
         def registered() -> int:
-            return notifier.waiter_count
+            return int(notifier.waiter_count)
 
     base = blocked()
     handles: list[WorkflowHandleAsync[Any]] = []

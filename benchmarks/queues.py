@@ -175,7 +175,7 @@ async def queued_workflow(i: int) -> int:
     workflow_id = DBOS.workflow_id
     assert workflow_id is not None
     probe.start(workflow_id)
-    result = await trivial_step(i)
+    result: int = await trivial_step(i)
     probe.finish()
     return result
 
