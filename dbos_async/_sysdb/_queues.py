@@ -25,6 +25,7 @@ from ._workflows import (
     outcome_ctes,
     outcome_values,
     outcomes_recorded,
+    record_outcomes,
     recorded_outcomes,
     unique_outcomes,
 )
@@ -267,11 +268,7 @@ async def claim(
     room = min(max(limits.local_capacity, 0), _MAX_CLAIM)
     unique = unique_outcomes(outcomes)
     if room == 0:
-        if not outcomes:
-            return Claimed([])
-        sql, outcome_args = bind_outcomes(unique, now)
-        row = await db.generic.fetchrow(sql, *outcome_args)
-        return Claimed([], recorded=recorded_outcomes(row, outcomes, unique))
+        return Claimed([], recorded=await record_outcomes(db, outcomes) if outcomes else [])
     local = (queue_name, executor_id, app_version, now, room)
     if not limits.shared:
         if not outcomes:

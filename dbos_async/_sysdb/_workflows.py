@@ -34,6 +34,7 @@ __all__ = [
     "outcome_ctes",
     "outcome_values",
     "outcomes_recorded",
+    "record_outcomes",
     "recorded_outcomes",
     "unique_outcomes",
     "of_application",
@@ -105,15 +106,20 @@ WHERE workflow_status.created_at = excluded.created_at AND workflow_status.name 
     AND workflow_status.inputs IS NOT DISTINCT FROM excluded.inputs
 """
 
-_INSERT_WORKFLOW = f"""
-INSERT INTO workflow_status (
+_START_COLUMNS = """
     workflow_uuid, status, name, class_name, config_name, inputs, serialization,
     executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
     parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
     created_at, updated_at, recovery_attempts,
     priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
     application_name, schedule_name
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17,
+"""
+"""The columns a workflow's row starts with, in the order of the single and batched inserts'
+values."""
+
+_INSERT_WORKFLOW = f"""
+INSERT INTO workflow_status ({_START_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17,
           CASE WHEN $2 = 'PENDING' THEN 1 ELSE 0 END, $18, $19, $20, $21, $22::jsonb, $23, $24)
 {_SAME_START}
 RETURNING true
@@ -153,14 +159,7 @@ def _start_columns(wf: NewWorkflow, now: int) -> tuple[object, ...]:
 def _render_starts(c: Mapping[str, str], source: str) -> str:
     return f"""
 WITH inserted AS (
-    INSERT INTO workflow_status (
-        workflow_uuid, status, name, class_name, config_name, inputs, serialization,
-        executor_id, application_version, authenticated_user, assumed_role, authenticated_roles,
-        parent_workflow_id, workflow_timeout_ms, workflow_deadline_epoch_ms, queue_name,
-        created_at, updated_at, recovery_attempts,
-        priority, deduplication_id, queue_partition_key, delay_until_epoch_ms, attributes,
-        application_name, schedule_name
-    )
+    INSERT INTO workflow_status ({_START_COLUMNS})
     SELECT {c["id"]}, {c["status"]}, {c["name"]}, {c["class_name"]}, {c["config_name"]},
         {c["inputs"]}, {c["serialization"]}, {c["executor_id"]}, {c["version"]},
         {c["user_name"]}, {c["assumed_role"]},
@@ -324,7 +323,7 @@ def _outcome_key(outcome: Outcome) -> str:
     return outcome.workflow_id
 
 
-async def _complete_workflows(db: Database, batch: Sequence[Outcome]) -> list[bool]:
+async def record_outcomes(db: Database, batch: Sequence[Outcome]) -> list[bool]:
     """Record a batch of outcomes in one statement; whether each one was recorded (the first
     of a workflow's outcomes in the batch, if any)."""
     if len(batch) == 1:
@@ -387,7 +386,7 @@ def complete_workflow(
     outcome recorded is the only one. (A retry whose first attempt committed unseen also
     returns False; the caller then reads the outcome it recorded.)
     """
-    writer = db.group("outcomes", lambda outcomes: _complete_workflows(db, outcomes))
+    writer = db.group("outcomes", lambda outcomes: record_outcomes(db, outcomes))
     return writer.submit(Outcome(workflow_id, status, output, error, owner))
 
 

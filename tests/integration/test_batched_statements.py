@@ -20,10 +20,10 @@ from dbos_async._sysdb._workflows import (
     NewWorkflow,
     Outcome,
     StepRecord,
-    _complete_workflows,
     _insert_steps,
     _insert_workflows,
     insert_workflow,
+    record_outcomes,
 )
 
 
@@ -106,7 +106,7 @@ async def _batched_and_one_by_one(
 _STATEMENTS = {
     _insert_steps: _INSERT_STEPS,
     _insert_workflows: _INSERT_WORKFLOWS,
-    _complete_workflows: _OUTCOMES,
+    record_outcomes: _OUTCOMES,
 }
 
 
@@ -266,7 +266,7 @@ async def test_a_batch_of_outcomes_records_each_as_it_would_alone(
         "UPDATE workflow_status SET status = 'CANCELLED' WHERE workflow_uuid LIKE '%-cancelled'"
     )
     results, sent_once = await _batched_and_one_by_one(
-        db, monkeypatch, _complete_workflows, records, "workflow_status"
+        db, monkeypatch, record_outcomes, records, "workflow_status"
     )
     assert (results, sent_once) == (expected, scalars)
 
@@ -275,7 +275,7 @@ async def test_the_first_of_a_workflows_outcomes_in_a_batch_is_the_one_recorded(
     db: Database,
 ) -> None:
     await _pending(db, "a", "twice")
-    results = await _complete_workflows(
+    results = await record_outcomes(
         db,
         [
             Outcome("twice", "ERROR", None, b"first", "local"),

@@ -14,12 +14,12 @@ from dbos_async._sysdb._workflows import (
     NewWorkflow,
     Outcome,
     StepRecord,
-    _complete_workflows,
     _insert_steps,
     _insert_workflows,
     complete_workflow,
     insert_step_output,
     insert_workflow,
+    record_outcomes,
 )
 
 
@@ -99,7 +99,7 @@ async def test_batched_outcomes_notify_only_awaited_workflows(
     listener = await asyncpg.connect(database_url)
     await listener.add_listener(WORKFLOW_DONE, lambda *args: heard.put_nowait(args[-1]))
     try:
-        results = await _complete_workflows(
+        results = await record_outcomes(
             db,
             [
                 Outcome("w1", "SUCCESS", b"1", None, "local"),
