@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from ._database import Database
-from ._workflows import SAME_STEP, NewWorkflow, owned_by
+from ._guards import owned_by
+from ._workflows import SAME_STEP, NewWorkflow
 
 __all__ = [
     "Bounce",

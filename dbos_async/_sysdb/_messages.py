@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from ._database import Database
-from ._workflows import SAME_STEP, owned_by
+from ._guards import owned_by
+from ._workflows import SAME_STEP
 
 __all__ = [
     "CLOSED_STREAM",

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._database import Database
-from ._workflows import SAME_STEP, owned_by
+from ._guards import owned_by
+from ._workflows import SAME_STEP
 
 __all__ = ["OutgoingMessage", "insert_messages"]
 

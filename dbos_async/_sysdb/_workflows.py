@@ -17,6 +17,7 @@ from ._batches import (
     written_or_keys,
 )
 from ._database import Database
+from ._guards import has_status, owned_by
 from ._notify import WORKFLOW_DONE
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "recorded_outcomes",
     "unique_outcomes",
     "of_application",
-    "owned_by",
     "mark_awaited",
     "mark_recovery_exhausted",
     "pending_workflow_ids",
@@ -255,7 +255,7 @@ WITH done AS (
     UPDATE workflow_status
     SET status = $2, output = $3, error = $4, updated_at = $5, completed_at = $5,
         deduplication_id = NULL
-    WHERE workflow_uuid = $1 AND status = 'PENDING' AND executor_id IS NOT DISTINCT FROM $6
+    WHERE workflow_uuid = $1 AND {has_status("PENDING")} AND executor_id IS NOT DISTINCT FROM $6
     RETURNING workflow_uuid, awaited
 ), notified AS (
     SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done WHERE awaited
@@ -274,7 +274,7 @@ def outcome_ctes(c: Mapping[str, str], source: str) -> str:
     SET status = {c["status"]}, output = {c["output"]}, error = {c["error"]},
         updated_at = {c["now"]}, completed_at = {c["now"]}, deduplication_id = NULL
     FROM {source}
-    WHERE w.workflow_uuid = {c["workflow_uuid"]} AND w.status = 'PENDING'
+    WHERE w.workflow_uuid = {c["workflow_uuid"]} AND {has_status("PENDING", "w")}
         AND w.executor_id IS NOT DISTINCT FROM {c["owner"]}
     RETURNING w.workflow_uuid, w.awaited
 ), notified AS (
@@ -444,25 +444,6 @@ class StepRecord:
         )
 
 
-def owned_by(workflow: str, owner: str) -> str:
-    """SQL: the workflow ``workflow`` (a parameter or column) is PENDING and run by ``owner``.
-
-    Every checkpoint write carries this guard. A cancelled workflow stops at its next step
-    even if the cancellation's notification never reached its process, and an execution whose
-    workflow another executor adopted (its heartbeat had lapsed) can no longer record anything.
-
-    It is a scalar subquery on purpose, looked up by the primary key for each row it guards:
-    Postgres cannot turn it into a join. As an ``EXISTS`` (a semi-join) on a table without
-    fresh statistics, Postgres reached the rows through the ``workflow_status_pending`` index
-    instead: one guard read through all of the executor's PENDING workflows (68 ms each at
-    90,000 waiting), a batch hashed all of them (4 ms per batch of 200 at 20,000).
-    """
-    return (
-        "COALESCE((SELECT owned.status = 'PENDING' AND owned.executor_id IS NOT DISTINCT FROM "
-        f"{owner} FROM workflow_status AS owned WHERE owned.workflow_uuid = {workflow}), false)"
-    )
-
-
 SAME_STEP = """
 ON CONFLICT (workflow_uuid, function_id) DO UPDATE
 SET completed_at_epoch_ms = excluded.completed_at_epoch_ms
@@ -615,6 +596,13 @@ async def pending_workflow_ids(
     return [row["workflow_uuid"] for row in rows]
 
 
+_CLAIM_FOR_RECOVERY = f"""
+UPDATE workflow_status SET recovery_attempts = recovery_attempts + 1, updated_at = $3
+WHERE workflow_uuid = $1 AND {has_status("PENDING")} AND executor_id IS NOT DISTINCT FROM $2
+RETURNING *
+"""
+
+
 async def claim_for_recovery(
     db: Database, workflow_id: str, executor_id: str
 ) -> asyncpg.Record | None:
@@ -622,29 +610,21 @@ async def claim_for_recovery(
 
     None when it is no longer PENDING, or another executor adopted it meanwhile.
     """
-    return await db.fetchrow(
-        "UPDATE workflow_status SET recovery_attempts = recovery_attempts + 1, updated_at = $3 "
-        "WHERE workflow_uuid = $1 AND status = 'PENDING' AND executor_id IS NOT DISTINCT FROM $2 "
-        "RETURNING *",
-        workflow_id,
-        executor_id,
-        db.now_ms(),
-    )
+    return await db.fetchrow(_CLAIM_FOR_RECOVERY, workflow_id, executor_id, db.now_ms())
+
+
+_RECOVERY_EXHAUSTED = f"""
+WITH done AS (
+    UPDATE workflow_status
+    SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', updated_at = $2, completed_at = $2,
+        deduplication_id = NULL
+    WHERE workflow_uuid = $1 AND {has_status("PENDING")}
+    RETURNING workflow_uuid
+)
+SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done
+"""
 
 
 async def mark_recovery_exhausted(db: Database, workflow_id: str) -> None:
     """Move a workflow that keeps crashing to MAX_RECOVERY_ATTEMPTS_EXCEEDED."""
-    await db.fetch(
-        f"""
-        WITH done AS (
-            UPDATE workflow_status
-            SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', updated_at = $2, completed_at = $2,
-                deduplication_id = NULL
-            WHERE workflow_uuid = $1 AND status = 'PENDING'
-            RETURNING workflow_uuid
-        )
-        SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM done
-        """,
-        workflow_id,
-        db.now_ms(),
-    )
+    await db.fetch(_RECOVERY_EXHAUSTED, workflow_id, db.now_ms())

@@ -3,7 +3,6 @@ a batch are uniform (sent once) and whichever vary, and report each row's fate."
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from dbos_async._sysdb._workflows import (
     insert_workflow,
     record_outcomes,
 )
+from tests.integration._plans import explain
 
 
 @pytest.fixture
@@ -290,17 +290,6 @@ async def test_the_first_of_a_workflows_outcomes_in_a_batch_is_the_one_recorded(
     assert row is not None and tuple(row) == ("ERROR", None, b"first")
 
 
-def _literal(value: Any, type_: str) -> str:
-    """``value`` as an SQL literal of Postgres type ``type_`` (an array for a list)."""
-    if isinstance(value, list):
-        return f"ARRAY[{', '.join(_literal(v, type_) for v in value)}]::{type_}[]"
-    if value is None:
-        return f"NULL::{type_}"
-    if isinstance(value, bytes):
-        return f"'\\x{value.hex()}'::bytea"
-    return f"'{value}'::{type_}"
-
-
 def _keys_compared_in_join_filters(plan: dict[str, Any]) -> list[str]:
     """The join filters of ``plan`` (a node of EXPLAIN's JSON) and its children that compare
     workflow IDs: a join that checks its key row by row, rather than hashing or looking it up."""
@@ -337,17 +326,9 @@ async def test_a_batch_of_one_owner_joins_its_guard_on_the_key_under_a_generic_p
         ],
     }
     async with db.pool.acquire() as conn:
-        await conn.execute("SET plan_cache_mode = force_generic_plan")
         for statement, columns in batches.items():
-            sql, args = statement.bind(columns)
-            literals = (_literal(a, c.type) for a, c in zip(args, statement.columns, strict=True))
-            await conn.execute(f"PREPARE batch AS {sql}")
-            explained = await conn.fetchval(
-                f"EXPLAIN (FORMAT JSON) EXECUTE batch({', '.join(literals)})"
-            )
-            await conn.execute("DEALLOCATE batch")
-            assert _keys_compared_in_join_filters(json.loads(explained)[0]["Plan"]) == []
-        await conn.execute("RESET plan_cache_mode")
+            plan = await explain(conn, *statement.bind(columns), generic=True)
+            assert _keys_compared_in_join_filters(plan) == []
 
 
 async def test_batched_writes_are_planned_generically_and_other_statements_are_not(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -152,58 +151,3 @@ async def test_adoption_takes_only_its_own_applications_work(db: Database) -> No
     assert await requeue_workflows(db, ["dead"], "billing") == ["q"]
     adopted = await adopt_workflows(db, ["dead"], "other", "v", "billing")
     assert sorted(r["workflow_uuid"] for r in adopted) == sorted(theirs)
-
-
-async def test_guards_find_their_workflow_by_key_among_many_pending(db: Database) -> None:
-    """Every checkpoint write is guarded by "this workflow is PENDING here". With thousands of
-    the executor's workflows PENDING and statistics taken while there were none (or none at
-    all, as on a server without autovacuum), the guard must still reach its one row by the
-    primary key, not read through the executor's PENDING workflows."""
-    from dbos_async._sysdb._workflows import (
-        _COMPLETE_WORKFLOW,
-        _COMPLETE_WORKFLOWS,
-        _INSERT_STEP,
-        owned_by,
-    )
-
-    await db.execute("ANALYZE workflow_status")  # statistics of a table with nothing pending
-    await db.execute(
-        """
-        INSERT INTO workflow_status (workflow_uuid, status, name, executor_id,
-            application_version, created_at, updated_at)
-        SELECT 'waiting-' || i, 'PENDING', 'wf', 'local', 'v1', 0, 0
-        FROM generate_series(1, 20000) AS i
-        """
-    )
-    one = "waiting-19999"
-    statements: dict[str, tuple[str, list[Any]]] = {
-        "guard": (f"SELECT {owned_by('$1', '$2')}", [one, "local"]),
-        "step": (_INSERT_STEP, [one, 1, "step", None, None, None, None, 0, 0, "local"]),
-        "complete": (_COMPLETE_WORKFLOW, [one, "SUCCESS", None, None, 0, "local"]),
-        "complete many": (
-            _COMPLETE_WORKFLOWS,
-            [[one], ["SUCCESS"], [None], [None], 0, ["local"]],
-        ),
-    }
-    async with db.pool.acquire() as conn:
-        plans = {
-            name: "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {sql}", *args))
-            for name, (sql, args) in statements.items()
-        }
-        # And the generic plan a long-lived prepared statement ends up with.
-        await conn.execute("SET plan_cache_mode = force_generic_plan")
-        await conn.execute(f"PREPARE guard(text, text) AS SELECT {owned_by('$1', '$2')}")
-        generic = await conn.fetch(f"EXPLAIN EXECUTE guard('{one}', 'local')")
-        plans["generic guard"] = "\n".join(row[0] for row in generic)
-        # A batch's guard: looked up per row by key, not a hash of every PENDING row.
-        guard = owned_by("u.id", "u.owner")
-        batch = f"SELECT count(*) FROM unnest($1::text[], $2::text[]) AS u(id, owner) WHERE {guard}"
-        await conn.execute(f"PREPARE batch(text[], text[]) AS {batch}")
-        generic = await conn.fetch(
-            "EXPLAIN EXECUTE batch(ARRAY['waiting-1', 'waiting-2'], ARRAY['local', 'local'])"
-        )
-        plans["generic batch guard"] = "\n".join(row[0] for row in generic)
-        await conn.execute("DEALLOCATE guard; DEALLOCATE batch; RESET plan_cache_mode")
-    for name, plan in plans.items():
-        assert "workflow_status_pending" not in plan, f"{name}: {plan}"
-        assert "workflow_status_pkey" in plan, f"{name}: {plan}"
