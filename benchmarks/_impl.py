@@ -285,6 +285,7 @@ def benchmark_main(
     reference)`` gets the plan for the chosen implementation and ours as the reference.
     """
     import argparse
+    import gc
     import json
 
     from benchmarks._common import resolve_server_url
@@ -296,11 +297,21 @@ def benchmark_main(
         "$DBOS_SYSTEM_DATABASE_URL, else the embedded Postgres)",
     )
     parser.add_argument("--quick", action="store_true", help="a small run, for a smoke test")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        metavar="N",
+        help="set CPython's cyclic garbage collector's first threshold to N for the whole run "
+        "(Python's default: 700); see README's note on tuning",
+    )
     add_impl_argument(parser)
     args = parser.parse_args(argv)
     check_impl(args.impl)
+    if args.gc_threshold is not None:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
     full, quick, dbos_full, dbos_quick = plans
     reference = quick if args.quick else full
     plan = (dbos_quick if args.quick else dbos_full) if IS_DBOS else reference
     report = asyncio.run(run(resolve_server_url(args.url), plan, args.quick, reference))
+    report["gc_threshold"] = gc.get_threshold()[0]
     print(json.dumps(report), flush=True)
