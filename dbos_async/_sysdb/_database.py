@@ -30,6 +30,7 @@ from ._retry import (
 from ._urls import database_name, normalize_url, redact, with_database
 
 __all__ = [
+    "GENERIC_SETTINGS",
     "Database",
     "GenericPlans",
     "check_migrated",
@@ -196,7 +197,7 @@ class Database:
         conn = await self.pool.acquire()
         if generic:
             try:
-                await conn.execute("SET plan_cache_mode = force_generic_plan")
+                await conn.execute(GENERIC_SETTINGS)
             except BaseException:
                 await self._release(conn)
                 raise
@@ -247,10 +248,27 @@ class Database:
             self.pool.terminate()
 
 
+GENERIC_SETTINGS = """
+SET plan_cache_mode = force_generic_plan;
+SET enable_seqscan = off;
+SET enable_hashjoin = off;
+SET enable_mergejoin = off
+"""
+"""The settings of :class:`GenericPlans`' connections (asyncpg's reset on release undoes them).
+
+Their statements reach every row they touch through an index, by key or by queue, so a scan of
+a whole table or a join that reads one whole is never their plan: a generic plan is made once
+and kept for the connection's life, and one made while the tables were small (before their
+first ``ANALYZE``, or on statistics taken then) scanned them: a batch of outcomes planned at
+900 workflow rows read every workflow row ever written, at every batch, as history grew.
+Forbidding those plans leaves nested loops over index lookups."""
+
+
 class GenericPlans:
     """A :class:`Database`'s statements on connections that plan every prepared statement
-    generically (``plan_cache_mode = force_generic_plan``), for the engine's hot statements of
-    fixed shape: the batched writes of workflow rows, steps and outcomes, and the claims.
+    generically (``plan_cache_mode = force_generic_plan``) and never scan a whole table
+    (:data:`GENERIC_SETTINGS`), for the engine's hot statements of fixed shape: the writes of
+    workflow rows, steps and outcomes (batched, and one by one), ``recv``'s, and the claims.
 
     Left to choose, Postgres plans such a statement afresh at every execution whenever its
     first few batches were small (a custom plan, costed on the arrays' actual length, looks

@@ -173,7 +173,7 @@ async def consume_message(
     recorded the recv first.
     """
     timer_id, wake_at, timer_format = timer if timer is not None else (None, None, None)
-    row = await db.fetchrow(
+    row = await db.generic.fetchrow(
         f"""
         WITH prior AS (
             SELECT output, serialization, started_at_epoch_ms = $4 AS ours FROM operation_outputs
@@ -304,7 +304,7 @@ async def _consume_many(
         seen.add((workflow_id, topic))
     if len(batch) > 1:
         try:
-            rows = await db.fetch(
+            rows = await db.generic.fetch(
                 _CONSUME_MANY,
                 [requests[i][0] for i in batch],
                 [requests[i][1] for i in batch],

@@ -328,7 +328,7 @@ async def record_outcomes(db: Database, batch: Sequence[Outcome]) -> list[bool]:
     of a workflow's outcomes in the batch, if any)."""
     if len(batch) == 1:
         o = batch[0]
-        row = await db.fetchrow(
+        row = await db.generic.fetchrow(
             _COMPLETE_WORKFLOW, o.workflow_id, o.status, o.output, o.error, db.now_ms(), o.owner
         )
         return [row is not None and row["completed"] == 1]
@@ -513,7 +513,7 @@ async def _insert_steps(db: Database, batch: Sequence[StepRecord]) -> list[bool]
     """Write a batch of step records in one statement; whether each one was written."""
     records = first_of_each(batch, _step_key)
     if len(batch) == 1:
-        return [bool(await db.fetchval(_INSERT_STEP, *records[0].columns()))]
+        return [bool(await db.generic.fetchval(_INSERT_STEP, *records[0].columns()))]
     columns = [list(column) for column in zip(*(r.columns() for r in records), strict=True)]
     sql, args = _INSERT_STEPS.bind(columns)
     return written_of_batch(await db.generic.fetchrow(sql, *args), batch, records, _step_key)

@@ -8,7 +8,13 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["explain", "nodes"]
+from dbos_async._sysdb._database import GENERIC_SETTINGS
+
+__all__ = ["GENERIC_SETTINGS", "PLAN_GENERICALLY", "explain", "nodes"]
+
+PLAN_GENERICALLY = "SET plan_cache_mode = force_generic_plan"
+"""What a pool connection's generic plan is made under (Postgres adopts one once a statement's
+custom plans cost no less)."""
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -19,21 +25,28 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 async def explain(
-    conn: asyncpg.Connection, sql: str, args: list[Any], *, generic: bool
+    conn: asyncpg.Connection,
+    sql: str,
+    args: list[Any],
+    *,
+    generic: bool,
+    settings: str = PLAN_GENERICALLY,
 ) -> dict[str, Any]:
     """The plan of ``sql`` run with ``args``: the one Postgres makes for these values, or
-    (``generic``) the one a long-lived prepared statement ends up with, for any values."""
+    (``generic``) the one a long-lived prepared statement ends up with, for any values, under
+    ``settings`` (by default a pool connection's, which plans generically when Postgres
+    chooses to; :data:`GENERIC_SETTINGS` for the statements run on ``Database.generic``)."""
     if not generic:
         return _plan(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
     types = [t.name for t in (await conn.prepare(sql)).get_parameters()]
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(settings)
     await conn.execute(f"PREPARE explained ({', '.join(types)}) AS {sql}")
     try:
         literals = ", ".join(_literal(a, t) for a, t in zip(args, types, strict=True))
         explained = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE explained({literals})")
         return _plan(explained)
     finally:
-        await conn.execute("DEALLOCATE explained; RESET plan_cache_mode")
+        await conn.execute("DEALLOCATE explained; RESET ALL")
 
 
 def _plan(explained: str) -> dict[str, Any]:
