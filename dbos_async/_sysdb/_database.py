@@ -268,7 +268,8 @@ class GenericPlans:
     """A :class:`Database`'s statements on connections that plan every prepared statement
     generically (``plan_cache_mode = force_generic_plan``) and never scan a whole table
     (:data:`GENERIC_SETTINGS`), for the engine's hot statements of fixed shape: the writes of
-    workflow rows, steps and outcomes (batched, and one by one), ``recv``'s, and the claims.
+    workflow rows, steps and outcomes (batched, and one by one), the claims, and the messaging
+    operations a workflow records (``send``, ``recv``, ``set_event``, ``write_stream``).
 
     Left to choose, Postgres plans such a statement afresh at every execution whenever its
     first few batches were small (a custom plan, costed on the arrays' actual length, looks

@@ -89,7 +89,7 @@ async def insert_message(
             raise asyncpg.ForeignKeyViolationError(f"no workflow {destination_id}")
         return True
     workflow_id, function_id, owner = sender
-    recorded = await db.fetchval(
+    recorded = await db.generic.fetchval(
         f"""
         WITH sent AS (
             INSERT INTO notifications (message_uuid, destination_uuid, topic, message,
@@ -143,7 +143,7 @@ async def _insert_messages(db: Database, batch: Sequence[MessageRow]) -> list[bo
     """
     columns = [list(column) for column in zip(*batch, strict=True)]
     try:
-        rows = await db.fetch(_INSERT_MESSAGES, *columns)
+        rows = await db.generic.fetch(_INSERT_MESSAGES, *columns)
     except asyncpg.ForeignKeyViolationError:
         if len(batch) == 1:
             return [False]
@@ -411,7 +411,7 @@ async def set_event(
             serialization,
         )
         return True
-    recorded = await db.fetchval(
+    recorded = await db.generic.fetchval(
         f"""
         WITH history AS ({history}), current AS ({current})
         {_recorded_as("DBOS.setEvent", "$6", "$7")}
@@ -490,7 +490,7 @@ async def write_stream(
     # Appended only when the step is not recorded yet; a plain INSERT for the step: if another
     # execution records it concurrently, the unique violation aborts the whole statement, so the
     # value is not appended twice.
-    recorded = await db.fetchval(
+    recorded = await db.generic.fetchval(
         f"""
         WITH prior AS (
             SELECT started_at_epoch_ms = $6 AS ours FROM operation_outputs

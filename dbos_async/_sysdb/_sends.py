@@ -53,7 +53,7 @@ async def insert_messages(
             {SAME_STEP}
             RETURNING true
         )"""
-    row = await db.fetchrow(
+    row = await db.generic.fetchrow(
         f"""
         WITH RECURSIVE batch AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[])
