@@ -76,7 +76,9 @@ class WorkflowContext:
     serialization: str | None = None
     """The format the workflow's row records (None: the configured one): its output and error
     are written in it, and so are the values it sends, sets and writes unless told otherwise."""
-    blocking_calls: set[concurrent.futures.Future[Any]] = field(default_factory=set)
+    blocking_calls: set[concurrent.futures.Future[Any]] | None = None
+    """Calls of the workflow's sync code blocked on the loop (made by the first: few workflows
+    have any)."""
     deferred_checkpoints: set[asyncio.Task[None]] | None = None
     """Checkpoints written in the background (an outcome already durable elsewhere): the
     workflow's own outcome waits for them (:func:`_step.settle_deferred`). Made by the first
@@ -85,6 +87,11 @@ class WorkflowContext:
     """Callers' futures for the outcome of the workflow's task, filled when it ends (one list
     for the contexts of all its runs in that task)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def cancel_blocking_calls(self) -> None:
+        """Release the workflow's sync code blocked on the loop."""
+        for call in list(self.blocking_calls or ()):
+            call.cancel()
 
     def reserve_function_id(self) -> int:
         """Take the next function ID (1-based), at the moment an operation is called."""
@@ -424,7 +431,10 @@ def block_on(
     ctx = current_workflow()
     if ctx is None:
         return future.result()
-    ctx.blocking_calls.add(future)
+    calls = ctx.blocking_calls
+    if calls is None:
+        calls = ctx.blocking_calls = set()
+    calls.add(future)
     try:
         if ctx.cancelled:
             future.cancel()
@@ -438,4 +448,4 @@ def block_on(
             ) from None
         raise
     finally:
-        ctx.blocking_calls.discard(future)
+        calls.discard(future)

@@ -12,7 +12,6 @@ look it up through :func:`current_runtime`, because decorators run before any ru
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import logging
 from collections.abc import Callable, Coroutine
@@ -54,7 +53,9 @@ class RunningWorkflow(Protocol):
 
     workflow_id: str
     cancelled: bool
-    blocking_calls: set[concurrent.futures.Future[Any]]
+
+    def cancel_blocking_calls(self) -> None:
+        """Release the workflow's sync code blocked on the loop."""
 
 
 class StepObserver(Protocol):
@@ -215,8 +216,7 @@ class Runtime:
             return
         ctx.cancelled = True
         task.cancel()
-        for call in list(ctx.blocking_calls):
-            call.cancel()
+        ctx.cancel_blocking_calls()
 
     async def cancel(self, workflow_ids: list[str], *, with_children: bool = False) -> None:
         """Mark workflows CANCELLED (unless they finished) and stop them wherever they run.
@@ -269,8 +269,7 @@ class Runtime:
             task.cancel()
         for ctx in self.contexts.values():
             # Release sync workflow bodies blocked on the loop, or their threads never end.
-            for blocking in list(ctx.blocking_calls):
-                blocking.cancel()
+            ctx.cancel_blocking_calls()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
 

@@ -177,12 +177,13 @@ async def run_step(
             raise  # the engine's fault: the workflow runs again, the step is not recorded
         await _record(ctx, function_id, options.name, None, codec.dumps_exception(error), started)
         raise
-    checkpoint = _record(ctx, function_id, options.name, codec.dumps(value), None, started)
+    output = codec.dumps(value)
     if durable_output and observer is None:
-        ctx.defer(checkpoint)
-    else:  # an observer is told once the checkpoint is committed
-        await checkpoint
-    if observer is not None:
+        ctx.defer(_record(ctx, function_id, options.name, output, None, started))
+    elif not await _insert(ctx, function_id, options.name, output, None, started):
+        # (:func:`_record`, inline: one coroutine less per step.)
+        raise await refusal(ctx)
+    if observer is not None:  # told once the checkpoint is committed
         await observer.step_recorded(ctx.workflow_id, function_id, options.name)
     return value
 
@@ -207,7 +208,21 @@ async def _record(
     error: bytes | None,
     started: int,
 ) -> None:
-    inserted = await insert_step_output(
+    """Checkpoint a step's outcome; raise why it was refused, if it was."""
+    if not await _insert(ctx, function_id, name, output, error, started):
+        raise await refusal(ctx)
+
+
+def _insert(
+    ctx: WorkflowContext,
+    function_id: int,
+    name: str,
+    output: bytes | None,
+    error: bytes | None,
+    started: int,
+) -> Awaitable[bool]:
+    """The group-committed write of a step's outcome: whether it was recorded."""
+    return insert_step_output(
         ctx.runtime.db,
         ctx.workflow_id,
         function_id,
@@ -218,8 +233,6 @@ async def _record(
         serialization=ctx.runtime.codec.name,
         started_at_ms=started,
     )
-    if not inserted:
-        raise await refusal(ctx)
 
 
 async def refusal(ctx: WorkflowContext) -> BaseException:

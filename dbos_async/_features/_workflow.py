@@ -9,6 +9,7 @@ cancellation never abandons a workflow halfway.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import itertools
@@ -411,8 +412,12 @@ def launch(runtime: Runtime, ctx: WorkflowContext, invocation: Invocation) -> as
         deadline = runtime.clock.call_at(
             ctx.deadline_epoch_ms / 1000, functools.partial(_time_out, runtime, ctx.workflow_id)
         )
-    task.add_done_callback(functools.partial(_forget, runtime, ctx, deadline))
+    # (In an empty context: a copy of the caller's, kept as long as the task, is not needed.)
+    task.add_done_callback(functools.partial(_forget, runtime, ctx, deadline), context=_EMPTY)
     return task
+
+
+_EMPTY = contextvars.Context()
 
 
 def _time_out(runtime: Runtime, workflow_id: str) -> None:
@@ -477,7 +482,7 @@ async def _restarted(runtime: Runtime, ctx: WorkflowContext) -> WorkflowContext:
     fresh = dataclasses.replace(
         ctx,
         recorded=await load_step_outputs(runtime.db, ctx.workflow_id),
-        blocking_calls=set(),
+        blocking_calls=None,
         deferred_checkpoints=None,
         _ids=itertools.count(1),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -100,12 +101,16 @@ class Database:
         self._unreachable_since: float | None = None
 
     def group(
-        self, name: str, flush: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]
+        self, name: str, flush: Callable[[Database, Sequence[Any]], Awaitable[Sequence[Any]]]
     ) -> GroupCommit[Any, Any]:
-        """The group-commit writer ``name`` of this database (created on first use)."""
+        """The group-commit writer ``name`` of this database, whose batches ``flush(self,
+        batch)`` writes (created on first use; a module-level ``flush`` costs nothing per call,
+        where a closure over the database would be made at every row)."""
         writer = self._groups.get(name)
         if writer is None:
-            writer = self._groups[name] = GroupCommit(flush, patience=self.retry_limit)
+            writer = self._groups[name] = GroupCommit(
+                functools.partial(flush, self), patience=self.retry_limit
+            )
         return writer
 
     def group_stats(self) -> dict[str, tuple[int, int]]:

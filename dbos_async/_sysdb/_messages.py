@@ -82,7 +82,7 @@ async def insert_message(
     """
     now = db.now_ms()
     if sender is None:
-        writer = db.group("messages", lambda batch: _insert_messages(db, batch))
+        writer = db.group("messages", _insert_messages)
         if not await writer.submit(
             (message_uuid, destination_id, topic, message, serialization, now)
         ):
@@ -338,7 +338,7 @@ async def take_message(
 
     Raises ``asyncpg.UniqueViolationError`` when another execution recorded this recv first.
     """
-    writer = db.group("recv", lambda batch: _consume_many(db, batch))
+    writer = db.group("recv", _consume_many)
     taken: Taken | Exception = await writer.submit((workflow_id, function_id, topic, owner))
     if isinstance(taken, Exception):
         raise taken

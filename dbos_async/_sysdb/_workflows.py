@@ -228,8 +228,8 @@ async def _insert_workflows(db: Database, batch: Sequence[NewWorkflow]) -> list[
     return written_of_batch(await db.generic.fetchrow(sql, *args), batch, rows, _workflow_key)
 
 
-async def insert_workflow(db: Database, wf: NewWorkflow) -> bool:
-    """Insert a workflow's row; return False when a row with its ID already exists.
+def insert_workflow(db: Database, wf: NewWorkflow) -> Awaitable[bool]:
+    """Insert a workflow's row; False when a row with its ID already exists.
 
     Group-committed with concurrent starts, except a row with a deduplication ID, which goes
     alone: its unique violation (``asyncpg.UniqueViolationError`` on
@@ -237,10 +237,12 @@ async def insert_workflow(db: Database, wf: NewWorkflow) -> bool:
     ID) must fail only its own enqueue.
     """
     if wf.deduplication_id is not None:
-        return bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(wf, db.now_ms())))
-    writer = db.group("starts", lambda rows: _insert_workflows(db, rows))
-    inserted: bool = await writer.submit(wf)
-    return inserted
+        return _insert_alone(db, wf)
+    return db.group("starts", _insert_workflows).submit(wf)
+
+
+async def _insert_alone(db: Database, wf: NewWorkflow) -> bool:
+    return bool(await db.fetchval(_INSERT_WORKFLOW, *_start_columns(wf, db.now_ms())))
 
 
 async def get_workflow(db: Database, workflow_id: str) -> asyncpg.Record | None:
@@ -386,7 +388,7 @@ def complete_workflow(
     outcome recorded is the only one. (A retry whose first attempt committed unseen also
     returns False; the caller then reads the outcome it recorded.)
     """
-    writer = db.group("outcomes", lambda outcomes: record_outcomes(db, outcomes))
+    writer = db.group("outcomes", record_outcomes)
     return writer.submit(Outcome(workflow_id, status, output, error, owner))
 
 
@@ -537,7 +539,7 @@ def insert_step_output(
     Returns False when another execution recorded it first, the workflow is no longer
     PENDING, or executor ``owner`` no longer runs it; :func:`workflow_status_of` tells which.
     """
-    writer = db.group("steps", lambda records: _insert_steps(db, records))
+    writer = db.group("steps", _insert_steps)
     return writer.submit(
         StepRecord(
             workflow_id,
