@@ -256,6 +256,8 @@ class Database:
 GENERIC_SETTINGS = """
 SET plan_cache_mode = force_generic_plan;
 SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SET enable_sort = off;
 SET enable_hashjoin = off;
 SET enable_mergejoin = off
 """
@@ -266,7 +268,13 @@ a whole table or a join that reads one whole is never their plan: a generic plan
 and kept for the connection's life, and one made while the tables were small (before their
 first ``ANALYZE``, or on statistics taken then) scanned them: a batch of outcomes planned at
 900 workflow rows read every workflow row ever written, at every batch, as history grew.
-Forbidding those plans leaves nested loops over index lookups."""
+Forbidding those plans leaves nested loops over index lookups.
+
+Bitmap scans and sorts are forbidden too, so a claim reads its queue in the order of
+``workflow_status_in_flight`` and stops at its ``LIMIT``. As a bitmap scan and a sort, it read
+every entry of the queue at every claim, the dead ones of workflows already claimed included
+(an index scan learns which entries are dead and skips them after; a bitmap scan does not):
+a 20,000-task drain ran at 2,700 tasks/s instead of 4,700."""
 
 
 class GenericPlans:
@@ -302,6 +310,11 @@ class GenericPlans:
     async def fetchval(self, sql: str, *args: Any) -> Any:
         """Run a query and return the first column of its first row."""
         return await self._db._run("fetchval", sql, args, generic=True)
+
+    async def run(self, body: Callable[[Any], Awaitable[T]]) -> T:
+        """:meth:`Database.run` on one of these connections (``body`` leaves no transaction
+        open, so the connection is kept for the next statement)."""
+        return await self._db._attempts(body, keep=True, generic=True)
 
 
 def _usable(conn: Any) -> bool:

@@ -317,7 +317,7 @@ async def claim(
             raise
         return _claimed(rows, recorded)
 
-    return await db.run(claim_under_lock)
+    return await db.generic.run(claim_under_lock)
 
 
 def _claimed(rows: Sequence[asyncpg.Record], recorded: list[bool] | None = None) -> Claimed:

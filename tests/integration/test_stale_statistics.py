@@ -15,7 +15,7 @@ import pytest
 
 from dbos_async._sysdb import Database, connect_database
 from dbos_async._sysdb._guards import owned_by
-from dbos_async._sysdb._queues import _OUTCOMES_THEN_CLAIM
+from dbos_async._sysdb._queues import _CLAIM_LOCAL, _CLAIM_SHARED, _OUTCOMES_THEN_CLAIM
 from dbos_async._sysdb._workflows import (
     _CLAIM_FOR_RECOVERY,
     _COMPLETE_WORKFLOW,
@@ -119,3 +119,48 @@ async def test_keyed_statements_reach_their_rows_by_key_after_a_burst(
                 plan = await explain(conn, sql, args, generic=generic, settings=settings)
                 reads = _reads_of_workflow_status(_cte(plan, part) if part else plan)
                 assert reads == {"workflow_status_pkey"}, (name, generic, reads)
+
+
+SHARED = [20, None, None, None, None, None]  # a queue-wide concurrency limit of 20
+
+
+@pytest.mark.parametrize("analyze_after_burst", [False, True], ids=["stale", "fresh"])
+async def test_a_claim_reads_its_queue_in_index_order_and_stops_at_its_limit(
+    db: Database, analyze_after_burst: bool
+) -> None:
+    """A claim takes the first workflows of its queue in the order of
+    ``workflow_status_in_flight``. On statistics of finished workflows only it was planned
+    through the listing index by status, and on fresh ones as a bitmap scan: either way it read
+    and sorted every entry of the queue (dead ones of claimed workflows included) at every
+    claim."""
+    await db.execute(
+        """
+        INSERT INTO workflow_status (workflow_uuid, status, name, executor_id,
+            application_version, created_at, updated_at)
+        SELECT 'done-' || i, 'SUCCESS', 'wf', 'local', 'v1', 0, 0
+        FROM generate_series(1, 1000) AS i;
+        ANALYZE workflow_status;
+        INSERT INTO workflow_status (workflow_uuid, status, name, application_version,
+            queue_name, created_at, updated_at)
+        SELECT 'queued-' || i, 'ENQUEUED', 'wf', 'v1', 'q', i, i
+        FROM generate_series(1, 20000) AS i
+        """
+    )
+    if analyze_after_burst:
+        await db.execute("ANALYZE workflow_status")
+    claims: dict[str, tuple[str, list[Any]]] = {
+        "a claim": (_CLAIM_LOCAL, CLAIM),
+        "a claim under shared limits": (_CLAIM_SHARED, [*CLAIM[:-1], *SHARED, CLAIM[-1]]),
+        "outcomes, then a claim": _OUTCOMES_THEN_CLAIM.bind([*OUTCOMES, *CLAIM]),
+    }
+    async with db.pool.acquire() as conn:
+        for name, (sql, args) in claims.items():
+            plan = await explain(conn, sql, args, generic=True, settings=GENERIC_SETTINGS)
+            picked = list(nodes(_cte(plan, "picked")))
+            scans = [
+                (node["Node Type"], node.get("Index Name"))
+                for node in picked
+                if node.get("Relation Name") == "workflow_status"
+            ]
+            assert scans == [("Index Scan", "workflow_status_in_flight")], (name, scans)
+            assert not any(node["Node Type"] == "Sort" for node in picked), name
