@@ -73,6 +73,9 @@ class Scheduler:
 
     def start(self) -> None:
         """Write the schedules declared in code, then start watching the clock."""
+        # Launch is the first look: a schedule created before the task's first round (which
+        # waits for the database) starts there, not at whatever the clock reads by then.
+        self._looked_at = self._runtime.clock.now_datetime()
         self._unwatch_clock = self._runtime.clock.on_change(self._changed.set)
         self._task = supervise("dbos-scheduler", self._run)
 
@@ -160,9 +163,9 @@ class Scheduler:
         self._plans = plans
 
     def _first_look(self, row: Any, now: datetime) -> datetime:
-        """Where a schedule new to this process starts: at launch, now; later, where the last
-        look left off (or at its creation, if later), so a tick that came due between its
-        creation and this reload is not skipped."""
+        """Where a schedule new to this process starts: where the last look left off (at first,
+        the launch), or at its creation if later, so a tick that came due between its creation
+        and this reload is not skipped."""
         if self._looked_at is None:
             return now
         created = datetime.fromtimestamp(row["created_at"] / 1000, UTC)

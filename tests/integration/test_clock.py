@@ -15,6 +15,7 @@ import pytest
 
 from dbos_async import DBOS, Debouncer, Queue, SetEnqueueOptions, SetWorkflowTimeout
 from dbos_async.testing import Clock
+from tests.conftest import make_config
 from tests.waypoints import Waypoints
 
 DAY = timedelta(days=1)
@@ -169,6 +170,42 @@ async def test_a_schedule_fires_the_ticks_the_clock_passes(
     assert seen_ticks == [first.isoformat(), (first + DAY).isoformat()]
     handle = await DBOS.retrieve_workflow_async(f"sched-daily-{first.isoformat()}")
     assert await asyncio.wait_for(handle.get_result(), 10) == first.isoformat()
+
+
+async def test_a_schedule_made_before_the_schedulers_first_round_fires_from_its_creation(
+    database_url: str, dbos_clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler's first round waits for the database; a schedule created meanwhile, with
+    the clock moving on before that round reads it, must still fire the ticks since its
+    creation (the round used to start it at the clock's reading by then, skipping them)."""
+    from dbos_async._features import _scheduler
+
+    first_round = asyncio.Event()
+    real_upsert = _scheduler.upsert_declared_schedules
+
+    async def held_upsert(*args: Any) -> None:
+        await first_round.wait()
+        await real_upsert(*args)
+
+    monkeypatch.setattr(_scheduler, "upsert_declared_schedules", held_upsert)
+    dbos_clock.freeze()
+    DBOS(config=make_config(database_url))
+    await DBOS.launch_async()
+    try:
+        await DBOS.create_schedule_async(
+            schedule_name="early", workflow_fn=on_schedule, schedule="0 9 * * *"
+        )
+        now = dbos_clock.now_datetime()
+        first = now.replace(hour=9, minute=0, second=0, microsecond=0)
+        if first <= now:
+            first += DAY
+        dbos_clock.advance(first - now + timedelta(hours=1))
+        first_round.set()
+        await points.reached("tick")
+        assert seen_ticks == [first.isoformat()]
+    finally:
+        first_round.set()
+        await DBOS.destroy_async()
 
 
 async def test_a_debounced_workflow_starts_a_period_after_the_last_call(
