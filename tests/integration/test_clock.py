@@ -179,9 +179,9 @@ async def test_a_schedule_made_before_the_schedulers_first_round_fires_from_its_
     the clock moving on before that round reads it, must still fire the ticks since its
     creation (the round used to start it at the clock's reading by then, skipping them)."""
     from dbos_async._features import _scheduler
+    from dbos_async._sysdb._schedules import upsert_declared_schedules as real_upsert
 
     first_round = asyncio.Event()
-    real_upsert = _scheduler.upsert_declared_schedules
 
     async def held_upsert(*args: Any) -> None:
         await first_round.wait()
