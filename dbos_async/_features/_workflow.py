@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -207,11 +208,16 @@ def prepare_call(
 
 
 def new_workflow_id() -> str:
-    """A random (version 4) UUID string: ``str(uuid.uuid4())`` at half the cost, as every
-    workflow started without an ID takes one."""
-    digits = os.urandom(16).hex()
+    """A time-ordered (version 7) UUID string: the wall clock's milliseconds, then 74 random
+    bits (every workflow started without an ID takes one).
+
+    IDs made later sort later, so a new workflow's row and its steps land on the newest pages
+    of their tables' primary keys, which stay in memory; a random ID lands anywhere in keys
+    that grow with history, each insert on a page likely read from disk.
+    """
+    digits = f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
     return (
-        f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-"
+        f"{digits[:8]}-{digits[8:12]}-7{digits[13:16]}-"
         f"{_VARIANT[digits[16]]}{digits[17:20]}-{digits[20:]}"
     )
 

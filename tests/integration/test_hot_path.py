@@ -120,29 +120,41 @@ async def test_callers_waiting_on_a_running_workflow_get_its_error(dbos: type[DB
 # Workflow IDs ----------------------------------------------------------------------------------
 
 
-def _assert_uuid4(text: str) -> None:
+def _assert_uuid7(text: str) -> None:
     parsed = uuid.UUID(text)
-    assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
     assert str(parsed) == text
 
 
-def test_generated_workflow_ids_are_random_uuid4_strings() -> None:
+# The 74 random bits of a version 7 UUID: 12 after the version, 62 after the variant.
+_RANDOM_BITS = (0xFFF << 64) | ((1 << 62) - 1)
+
+
+def test_generated_workflow_ids_are_time_ordered_uuid7_strings() -> None:
+    """IDs made later sort later (a new workflow's rows go to the newest pages of the keys),
+    carry the wall clock's milliseconds, and are otherwise random."""
+    before_ms = time.time_ns() // 1_000_000
     ids = [new_workflow_id() for _ in range(20_000)]
+    after_ms = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     for workflow_id in ids:
-        _assert_uuid4(workflow_id)
-    # Every random bit varies (not only the version and variant positions are fixed).
+        _assert_uuid7(workflow_id)
+    stamps = [uuid.UUID(workflow_id).int >> 80 for workflow_id in ids]
+    assert stamps == sorted(stamps)
+    assert before_ms <= stamps[0] and stamps[-1] <= after_ms
+    # Each ID's text sorts as its milliseconds do.
+    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
     as_ints = [uuid.UUID(workflow_id).int for workflow_id in ids[:2000]]
     varying = 0
     for value in as_ints[1:]:
         varying |= value ^ as_ints[0]
-    assert bin(varying).count("1") == 122
+    assert varying & _RANDOM_BITS == _RANDOM_BITS
 
 
-async def test_workflows_started_without_an_id_get_uuid4_ids(dbos: type[DBOS]) -> None:
+async def test_workflows_started_without_an_id_get_uuid7_ids(dbos: type[DBOS]) -> None:
     handle = await DBOS.start_workflow_async(hp_three, 1)
     assert await handle.get_result() == 6
-    _assert_uuid4(handle.workflow_id)
+    _assert_uuid7(handle.workflow_id)
     workflows = await DBOS.list_workflows_async()
     assert [w.workflow_id for w in workflows] == [handle.workflow_id]
 
