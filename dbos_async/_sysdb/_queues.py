@@ -144,6 +144,10 @@ def _claim_ctes(p: Mapping[str, str], shared: bool) -> str:
         AND {of_application(p["app"])}"""
     # ``skipped_locked``: it had room for more, and a candidate it did not take exists (one
     # another statement held locked for a moment, which FOR UPDATE SKIP LOCKED passes over).
+    # Under shared limits the claims of a queue already take turns (the advisory lock), so a
+    # claim waits for a row another statement holds for a moment (a waiter setting its
+    # ``awaited`` flag) rather than pass over it and start a later workflow first.
+    lock_rows = "FOR UPDATE" if shared else "FOR UPDATE SKIP LOCKED"
     return f"""allowed AS (
     SELECT {limit} AS n
 ), picked AS (
@@ -151,7 +155,7 @@ def _claim_ctes(p: Mapping[str, str], shared: bool) -> str:
     WHERE {candidates}
     ORDER BY priority, created_at
     LIMIT (SELECT n FROM allowed)
-    FOR UPDATE SKIP LOCKED
+    {lock_rows}
 ), claimed AS (
     UPDATE workflow_status AS w
     SET status = 'PENDING', executor_id = {p["executor"]}, application_version = {p["version"]},

@@ -685,3 +685,50 @@ async def test_cancelling_a_queued_workflow_takes_it_off_its_queue(dbos: type[DB
     assert status is not None and status.status == "CANCELLED" and status.queue_name is None
     queued = await DBOS.list_queued_workflows_async(queue_name="itq_plain")
     assert handle.workflow_id not in [w.workflow_id for w in queued]
+
+
+async def test_a_shared_limit_claim_waits_for_a_row_held_a_moment_and_keeps_priority_order(
+    database_url: str,
+) -> None:
+    """A waiter sets its workflow's ``awaited`` flag with a short UPDATE, which locks the row
+    for a moment. A claim under shared limits used to pass over the locked row (SKIP LOCKED)
+    and start a workflow of a later priority first; its queue's claims take turns already, so
+    it now waits for the row."""
+    from dbos_async._sysdb import connect_database
+    from dbos_async._sysdb._queues import ClaimLimits, claim
+
+    db = await connect_database(database_url, pool_size=4)
+    holder = await asyncpg.connect(database_url)
+    watcher = await asyncpg.connect(database_url)  # (a transaction sees one snapshot of it)
+    try:
+        await holder.execute(
+            """
+            INSERT INTO dbos.workflow_status (workflow_uuid, status, name, application_version,
+                queue_name, priority, created_at, updated_at)
+            VALUES ('p3', 'ENQUEUED', 'wf', 'v1', 'prio', 3, 1, 1),
+                   ('p1', 'ENQUEUED', 'wf', 'v1', 'prio', 1, 2, 2),
+                   ('p2', 'ENQUEUED', 'wf', 'v1', 'prio', 2, 3, 3)
+            """
+        )
+        await holder.execute("BEGIN")
+        await holder.execute(
+            "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = 'p1' FOR UPDATE"
+        )
+        claiming = asyncio.create_task(
+            claim(db, "prio", "local", "v1", ClaimLimits(local_capacity=1, concurrency=1))
+        )
+        deadline = time.monotonic() + 10
+        while not await watcher.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid())"
+        ):
+            assert time.monotonic() < deadline, "the claim never waited for the row"
+            assert not claiming.done(), "the claim passed over the locked row"
+            await asyncio.sleep(0.01)
+        await holder.execute("COMMIT")
+        claimed = await asyncio.wait_for(claiming, 10)
+        assert [row["workflow_uuid"] for row in claimed.rows] == ["p1"]
+    finally:
+        await holder.close()
+        await watcher.close()
+        await db.close()
