@@ -154,6 +154,13 @@ async def test_a_rate_limit_window_opens_when_the_clock_moves_past_it(
     assert {await asyncio.wait_for(later, 10), done.pop().result()} == {"a", "b"}
 
 
+def _next_nine_oclock(clock: Clock) -> datetime:
+    """The first 9:00 (UTC) after the clock's now: the next tick of ``0 9 * * *``."""
+    now = clock.now_datetime()
+    first = now.replace(hour=9, minute=0, second=0, microsecond=0)
+    return first if first > now else first + DAY
+
+
 async def test_a_schedule_fires_the_ticks_the_clock_passes(
     dbos: type[DBOS], dbos_clock: Clock
 ) -> None:
@@ -161,11 +168,8 @@ async def test_a_schedule_fires_the_ticks_the_clock_passes(
     await DBOS.create_schedule_async(
         schedule_name="daily", workflow_fn=on_schedule, schedule="0 9 * * *"
     )
-    now = dbos_clock.now_datetime()
-    first = now.replace(hour=9, minute=0, second=0, microsecond=0)
-    if first <= now:
-        first += DAY
-    dbos_clock.advance(first - now + timedelta(days=1))
+    first = _next_nine_oclock(dbos_clock)
+    dbos_clock.advance(first - dbos_clock.now_datetime() + timedelta(days=1))
     await points.reached("tick", 2)
     assert seen_ticks == [first.isoformat(), (first + DAY).isoformat()]
     handle = await DBOS.retrieve_workflow_async(f"sched-daily-{first.isoformat()}")
@@ -195,11 +199,8 @@ async def test_a_schedule_made_before_the_schedulers_first_round_fires_from_its_
         await DBOS.create_schedule_async(
             schedule_name="early", workflow_fn=on_schedule, schedule="0 9 * * *"
         )
-        now = dbos_clock.now_datetime()
-        first = now.replace(hour=9, minute=0, second=0, microsecond=0)
-        if first <= now:
-            first += DAY
-        dbos_clock.advance(first - now + timedelta(hours=1))
+        first = _next_nine_oclock(dbos_clock)
+        dbos_clock.advance(first - dbos_clock.now_datetime() + timedelta(hours=1))
         first_round.set()
         await points.reached("tick")
         assert seen_ticks == [first.isoformat()]
