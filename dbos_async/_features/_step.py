@@ -175,14 +175,13 @@ async def run_step(
     except Exception as error:
         if from_system_database(error):
             raise  # the engine's fault: the workflow runs again, the step is not recorded
-        error_bytes = codec.dumps_exception(error)
-        await _recorded(ctx, _insert(ctx, function_id, options.name, None, error_bytes, started))
+        await _record(ctx, function_id, options.name, None, codec.dumps_exception(error), started)
         raise
     output = codec.dumps(value)
     if durable_output and observer is None:
-        ctx.defer(_recorded(ctx, _insert(ctx, function_id, options.name, output, None, started)))
+        ctx.defer(_record(ctx, function_id, options.name, output, None, started))
     elif not await _insert(ctx, function_id, options.name, output, None, started):
-        # (:func:`_recorded`, inline: one coroutine less per step.)
+        # (:func:`_record`, inline: one coroutine less per step.)
         raise await refusal(ctx)
     if observer is not None:  # told once the checkpoint is committed
         await observer.step_recorded(ctx.workflow_id, function_id, options.name)
@@ -201,10 +200,16 @@ async def settle_deferred(ctx: WorkflowContext, *, raise_errors: bool = True) ->
                 raise
 
 
-async def _recorded(ctx: WorkflowContext, insert: Awaitable[bool]) -> None:
-    """Wait for a step's checkpoint (``insert``, from :func:`_insert`); raise why it was
-    refused, if it was."""
-    if not await insert:
+async def _record(
+    ctx: WorkflowContext,
+    function_id: int,
+    name: str,
+    output: bytes | None,
+    error: bytes | None,
+    started: int,
+) -> None:
+    """Checkpoint a step's outcome; raise why it was refused, if it was."""
+    if not await _insert(ctx, function_id, name, output, error, started):
         raise await refusal(ctx)
 
 
