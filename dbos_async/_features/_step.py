@@ -175,13 +175,14 @@ async def run_step(
     except Exception as error:
         if from_system_database(error):
             raise  # the engine's fault: the workflow runs again, the step is not recorded
-        await _record(ctx, function_id, options.name, None, codec.dumps_exception(error), started)
+        error_bytes = codec.dumps_exception(error)
+        await _recorded(ctx, _insert(ctx, function_id, options.name, None, error_bytes, started))
         raise
     output = codec.dumps(value)
     if durable_output and observer is None:
-        ctx.defer(_record(ctx, function_id, options.name, output, None, started))
+        ctx.defer(_recorded(ctx, _insert(ctx, function_id, options.name, output, None, started)))
     elif not await _insert(ctx, function_id, options.name, output, None, started):
-        # (:func:`_record`, inline: one coroutine less per step.)
+        # (:func:`_recorded`, inline: one coroutine less per step.)
         raise await refusal(ctx)
     if observer is not None:  # told once the checkpoint is committed
         await observer.step_recorded(ctx.workflow_id, function_id, options.name)
@@ -200,16 +201,10 @@ async def settle_deferred(ctx: WorkflowContext, *, raise_errors: bool = True) ->
                 raise
 
 
-async def _record(
-    ctx: WorkflowContext,
-    function_id: int,
-    name: str,
-    output: bytes | None,
-    error: bytes | None,
-    started: int,
-) -> None:
-    """Checkpoint a step's outcome; raise why it was refused, if it was."""
-    if not await _insert(ctx, function_id, name, output, error, started):
+async def _recorded(ctx: WorkflowContext, insert: Awaitable[bool]) -> None:
+    """Wait for a step's checkpoint (``insert``, from :func:`_insert`); raise why it was
+    refused, if it was."""
+    if not await insert:
         raise await refusal(ctx)
 
 

@@ -69,8 +69,9 @@ class GroupCommit(Generic[Row, Result]):
             raise DBOSDatabaseUnavailableError(0.0, "the database is closing")
         if not self._pending and self._in_flight < self._max_in_flight:
             # Nothing is waiting: write this row now, in the caller's own task (no hand-off to
-            # a flush task, so an idle system pays no extra event-loop hops).
-            self._in_flight += 1
+            # a flush task, so an idle system pays no extra event-loop hops). It is counted in
+            # flight once it runs: a caller may drop what it was given without awaiting it (a
+            # task cancelled before it starts), and a count taken here would then never fall.
             return self._alone(row)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
@@ -80,7 +81,8 @@ class GroupCommit(Generic[Row, Result]):
         return future
 
     async def _alone(self, row: Row) -> Result:
-        """Write ``row`` by itself (its writer counted in flight already)."""
+        """Write ``row`` by itself."""
+        self._in_flight += 1
         try:
             result = (await self._flush([row]))[0]
         finally:

@@ -304,6 +304,20 @@ async def test_patience_covers_only_callers_that_have_a_limit() -> None:
     assert cancelled.cancelled()
 
 
+async def test_a_write_dropped_before_it_starts_does_not_hold_the_writer() -> None:
+    stalled = _Stalled()
+    stalled.release.set()
+    writer: GroupCommit[int, int] = GroupCommit(stalled.flush, max_in_flight=1)
+    dropped = asyncio.ensure_future(writer.submit(1))  # e.g. a deferred checkpoint's task
+    dropped.cancel()  # cancelled before its first step: the write never runs
+    with pytest.raises(asyncio.CancelledError):
+        await dropped
+    assert await asyncio.wait_for(writer.submit(2), 5) == 20
+    both = await asyncio.wait_for(asyncio.gather(writer.submit(3), writer.submit(4)), 5)
+    assert list(both) == [30, 40]
+    assert stalled.batches[0] == [2]
+
+
 async def test_closing_a_writer_fails_its_queued_callers_at_once() -> None:
     stalled = _Stalled()
     writer: GroupCommit[int, int] = GroupCommit(stalled.flush, max_in_flight=1, patience=60)
