@@ -224,9 +224,7 @@ class Dispatcher:
         names.update(self._woken & known)
         self._woken.clear()
         if runtime.clock.now_ms() >= self._delays_due_at:
-            promoted, next_due = await promote_due_delayed(runtime.db)
-            names.update(set(promoted) & known)
-            self._delays_due_at = float(next_due) if next_due is not None else math.inf
+            names.update(await self._promote_due() & known)
         pause = math.inf
         for name in names:
             settings = catalog.settings(name)
@@ -243,6 +241,22 @@ class Dispatcher:
         if self._delays_due_at != math.inf:
             pause = min(pause, (self._delays_due_at - runtime.clock.now_ms()) / 1000)
         return max(0.0, min(pause, 60.0))
+
+    async def _promote_due(self) -> set[str]:
+        """Promote the due DELAYED workflows; return the queues that got work.
+
+        The answer's next delay cannot include a delay committed after the statement's
+        snapshot: a :meth:`wake` for one arrives while it runs, and is kept (the timer takes
+        the earlier of the two)."""
+        self._delays_due_at = math.inf
+        try:
+            promoted, next_due = await promote_due_delayed(self._runtime.db)
+        except BaseException:
+            self._delays_due_at = 0.0  # look again in the next round
+            raise
+        if next_due is not None:
+            self._delays_due_at = min(self._delays_due_at, next_due)
+        return set(promoted)
 
     def _claim_soon(self, name: str, settings: QueueSettings) -> None:
         """Start a claim from queue ``name``, unless as many as it may have are in flight

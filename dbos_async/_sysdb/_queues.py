@@ -345,7 +345,9 @@ async def promote_due_delayed(db: Database) -> tuple[list[str], int | None]:
 
     A debounced workflow releases its debounce key (its deduplication ID) as it leaves
     ``DELAYED``, so a later debounce on the key starts a new workflow. Returns the queues that
-    got work and the epoch ms of the next delay to expire (or None).
+    got work and the epoch ms of the next delay to expire (or None): possibly a time already
+    past, when a row due in the statement's snapshot was moved later by a debounce that
+    committed while the statement waited for its lock (the caller then simply looks again).
     """
     row = await db.fetchrow(
         """
@@ -353,11 +355,12 @@ async def promote_due_delayed(db: Database) -> tuple[list[str], int | None]:
             UPDATE workflow_status SET status = 'ENQUEUED', updated_at = $1,
                 deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
             WHERE status = 'DELAYED' AND delay_until_epoch_ms <= $1
-            RETURNING queue_name
+            RETURNING workflow_uuid, queue_name
         )
         SELECT ARRAY(SELECT DISTINCT queue_name FROM due) AS queues,
                (SELECT min(delay_until_epoch_ms) FROM workflow_status
-                WHERE status = 'DELAYED' AND delay_until_epoch_ms > $1) AS next_due
+                WHERE status = 'DELAYED'
+                  AND workflow_uuid NOT IN (SELECT workflow_uuid FROM due)) AS next_due
         """,
         db.now_ms(),
     )

@@ -11,12 +11,17 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 
-from dbos_async import DBOS, Queue
+from dbos_async import DBOS, Queue, SetEnqueueOptions
 from dbos_async._core._registry import default_registry
 from dbos_async._features._enqueue import INTERNAL_QUEUE
+from dbos_async._sysdb import connect_database
 from dbos_async._sysdb._queues import claim as real_claim
+from dbos_async._sysdb._queues import promote_due_delayed as real_promote
+from dbos_async._sysdb._workflows import NewWorkflow, insert_workflow
+from tests.integration._locks import until_a_statement_waits_for_a_lock
 from tests.waypoints import Waypoints
 
 SLOW_RECHECK = 60.0
@@ -88,3 +93,75 @@ async def test_work_that_arrived_while_two_claims_were_in_flight_is_claimed_when
             "second",
             "third",
         ]
+
+
+@DBOS.workflow()
+async def plain(label: str) -> str:
+    return label
+
+
+async def test_a_delay_announced_while_due_ones_are_promoted_is_not_forgotten(
+    dbos: type[DBOS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher promotes due DELAYED workflows and learns when the next delay expires.
+    A delayed workflow enqueued while that statement is on its way back (its row committed
+    after the statement's snapshot) is not in the answer: its own announcement must still set
+    the dispatcher's timer. (It was overwritten: a debounced workflow whose first call
+    coincided with the dispatcher's first round waited forever.)"""
+    promoting = asyncio.Event()
+    release = asyncio.Event()
+
+    async def promote_then_hold(*args: Any, **kwargs: Any) -> Any:
+        promoted = await real_promote(*args, **kwargs)
+        if promoted[0] and not release.is_set():
+            promoting.set()
+            await release.wait()
+        return promoted
+
+    monkeypatch.setattr("dbos_async._features._dispatcher.promote_due_delayed", promote_then_hold)
+    async with asyncio.timeout(20):
+        with SetEnqueueOptions(delay_seconds=0.05):
+            first = await queue.enqueue_async(plain, "first")
+        await promoting.wait()  # ``first`` was promoted; the answer is not back yet
+        with SetEnqueueOptions(delay_seconds=0.05):
+            second = await queue.enqueue_async(plain, "second")
+        release.set()
+        assert await first.get_result() == "first"
+        assert await second.get_result() == "second"  # not after a 60 s re-check (or never)
+
+
+async def test_a_delay_moved_later_while_due_ones_are_promoted_is_still_reported(
+    database_url: str,
+) -> None:
+    """A debounce moves a due workflow's delay later while the promotion waits for its row:
+    the row is not promoted, and the promotion's answer still names a time to look again (its
+    snapshot saw the old delay; it used to report no delay at all, and the workflow waited
+    forever)."""
+    db = await connect_database(database_url, pool_size=2)
+    bouncer = await asyncpg.connect(database_url, server_settings={"search_path": db.schema})
+    try:
+        now = db.now_ms()
+        row = NewWorkflow(
+            "bounced", "wf", None, None, b"", "msgpack", "local", "v",
+            status="DELAYED", queue_name="dw_plain", delay_until_epoch_ms=now - 1_000,
+        )  # fmt: skip
+        assert await insert_workflow(db, row)
+        bounce = bouncer.transaction()
+        await bounce.start()
+        await bouncer.execute(
+            "UPDATE workflow_status SET delay_until_epoch_ms = $1 WHERE workflow_uuid = 'bounced'",
+            now + 60_000,
+        )
+        promotion = asyncio.ensure_future(real_promote(db))
+        await until_a_statement_waits_for_a_lock(bouncer, unless_done=promotion)
+        await bounce.commit()
+        promoted, next_due = await asyncio.wait_for(promotion, 10)
+        assert promoted == []
+        assert next_due is not None
+        status = await bouncer.fetchval(
+            "SELECT status FROM workflow_status WHERE workflow_uuid = 'bounced'"
+        )
+        assert status == "DELAYED"
+    finally:
+        await bouncer.close()
+        await db.close()

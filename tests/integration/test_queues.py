@@ -28,6 +28,7 @@ from dbos_async._core._registry import default_registry
 from dbos_async._core._runtime import current_runtime
 from dbos_async.testing import Clock
 from tests.conftest import make_config
+from tests.integration._locks import until_a_statement_waits_for_a_lock
 from tests.waypoints import Waypoints
 
 waypoints = Waypoints()
@@ -717,14 +718,7 @@ async def test_a_shared_limit_claim_waits_for_a_row_held_a_moment_and_keeps_prio
         claiming = asyncio.create_task(
             claim(db, "prio", "local", "v1", ClaimLimits(local_capacity=1, concurrency=1))
         )
-        deadline = time.monotonic() + 10
-        while not await watcher.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid())"
-        ):
-            assert time.monotonic() < deadline, "the claim never waited for the row"
-            assert not claiming.done(), "the claim passed over the locked row"
-            await asyncio.sleep(0.01)
+        await until_a_statement_waits_for_a_lock(watcher, unless_done=claiming)
         await holder.execute("COMMIT")
         claimed = await asyncio.wait_for(claiming, 10)
         assert [row["workflow_uuid"] for row in claimed.rows] == ["p1"]

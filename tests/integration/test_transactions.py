@@ -29,6 +29,7 @@ from dbos_async import (
     SQLAlchemyDatasource,
 )
 from tests.conftest import _drop, _recreate, _session_token, make_config, with_database
+from tests.integration._locks import until_a_statement_waits_for_a_lock
 from tests.waypoints import Waypoints
 
 calls: list[str] = []
@@ -549,16 +550,7 @@ async def test_concurrent_executions_of_one_transaction_commit_once(
         first = asyncio.create_task(ds.attempt(settings, insert, ("first",), {}, key))
         await points.reached("inserted")
         second = asyncio.create_task(ds.attempt(settings, insert, ("second",), {}, key))
-        for _ in range(1000):  # until the second waits on the reserved row (10 s at most)
-            waiting = await app_db.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if waiting:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the second execution never waited on the reserved row")
+        await until_a_statement_waits_for_a_lock(app_db, unless_done=second)
         points.gate("commit").set()
         assert await first == Ran("first committed")
         stored = await second
