@@ -9,7 +9,8 @@ set-based (``INSERT ... SELECT ... FROM generate_series``, copying the columns o
 engine ran, so every row is one it could have written): created over the last 30 days, 1% of
 them ``ERROR``, a fifth of them queued on a queue of their own, half of them of the benchmark's
 workflow name, the others of ten other names; then it runs ``VACUUM ANALYZE``, as autovacuum
-would have on a database that old. Then, in alternating rounds (before each, both databases'
+would have on a database that old. Both databases also get ``RECENT_FAILURES`` (100) workflows
+that failed just now, so the listing by ``ERROR`` returns a full page on each. Then, in alternating rounds (before each, both databases'
 system tables are analyzed, as autovacuum would have) on the two databases (each round
 launches the engine on one database, measures, and destroys it), it measures:
 
@@ -50,6 +51,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import contextlib
+
 import asyncpg
 
 from benchmarks._common import (
@@ -86,6 +89,7 @@ HISTORY_DAYS = 30
 OTHER_NAMES = 10  # half the history runs under ten other workflow names
 QUEUE_NAME = "bench_history_queue"
 HISTORY_QUEUE = "bench_history_old_queue"  # the queue a fifth of the history ran on
+RECENT_FAILURES = 100  # ERROR workflows run on both databases before measuring
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,21 @@ async def steps_workflow(steps: int) -> int:
     for i in range(steps):
         total += await trivial_step(i)
     return total
+
+
+@DBOS.workflow()
+async def failing_workflow(i: int) -> None:
+    """A workflow that fails (``ERROR``), for the listing by that status."""
+    raise RuntimeError(f"failure {i}")
+
+
+async def recent_failures(count: int) -> None:
+    """Run ``count`` failing workflows: both databases then hold ``ERROR`` rows for the
+    listing by status to return (the empty one held none: its listing returned nothing)."""
+    handles = [await DBOS.start_workflow_async(failing_workflow, i) for i in range(count)]
+    for handle in handles:
+        with contextlib.suppress(RuntimeError):
+            await handle.get_result()
 
 
 started_at: dict[str, float] = {}
@@ -528,6 +547,7 @@ async def run(
             await launch_impl(url, POOL_SIZE)
             try:
                 templates[url] = await template_workflow()
+                await recent_failures(RECENT_FAILURES)
             finally:
                 await destroy()
         print(f"building a history of {plan.history:,} workflows ...", flush=True)
