@@ -66,13 +66,18 @@ class GroupCommit(Generic[Row, Result]):
         directly, one coroutine frame fewer to pass through at every resumption.)
         """
         if self._closed:
-            raise DBOSDatabaseUnavailableError(0.0, "the database is closing")
-        if not self._pending and self._in_flight < self._max_in_flight:
+            raise _closing()
+        if self._has_room():
             # Nothing is waiting: write this row now, in the caller's own task (no hand-off to
-            # a flush task, so an idle system pays no extra event-loop hops). It is counted in
-            # flight once it runs: a caller may drop what it was given without awaiting it (a
-            # task cancelled before it starts), and a count taken here would then never fall.
+            # a flush task, so an idle system pays no extra event-loop hops).
             return self._alone(row)
+        return self._queued(row)
+
+    def _has_room(self) -> bool:
+        return not self._pending and self._in_flight < self._max_in_flight
+
+    def _queued(self, row: Row) -> asyncio.Future[Result]:
+        """Queue ``row`` for the next flush; the future of its result."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
         self._flush_more()
@@ -81,7 +86,12 @@ class GroupCommit(Generic[Row, Result]):
         return future
 
     async def _alone(self, row: Row) -> Result:
-        """Write ``row`` by itself."""
+        """Write ``row`` by itself, if there is still room once this runs (a caller may await
+        later, or never: a task cancelled before it starts); else queue it."""
+        if self._closed:
+            raise _closing()
+        if not self._has_room():
+            return await self._queued(row)
         self._in_flight += 1
         try:
             result = (await self._flush([row]))[0]

@@ -318,6 +318,17 @@ async def test_a_write_dropped_before_it_starts_does_not_hold_the_writer() -> No
     assert stalled.batches[0] == [2]
 
 
+async def test_a_write_awaited_after_its_writer_closed_is_refused() -> None:
+    stalled = _Stalled()
+    stalled.release.set()
+    writer: GroupCommit[int, int] = GroupCommit(stalled.flush)
+    late = writer.submit(1)  # not awaited yet
+    writer.close()
+    with pytest.raises(DBOSDatabaseUnavailableError, match="closing"):
+        await asyncio.wait_for(late, 5)
+    assert stalled.batches == []
+
+
 async def test_closing_a_writer_fails_its_queued_callers_at_once() -> None:
     stalled = _Stalled()
     writer: GroupCommit[int, int] = GroupCommit(stalled.flush, max_in_flight=1, patience=60)
