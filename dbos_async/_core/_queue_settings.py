@@ -214,6 +214,11 @@ class QueueCatalog:
     def __init__(self, declared: Mapping[str, Any]) -> None:
         self._declared = declared
         self.stored: dict[str, StoredQueue] = {}
+        # Reloads read the database and apply what they read later, concurrently with each
+        # other: each update is numbered, and a read older than an update already applied to
+        # its queue is dropped (it would revert that queue to what it was).
+        self._updates = 0
+        self._updated_at: dict[str, int] = {}
 
     def settings(self, name: str) -> QueueSettings | None:
         """The settings of queue ``name`` as last known here, or None if it is unknown."""
@@ -232,10 +237,39 @@ class QueueCatalog:
         """Every queue known here."""
         return set(self._declared) | set(self.stored)
 
-    def update(self, name: str, stored: StoredQueue | None) -> bool:
-        """Record the stored queue ``name`` (None: it is gone); whether anything changed."""
+    def mark(self) -> int:
+        """The point reached in this catalog's updates: take it before reading a queue from the
+        database, and pass it with what was read to :meth:`update` or :meth:`replace`."""
+        return self._updates
+
+    def update(
+        self, name: str, stored: StoredQueue | None, read_at: int | None = None
+    ) -> bool | None:
+        """Record the stored queue ``name`` (None: it is gone), as this process wrote it
+        (``read_at`` None) or read it after :meth:`mark` returned ``read_at``; whether anything
+        changed. None when a read overlapped another update of the queue: which is newer is
+        unknown, so nothing is recorded, and the caller should read the queue again."""
+        if read_at is not None and self._updated_at.get(name, -1) > read_at:
+            return None
+        self._updates += 1
+        self._updated_at[name] = self._updates
         if stored is None:
             return self.stored.pop(name, None) is not None
         changed = self.stored.get(name) != stored
         self.stored[name] = stored
         return changed
+
+    def replace(
+        self, fresh: Mapping[str, StoredQueue], read_at: int
+    ) -> tuple[list[str], list[str]]:
+        """Make ``fresh`` (every stored queue, as read after :meth:`mark` returned ``read_at``)
+        the stored queues; the names that changed, and those to read again (see
+        :meth:`update`)."""
+        changed, again = [], []
+        for name in set(self.stored) | set(fresh):
+            updated = self.update(name, fresh.get(name), read_at)
+            if updated is None:
+                again.append(name)
+            elif updated:
+                changed.append(name)
+        return changed, again

@@ -78,6 +78,9 @@ class QueueWaker(Protocol):
     def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
         """Claim from ``queue_name`` soon, in this process."""
 
+    def on_settings_changed(self, queue_name: str) -> None:
+        """Read the stored settings of ``queue_name`` again soon."""
+
     def records_outcomes_of(self, queue_name: str) -> bool:
         """Whether :meth:`record_outcome` takes the outcomes of ``queue_name``'s workflows."""
 

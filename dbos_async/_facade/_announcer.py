@@ -22,6 +22,9 @@ class QueueAnnouncer:
     def wake(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
         """Nothing here dispatches."""
 
+    def on_settings_changed(self, queue_name: str) -> None:
+        """Nothing: a client reads a queue's settings when it first enqueues on it."""
+
     def records_outcomes_of(self, queue_name: str) -> bool:
         """No workflow runs here."""
         return False

@@ -186,7 +186,10 @@ class Dispatcher:
         self._wake.set()
 
     async def reload_all(self) -> None:
-        """Reload every registered queue (after notifications may have been lost)."""
+        """Reload every registered queue and look at the delays again (after notifications
+        may have been lost: a delayed workflow's announcement among them)."""
+        self._delays_due_at = 0.0
+        self._wake.set()
         await reload_queues(self._runtime)
 
     async def _run(self) -> None:
@@ -213,7 +216,12 @@ class Dispatcher:
         wakes us."""
         runtime = self._runtime
         while self._to_reload:
-            await reload_queue(runtime, self._to_reload.pop())
+            name = self._to_reload.pop()
+            try:
+                await reload_queue(runtime, name)
+            except BaseException:
+                self._to_reload.add(name)  # read it again in the next round
+                raise
         now = time.monotonic()
         catalog = runtime.queues
         known = {name for name in catalog.names() if self._listens_to(name)}

@@ -16,7 +16,13 @@ from .._core._queue_settings import DEFAULT_POLLING_INTERVAL_SEC, Limiter, Queue
 from .._core._validation import check_id
 from .._sysdb._queue_table import delete_queue_row, list_queue_rows, upsert_queue_row
 from ._queue import Queue
-from ._queue_store import own_application, reload_queue, settings_to_columns, stored_from_row
+from ._queue_store import (
+    own_application,
+    record_stored,
+    reload_queue,
+    settings_to_columns,
+    stored_from_row,
+)
 
 __all__ = [
     "QueueConflictResolution",
@@ -98,8 +104,7 @@ async def register_queue(
                 name, f"Queue {name!r} belongs to application {row['application_name']!r}"
             )
         stored = stored_from_row(row)
-        if runtime.queues.update(name, stored):
-            runtime.dispatcher.wake(name)
+        record_stored(runtime, name, stored)
         if inserted:
             logger.info("Registered queue %s", name)
         return Queue.stored(name, stored)
@@ -147,6 +152,6 @@ async def delete_queue(name: str) -> None:
 
     async def run() -> None:
         await delete_queue_row(runtime.db, name)
-        runtime.queues.update(name, None)
+        record_stored(runtime, name, None)
 
     await runtime.forward(run())

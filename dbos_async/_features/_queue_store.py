@@ -23,6 +23,7 @@ from .._sysdb._queue_table import get_queue_row, list_queue_rows, update_queue_r
 __all__ = [
     "own_application",
     "changed_settings",
+    "record_stored",
     "reload_queue",
     "reload_queues",
     "settings_from_row",
@@ -104,21 +105,37 @@ def _serves(runtime: Runtime, row: asyncpg.Record) -> bool:
 async def reload_queues(runtime: Runtime) -> None:
     """Load every stored queue this process serves (its application's and unclaimed ones)
     into its catalog; wake the dispatcher for those that changed."""
+    read_at = runtime.queues.mark()
     rows = await list_queue_rows(runtime.db, own_application(runtime), unclaimed=True)
     fresh = {row["name"]: stored_from_row(row) for row in rows}
-    for name in set(runtime.queues.stored) - set(fresh):
-        runtime.queues.update(name, None)
-    for name, stored in fresh.items():
-        if runtime.queues.update(name, stored):
+    changed, again = runtime.queues.replace(fresh, read_at)
+    for name in changed:
+        if name in fresh:
             runtime.dispatcher.wake(name)
+    for name in again:
+        runtime.dispatcher.on_settings_changed(name)
+
+
+def record_stored(
+    runtime: Runtime, name: str, stored: StoredQueue | None, read_at: int | None = None
+) -> None:
+    """Put queue ``name`` as this process wrote it (``read_at`` None), or read it after
+    ``runtime.queues.mark()`` returned ``read_at``, in the catalog: wake the dispatcher for it
+    if it changed, or have the dispatcher read it again if another update overlapped this
+    read."""
+    changed = runtime.queues.update(name, stored, read_at)
+    if changed is None:
+        runtime.dispatcher.on_settings_changed(name)
+    elif changed:
+        runtime.dispatcher.wake(name)
 
 
 async def reload_queue(runtime: Runtime, name: str) -> StoredQueue | None:
     """Reload one stored queue into the catalog (after a notification); its entry."""
+    read_at = runtime.queues.mark()
     row = await get_queue_row(runtime.db, name)
     stored = stored_from_row(row) if row is not None and _serves(runtime, row) else None
-    if runtime.queues.update(name, stored):
-        runtime.dispatcher.wake(name)
+    record_stored(runtime, name, stored, read_at)
     return stored
 
 
@@ -133,6 +150,5 @@ async def changed_settings(runtime: Runtime, name: str, **changes: Any) -> Queue
     if row is None:
         raise DBOSException(f"Queue {name!r} is not registered in the system database")
     stored = stored_from_row(row)
-    if runtime.queues.update(name, stored):
-        runtime.dispatcher.wake(name)
+    record_stored(runtime, name, stored)
     return stored.settings

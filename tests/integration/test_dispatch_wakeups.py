@@ -14,10 +14,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from dbos_async import DBOS, Queue, SetEnqueueOptions
+from dbos_async import DBOS, DBOSClient, Queue, SetEnqueueOptions
 from dbos_async._core._registry import default_registry
+from dbos_async._core._runtime import current_runtime
+from dbos_async._features import _queue_store
+from dbos_async._features._dispatcher import Dispatcher
 from dbos_async._features._enqueue import INTERNAL_QUEUE
 from dbos_async._sysdb import connect_database
+from dbos_async._sysdb._queue_table import list_queue_rows as real_list_queue_rows
 from dbos_async._sysdb._queues import claim as real_claim
 from dbos_async._sysdb._queues import promote_due_delayed as real_promote
 from dbos_async._sysdb._workflows import NewWorkflow, insert_workflow
@@ -95,6 +99,12 @@ async def test_work_that_arrived_while_two_claims_were_in_flight_is_claimed_when
         ]
 
 
+def _dispatcher() -> Dispatcher:
+    dispatcher = current_runtime().dispatcher
+    assert isinstance(dispatcher, Dispatcher)
+    return dispatcher
+
+
 @DBOS.workflow()
 async def plain(label: str) -> str:
     return label
@@ -165,3 +175,51 @@ async def test_a_delay_moved_later_while_due_ones_are_promoted_is_still_reported
     finally:
         await bouncer.close()
         await db.close()
+
+
+async def test_a_delayed_workflow_whose_announcement_was_lost_is_found_by_the_sweep(
+    dbos: type[DBOS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher knows of no delay (it looked: there was none); a delayed workflow's
+    announcement is lost (the listening connection was reconnecting, say). The sweep that
+    covers lost notifications looks at the delays again. (It reloaded only the queues, and the
+    workflow stayed DELAYED until the process restarted.)"""
+    async with asyncio.timeout(20):
+        assert await (await queue.enqueue_async(plain, "warm")).get_result() == "warm"
+        dispatcher = _dispatcher()
+        monkeypatch.setattr(dispatcher, "announce", lambda *args, **kwargs: None)  # lost
+        with SetEnqueueOptions(delay_seconds=0.05):
+            delayed = await queue.enqueue_async(plain, "delayed")
+        await dispatcher.reload_all()  # what the sweep runs
+        assert await delayed.get_result() == "delayed"
+
+
+async def test_a_sweeps_older_reading_of_the_queues_does_not_undo_a_newer_one(
+    dbos: type[DBOS], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep reads every registered queue; meanwhile another process registers a queue,
+    and its notification has this process read that queue. The sweep's older reading, applied
+    last, must not remove the queue again (its work waited for the next sweep)."""
+    runtime = current_runtime()
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def read_then_hold(*args: Any, **kwargs: Any) -> Any:
+        rows = await real_list_queue_rows(*args, **kwargs)
+        if not release.is_set():
+            reading.set()
+            await release.wait()
+        return rows
+
+    monkeypatch.setattr(_queue_store, "list_queue_rows", read_then_hold)
+    async with asyncio.timeout(20), DBOSClient(database_url) as client:
+        sweep = asyncio.ensure_future(_dispatcher().reload_all())
+        await reading.wait()  # the sweep's reading predates the queue
+        await client.register_queue_async("dw_registered")
+        await _queue_store.reload_queue(runtime, "dw_registered")  # on its notification
+        release.set()
+        await sweep
+        assert runtime.queues.settings("dw_registered") is not None
+        handle = await client.enqueue_async(
+            {"workflow_name": "plain", "queue_name": "dw_registered"}, "registered"
+        )
+        assert await handle.get_result() == "registered"
