@@ -115,10 +115,11 @@ async def delete_workflow_rows(
     not exist is skipped.
 
     Their steps are deleted in the same statement; the foreign keys cascade to their messages,
-    events and streams.
+    events and streams. Waiters in other processes for a deleted workflow's result are told, as
+    a completion tells them (they then find it gone).
     """
-    rows = await db.fetch(
-        """
+    row = await db.fetchrow(
+        f"""
         WITH RECURSIVE targets AS (
             SELECT workflow_uuid FROM workflow_status WHERE workflow_uuid = ANY($1::text[])
             UNION
@@ -128,14 +129,20 @@ async def delete_workflow_rows(
         ), steps AS (
             DELETE FROM operation_outputs
             WHERE workflow_uuid IN (SELECT workflow_uuid FROM targets)
+        ), deleted AS (
+            DELETE FROM workflow_status
+            WHERE workflow_uuid IN (SELECT workflow_uuid FROM targets)
+            RETURNING workflow_uuid, awaited
+        ), waiters AS (
+            SELECT pg_notify('{WORKFLOW_DONE}', workflow_uuid) FROM deleted WHERE awaited
         )
-        DELETE FROM workflow_status WHERE workflow_uuid IN (SELECT workflow_uuid FROM targets)
-        RETURNING workflow_uuid
+        SELECT ARRAY(SELECT workflow_uuid FROM deleted) AS deleted,
+               (SELECT count(*) FROM waiters) AS notified
         """,
         workflow_ids,
         with_children,
     )
-    return [row["workflow_uuid"] for row in rows]
+    return _ids(row, "deleted")
 
 
 async def rewind_workflow_row(

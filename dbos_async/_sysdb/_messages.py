@@ -548,13 +548,19 @@ async def read_stream_from(
 
 
 async def terminal_among(db: Database, workflow_ids: list[str]) -> list[str]:
-    """Of these workflows, those that have finished (for safety sweeps)."""
+    """Of these workflows, those that have finished or no longer exist (for safety sweeps: a
+    waiter for either has something to read)."""
     rows = await db.fetch(
-        "SELECT workflow_uuid FROM workflow_status WHERE workflow_uuid = ANY($1::text[]) "
-        "AND status NOT IN ('PENDING', 'ENQUEUED', 'DELAYED')",
+        """
+        SELECT id FROM unnest($1::text[]) AS id
+        WHERE NOT EXISTS (
+            SELECT 1 FROM workflow_status
+            WHERE workflow_uuid = id AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')
+        )
+        """,
         workflow_ids,
     )
-    return [row["workflow_uuid"] for row in rows]
+    return [row["id"] for row in rows]
 
 
 async def cancelled_among(db: Database, workflow_ids: list[str]) -> list[str]:

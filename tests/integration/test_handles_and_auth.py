@@ -16,8 +16,10 @@ from dbos_async import (
 )
 from dbos_async._core._config import resolve_config
 from dbos_async._core._registry import default_registry
+from dbos_async._core._runtime import current_runtime
 from dbos_async._engine import Engine
 from dbos_async._features._workflow import wait_result
+from dbos_async._sysdb._messages import terminal_among
 from tests.conftest import make_config
 
 release = {"event": None}
@@ -43,6 +45,11 @@ async def hold() -> None:
 async def held(x: int) -> int:
     await hold()
     return x + 1
+
+
+@DBOS.workflow()
+async def parked_forever() -> None:
+    await asyncio.Event().wait()  # until the test's engine stops
 
 
 async def test_handle_reports_status_and_result(dbos: type[DBOS]) -> None:
@@ -86,6 +93,47 @@ async def test_result_from_another_process_is_woken_by_notification(
         assert await asyncio.wait_for(waiter, 10) == 42
     finally:
         await engine.stop()
+
+
+async def test_a_waiter_in_another_process_is_told_when_the_workflow_is_deleted(
+    dbos: type[DBOS], database_url: str
+) -> None:
+    """Deleting a workflow wakes the waiters for its result in other processes, as finishing
+    it would: they find it gone (they waited forever)."""
+    engine = Engine(
+        resolve_config(make_config(database_url, executor_id="observer")), default_registry
+    )
+    engine.safety_poll_seconds = 3600  # a poll would time the test out: only NOTIFY can wake it
+    await engine.start(database_url)
+    observer = engine.runtime
+    try:
+        with SetWorkflowID("deleted-1"):
+            await DBOS.start_workflow_async(held, 1)
+        waiter = asyncio.ensure_future(wait_result(observer, "deleted-1"))
+        async with asyncio.timeout(10):  # until the waiter asked to be told (then it waits)
+            while not await observer.db.fetchval(  # noqa: ASYNC110
+                "SELECT awaited FROM workflow_status WHERE workflow_uuid = 'deleted-1'"
+            ):
+                await asyncio.sleep(0.01)
+        await DBOS.delete_workflow_async("deleted-1")
+        with pytest.raises(DBOSNonExistentWorkflowError):
+            await asyncio.wait_for(waiter, 10)
+    finally:
+        _release().set()
+        await engine.stop()
+
+
+async def test_the_sweep_wakes_waiters_of_finished_and_deleted_workflows(dbos: type[DBOS]) -> None:
+    """The safety sweep (for lost notifications) wakes a result's waiter when the workflow
+    finished, or no longer exists; not while it runs."""
+    with SetWorkflowID("sweep-done"):
+        done = await DBOS.start_workflow_async(who_am_i)
+    _release().set()
+    await done.get_result()
+    with SetWorkflowID("sweep-running"):
+        await DBOS.start_workflow_async(parked_forever)
+    ids = ["sweep-running", "sweep-done", "sweep-gone"]
+    assert sorted(await terminal_among(current_runtime().db, ids)) == ["sweep-done", "sweep-gone"]
 
 
 seen_auth: list[Any] = []
