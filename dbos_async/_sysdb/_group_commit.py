@@ -49,7 +49,8 @@ class GroupCommit(Generic[Row, Result]):
         self._patience = patience
         self._pending: list[tuple[Row, asyncio.Future[Result]]] = []
         self._in_flight = 0
-        self._flushing: set[asyncio.Task[None]] = set()  # the loop only holds weak references
+        # Each flush in flight and its batch's callers (the loop holds only weak references).
+        self._flushing: dict[asyncio.Task[None], list[asyncio.Future[Result]]] = {}
         self._closed = False
         # Callers of limited patience, oldest first (one patience for all, so also soonest
         # deadline first), and one timer for the oldest: a timer per caller cost more than
@@ -137,9 +138,10 @@ class GroupCommit(Generic[Row, Result]):
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        self._waiting.clear()  # each is failed below, or by its batch's cancelled flush
-        for task in list(self._flushing):
-            task.cancel()
+        self._waiting.clear()  # each is failed below
+        for task, futures in list(self._flushing.items()):
+            task.cancel()  # (a flush not started yet never runs: its callers are failed here)
+            _fail(futures, _closing())
         pending, self._pending = self._pending, []
         _fail([future for _, future in pending], _closing())
 
@@ -151,8 +153,11 @@ class GroupCommit(Generic[Row, Result]):
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._write(batch))
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+        self._flushing[task] = [future for _, future in batch]
+        task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        del self._flushing[task]
 
     async def _write(self, batch: list[tuple[Row, asyncio.Future[Result]]]) -> None:
         retry_until_available()  # callers of every patience share this batch

@@ -329,6 +329,27 @@ async def test_a_write_awaited_after_its_writer_closed_is_refused() -> None:
     assert stalled.batches == []
 
 
+async def test_closing_a_writer_fails_a_batch_whose_flush_has_not_started() -> None:
+    stalled = _Stalled()
+    writer: GroupCommit[int, int] = GroupCommit(stalled.flush, max_in_flight=1)
+    first = asyncio.ensure_future(writer.submit(1))  # written alone: the one flush in flight
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(writer.submit(2))  # its flush starts when the first ends
+    await asyncio.sleep(0)
+
+    async def close_when_released() -> None:  # woken in the same turn as the first flush
+        await stalled.release.wait()
+        writer.close()
+
+    closing = asyncio.ensure_future(close_when_released())
+    await asyncio.sleep(0)
+    stalled.release.set()
+    assert await first == 10
+    await closing
+    with pytest.raises(DBOSDatabaseUnavailableError, match="closing"):
+        await asyncio.wait_for(queued, 5)
+
+
 async def test_closing_a_writer_fails_its_queued_callers_at_once() -> None:
     stalled = _Stalled()
     writer: GroupCommit[int, int] = GroupCommit(stalled.flush, max_in_flight=1, patience=60)
