@@ -59,11 +59,15 @@ class Feed:
             yield changes
         finally:
             self._watchers.discard(changes)
-            if not self._watchers and self._task is not None:
-                self._task.cancel()
+            task = self._task
+            if not self._watchers and task is not None:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._task
-                self._task = None
+                    await task
+                if self._task is task:
+                    self._task = None
+                    if self._watchers and not self._closed:  # one came while it stopped
+                        self._task = asyncio.create_task(self._run(), name="dbos-admin-feed")
 
     @property
     def closed(self) -> bool:
@@ -80,11 +84,17 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    async def _hook(self, nudge: asyncio.Event) -> None:
+    async def _hook(self) -> None:
+        """Listen for the notifications (once: each run of the feed nudges its own event)."""
+        if self._hooked:
+            return
         notifier, notifier_loop = await client_notifier(self._client)
         loop = asyncio.get_running_loop()
 
         def heard(_payload: str) -> None:
+            nudge = self._nudge
+            if nudge is None:
+                return
             if notifier_loop is loop:
                 nudge.set()
             else:
@@ -92,11 +102,12 @@ class Feed:
 
         for channel in _CHANNELS:
             notifier.on(channel, heard)
+        self._hooked = True
 
     async def _run(self) -> None:
         nudge = self._nudge = asyncio.Event()
         try:
-            await self._hook(nudge)
+            await self._hook()
         except Exception as error:  # the re-checks still run
             logger.warning("The dashboard cannot listen for notifications: %r", error)
         marker: str | None = None
