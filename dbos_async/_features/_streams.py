@@ -7,6 +7,8 @@ close, or when the writing workflow has finished and every value was read.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator
 from typing import Any
@@ -27,7 +29,9 @@ from .._core._sync import awaited
 from .._core._tracing import traced_operation
 from .._core._validation import check_id, check_int, check_number
 from .._sysdb._messages import CLOSED_STREAM, read_stream_from, write_stream
-from .._sysdb._notify import STREAMS
+from .._sysdb._notify import STREAMS, WORKFLOW_DONE
+from .._sysdb._retry import Backoff
+from .._sysdb._workflows import mark_awaited
 from ._messaging import record_value, value_format, wake
 from ._step import NOT_RECORDED, checkpointed, ensure_not_cancelled, refusal, replay_recorded
 
@@ -122,12 +126,18 @@ async def next_values(
 
     Raises :class:`DBOSStreamTimeoutError` when no value comes within ``timeout_seconds``.
     """
-    async with runtime.notifier.subscribe(STREAMS, f"{workflow_id}::{key}") as woken:
+    # Woken by a value written, and by the writer's end (a stream it never closed ends then).
+    stream = runtime.notifier.subscribe(
+        STREAMS, f"{workflow_id}::{key}", also=(WORKFLOW_DONE, workflow_id)
+    )
+    async with stream as woken:
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        busy = Backoff(first=0.001, cap=0.05)
         while True:
-            status, rows = await read_stream_from(runtime.db, workflow_id, key, offset)
-            if status is None:
+            workflow, rows = await read_stream_from(runtime.db, workflow_id, key, offset)
+            if workflow is None:
                 raise DBOSNonExistentWorkflowError(workflow_id)
+            status = workflow["status"]
             values: list[Any] = []
             for position, row in enumerate(rows):
                 if row["offset"] != offset + position:
@@ -144,6 +154,12 @@ async def next_values(
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise DBOSStreamTimeoutError(workflow_id, key, timeout_seconds)
+            if not workflow["awaited"] and workflow_id not in runtime.active:
+                # Written elsewhere: ask for its end to be announced, then read again (it may
+                # have ended before the flag was set); held for a moment, read again shortly.
+                if not await mark_awaited(runtime.db, workflow_id):
+                    await asyncio.sleep(min(busy.next_delay(), remaining or math.inf))
+                continue
             await woken.wait(remaining)
 
 

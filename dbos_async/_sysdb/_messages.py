@@ -521,14 +521,15 @@ async def write_stream(
 
 async def read_stream_from(
     db: Database, workflow_id: str, key: str, offset: int
-) -> tuple[str | None, list[asyncpg.Record]]:
-    """The workflow's status and the stream's values from ``offset`` on, in order.
+) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
+    """The workflow's row (``status`` and ``awaited``: whether its completion is announced) and
+    the stream's values from ``offset`` on, in order.
 
-    The status is None when no such workflow exists.
+    The row is None when no such workflow exists.
     """
     rows = await db.fetch(
         """
-        SELECT w.status, s."offset", s.value, s.serialization
+        SELECT w.status, w.awaited, s."offset", s.value, s.serialization
         FROM workflow_status AS w
         LEFT JOIN streams AS s
             ON s.workflow_uuid = w.workflow_uuid AND s.key = $2 AND s."offset" >= $3
@@ -541,7 +542,7 @@ async def read_stream_from(
     )
     if not rows:
         return None, []
-    return rows[0]["status"], [row for row in rows if row["offset"] is not None]
+    return rows[0], [row for row in rows if row["offset"] is not None]
 
 
 # Workflow state ----------------------------------------------------------------------------

@@ -83,20 +83,27 @@ class WakeUp:
     thousand of them, one per idle workflow.
     """
 
-    __slots__ = ("_future", "_key", "_notifier", "_set")
+    __slots__ = ("_also", "_future", "_key", "_notifier", "_set")
 
-    def __init__(self, notifier: Notifier, key: tuple[str, str]) -> None:
+    def __init__(
+        self, notifier: Notifier, key: tuple[str, str], also: tuple[str, str] | None = None
+    ) -> None:
         self._notifier = notifier
         self._key = key
+        self._also = also
         self._set = False
         self._future: asyncio.Future[bool] | None = None
 
     async def __aenter__(self) -> WakeUp:
         await self._notifier._register(self._key, self)
+        if self._also is not None:
+            await self._notifier._register(self._also, self)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         self._notifier._unregister(self._key, self)
+        if self._also is not None:
+            self._notifier._unregister(self._also, self)
 
     def set(self) -> None:
         """Wake the waiter (or, if it is not waiting, its next wait returns at once)."""
@@ -216,10 +223,10 @@ class Notifier:
 
     # Waiting -----------------------------------------------------------------------------------
 
-    def subscribe(self, channel: str, key: str) -> WakeUp:
-        """A waiter for ``key`` on ``channel``, registered for the duration of an ``async with``
-        block."""
-        return WakeUp(self, (channel, key))
+    def subscribe(self, channel: str, key: str, *, also: tuple[str, str] | None = None) -> WakeUp:
+        """A waiter for ``key`` on ``channel`` (and for the (channel, key) ``also``, if given),
+        registered for the duration of an ``async with`` block."""
+        return WakeUp(self, (channel, key), also)
 
     async def _register(self, key: tuple[str, str], wake: WakeUp) -> None:
         if self._listen_on_first_wait:
