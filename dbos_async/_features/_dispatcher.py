@@ -167,6 +167,9 @@ class Dispatcher:
     def announce(self, queue_name: str, *, delayed_until_ms: int | None = None) -> None:
         """Tell this process's dispatcher, and through NOTIFY the others', of work on a queue."""
         self.wake(queue_name, delayed_until_ms=delayed_until_ms)
+        self._tell_others(queue_name, delayed_until_ms)
+
+    def _tell_others(self, queue_name: str, delayed_until_ms: int | None = None) -> None:
         self._runtime.notifier.publish(
             QUEUES, f"{self.token}|{delayed_until_ms or ''}|{queue_name}"
         )
@@ -264,6 +267,8 @@ class Dispatcher:
             raise
         if next_due is not None:
             self._delays_due_at = min(self._delays_due_at, next_due)
+        for queue_name in promoted:  # other processes may serve them (or have room) too
+            self._tell_others(queue_name)
         return set(promoted)
 
     def _claim_soon(self, name: str, settings: QueueSettings) -> None:
@@ -337,17 +342,26 @@ class Dispatcher:
                     outcomes=[outcome for outcome, _ in outcomes],
                 )
             except BaseException:
+                self._reserved[name] -= reserved
                 _not_written(outcomes)
                 raise
-            finally:
-                self._reserved[name] -= reserved
+            # The room of each row claimed stays taken until the row runs: starting one may
+            # wait (for its recorded steps), and a claim beside this one must not count it free.
+            held = min(reserved, len(claimed.rows))
+            self._reserved[name] -= reserved - held
             for (_, future), recorded in zip(outcomes, claimed.recorded, strict=True):
                 if not future.done():
                     future.set_result(recorded)
             outcomes = []
             skipped_locked = skipped_locked or claimed.skipped_locked
-            for row in claimed.rows:
-                await self._start(row, in_partition)
+            try:
+                for row in claimed.rows:
+                    await self._start(row, in_partition)
+                    if held:
+                        held -= 1
+                        self._reserved[name] -= 1
+            finally:
+                self._reserved[name] -= held
         _not_written(outcomes)  # a partitioned queue's (its workflows wrote them alone)
         return skipped_locked
 

@@ -116,9 +116,10 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
-            if self._declared != set(self._runtime.registry.schedules):
-                self._declared = set(self._runtime.registry.schedules)
-                await self.declare()
+            declared = set(self._runtime.registry.schedules)
+            if self._declared != declared:
+                await self.declare()  # (if it fails, the next round writes them again)
+                self._declared = declared
                 self._changed.set()
             clock = self._runtime.clock
             now = clock.now_datetime()  # before the reload reads: a schedule made meanwhile

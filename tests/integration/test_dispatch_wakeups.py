@@ -17,10 +17,12 @@ import pytest
 from dbos_async import DBOS, DBOSClient, Queue, SetEnqueueOptions
 from dbos_async._core._registry import default_registry
 from dbos_async._core._runtime import current_runtime
-from dbos_async._features import _queue_store
+from dbos_async._features import _dispatcher, _queue_store
 from dbos_async._features._dispatcher import Dispatcher
 from dbos_async._features._enqueue import INTERNAL_QUEUE
+from dbos_async._features._recovery import resume_claimed
 from dbos_async._sysdb import connect_database
+from dbos_async._sysdb._notify import QUEUES
 from dbos_async._sysdb._queue_table import list_queue_rows as real_list_queue_rows
 from dbos_async._sysdb._queues import claim as real_claim
 from dbos_async._sysdb._queues import promote_due_delayed as real_promote
@@ -30,8 +32,9 @@ from tests.waypoints import Waypoints
 
 SLOW_RECHECK = 60.0
 queue = Queue("dw_plain", polling_interval_sec=SLOW_RECHECK)
+single = Queue("dw_single", worker_concurrency=1, polling_interval_sec=SLOW_RECHECK)
 internal = Queue(INTERNAL_QUEUE, polling_interval_sec=SLOW_RECHECK)
-for _queue in (queue, internal):  # registered only while these tests run
+for _queue in (queue, single, internal):  # registered only while these tests run
     default_registry.queues.pop(_queue.name, None)
 
 waypoints = Waypoints()
@@ -41,7 +44,7 @@ waypoints = Waypoints()
 def _only_slow_queues() -> Iterator[None]:
     saved = dict(default_registry.queues)
     default_registry.queues.clear()
-    for slow in (queue, internal):
+    for slow in (queue, single, internal):
         default_registry.add_queue(slow)
     waypoints.clear()
     yield
@@ -99,7 +102,7 @@ async def test_work_that_arrived_while_two_claims_were_in_flight_is_claimed_when
         ]
 
 
-def _dispatcher() -> Dispatcher:
+def _dispatcher_of_this_process() -> Dispatcher:
     dispatcher = current_runtime().dispatcher
     assert isinstance(dispatcher, Dispatcher)
     return dispatcher
@@ -186,7 +189,7 @@ async def test_a_delayed_workflow_whose_announcement_was_lost_is_found_by_the_sw
     workflow stayed DELAYED until the process restarted.)"""
     async with asyncio.timeout(20):
         assert await (await queue.enqueue_async(plain, "warm")).get_result() == "warm"
-        dispatcher = _dispatcher()
+        dispatcher = _dispatcher_of_this_process()
         monkeypatch.setattr(dispatcher, "announce", lambda *args, **kwargs: None)  # lost
         with SetEnqueueOptions(delay_seconds=0.05):
             delayed = await queue.enqueue_async(plain, "delayed")
@@ -212,7 +215,7 @@ async def test_a_sweeps_older_reading_of_the_queues_does_not_undo_a_newer_one(
 
     monkeypatch.setattr(_queue_store, "list_queue_rows", read_then_hold)
     async with asyncio.timeout(20), DBOSClient(database_url) as client:
-        sweep = asyncio.ensure_future(_dispatcher().reload_all())
+        sweep = asyncio.ensure_future(_dispatcher_of_this_process().reload_all())
         await reading.wait()  # the sweep's reading predates the queue
         await client.register_queue_async("dw_registered")
         await _queue_store.reload_queue(runtime, "dw_registered")  # on its notification
@@ -223,3 +226,52 @@ async def test_a_sweeps_older_reading_of_the_queues_does_not_undo_a_newer_one(
             {"workflow_name": "plain", "queue_name": "dw_registered"}, "registered"
         )
         assert await handle.get_result() == "registered"
+
+
+async def test_a_claimed_workflow_still_starting_counts_against_the_worker_limit(
+    dbos: type[DBOS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claimed workflow may take a while to start (its recorded steps are read first); a
+    claim beside it must count it, or a queue of ``worker_concurrency=1`` runs two at once."""
+    starting, release = asyncio.Event(), asyncio.Event()
+
+    async def resume_slowly(*args: Any, **kwargs: Any) -> Any:
+        if not release.is_set():
+            starting.set()
+            await release.wait()
+        return await resume_claimed(*args, **kwargs)
+
+    monkeypatch.setattr(_dispatcher, "resume_claimed", resume_slowly)
+    dispatcher = _dispatcher_of_this_process()
+    async with asyncio.timeout(20):
+        first = await single.enqueue_async(plain, "first")
+        await starting.wait()  # claimed, not running yet
+        second = await single.enqueue_async(plain, "second")
+        settings = current_runtime().queues.settings("dw_single")
+        assert settings is not None
+        await dispatcher._dispatch("dw_single", settings)  # a claim beside the first
+        status = await second.get_status()
+        assert status is not None and status.status == "ENQUEUED"
+        release.set()
+        assert [await first.get_result(), await second.get_result()] == ["first", "second"]
+
+
+async def test_promoting_delayed_work_tells_the_other_processes(
+    dbos: type[DBOS], database_url: str
+) -> None:
+    """The process that promotes a due delayed workflow tells every process of work on its
+    queue (another may serve it, or have room; it found out at its next re-check)."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener(QUEUES, lambda *args: heard.put_nowait(args[-1]))
+        with SetEnqueueOptions(delay_seconds=0.05):
+            delayed = await queue.enqueue_async(plain, "delayed")
+        async with asyncio.timeout(10):
+            assert await delayed.get_result() == "delayed"
+            while True:
+                _token, due, queue_name = (await heard.get()).split("|")
+                if queue_name == "dw_plain" and not due:  # not the enqueue's own announcement
+                    break
+    finally:
+        await listener.close()
