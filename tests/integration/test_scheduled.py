@@ -68,3 +68,37 @@ async def test_schedule_declared_after_launch_delivers_its_ticks(
     assert len(enqueued) == 2
     status = await DBOS.get_workflow_status_async(f"sched-{name}-{scheduled_time.isoformat()}")
     assert status is not None and status.queue_name == "_dbos_internal_queue"
+
+
+async def test_a_declaration_that_failed_to_be_written_is_written_again(
+    dbos: type[DBOS], dbos_clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing the schedules declared after launch fails once (an error of the database, say):
+    the scheduler writes them again (it took them as written, and never ticked)."""
+    from dbos_async._core._registry import default_registry
+    from dbos_async._features import _scheduler
+
+    real_upsert = _scheduler.upsert_declared_schedules  # type: ignore[attr-defined]
+    attempts: list[int] = []
+
+    async def fail_once(*args: object) -> None:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            raise RuntimeError("the first write fails")
+        await real_upsert(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_scheduler, "upsert_declared_schedules", fail_once)
+
+    @DBOS.scheduled("0 0 1 1 *")
+    @DBOS.workflow()
+    async def yearly(scheduled_time: datetime, actual_time: datetime) -> None: ...
+
+    name = yearly.__qualname__
+    try:
+        dbos_clock.advance(0)  # the scheduler looks for new declarations now
+        async with asyncio.timeout(10):
+            while await DBOS.get_schedule_async(name) is None:  # noqa: ASYNC110 (no event)
+                await asyncio.sleep(0.01)
+        assert len(attempts) >= 2
+    finally:
+        default_registry.schedules.pop(name, None)
