@@ -102,7 +102,7 @@ class Engine:
         await record_launch_version(runtime)
         versions = VersionWatch(runtime)
         notifier.on(VERSIONS, versions.on_notification)
-        notifier.on_sweep(versions.refresh)
+        notifier.on_sweep(versions.sweep)
         await versions.refresh()
         logger.info(
             "dbos_async launched: executor %s, application version %s",

@@ -147,6 +147,14 @@ class VersionWatch:
         mine = self._runtime.application_name
         if application and mine is not None and application != mine:
             return
+        self._refresh_soon()
+
+    async def sweep(self) -> None:
+        """Read the latest version again (a notification may have been lost), after the read
+        running now, if any: two reads at once could apply an older answer last."""
+        self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
         if self._refreshing:
             self._again = True  # one more read once the running one is done
             return
