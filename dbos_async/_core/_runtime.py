@@ -337,8 +337,12 @@ class Runtime:
     def function_returned(self, workflow_id: str) -> None:
         """The workflow's function has returned here and its task goes on to record the
         outcome: run what waited for its code to return, unless a thread still runs some of
-        it."""
-        if workflow_id in self.active:
+        it. (Called by the workflow's own task: a stale execution's, whose workflow another
+        task runs here now, changes nothing.)"""
+        task = self.active.get(workflow_id)
+        if task is not None:
+            if task is not asyncio.current_task():
+                return
             self._returned.add(workflow_id)
         self._run_code_returned(workflow_id)
 

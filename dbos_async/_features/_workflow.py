@@ -464,6 +464,11 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
     while True:
         try:
             return await _execute_once(runtime, ctx, invocation)
+        except asyncio.CancelledError:
+            # Cancelled wherever it was, its code or the recording of its outcome included.
+            if not ctx.cancelled:
+                raise  # the runtime is stopping: the workflow stays PENDING for recovery
+            return await _cancelled_outcome(runtime, ctx)
         except Exception as error:
             if not from_system_database(error) or runtime.stopping:
                 raise
@@ -476,8 +481,22 @@ async def _execute(runtime: Runtime, ctx: WorkflowContext, invocation: Invocatio
                 delay,
                 exc_info=error,
             )
-            await asyncio.sleep(delay)
-            ctx = await _restarted(runtime, ctx)
+            try:
+                await asyncio.sleep(delay)
+                ctx = await _restarted(runtime, ctx)
+            except asyncio.CancelledError:
+                if not ctx.cancelled:
+                    raise
+                return await _cancelled_outcome(runtime, ctx)
+
+
+async def _cancelled_outcome(runtime: Runtime, ctx: WorkflowContext) -> Any:
+    """The outcome recorded for ``ctx``'s workflow, whose task was cancelled because the
+    workflow was (marked CANCELLED, or taken over by another execution)."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
+    return await _wait_recorded(runtime, ctx.workflow_id)
 
 
 _MAX_FAULT_DELAY = 60.0
@@ -516,13 +535,6 @@ async def _execute_once(runtime: Runtime, ctx: WorkflowContext, invocation: Invo
         output = codec.dumps(result, ctx.serialization)
     except (DBOSWorkflowConflictIDError, DBOSWorkflowCancelledError):
         # Another execution (or a cancellation) owns the outcome; report what it records.
-        return await _wait_recorded(runtime, ctx.workflow_id)
-    except asyncio.CancelledError:
-        if not ctx.cancelled:
-            raise  # the runtime is stopping: leave the workflow PENDING for recovery
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
         return await _wait_recorded(runtime, ctx.workflow_id)
     except Exception as error:
         if from_system_database(error):

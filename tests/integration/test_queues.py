@@ -18,6 +18,7 @@ import pytest
 
 from dbos_async import (
     DBOS,
+    DBOSAwaitedWorkflowCancelledError,
     DBOSInvalidArgumentError,
     DBOSQueueDeduplicatedError,
     Queue,
@@ -686,6 +687,59 @@ async def test_cancelling_a_queued_workflow_takes_it_off_its_queue(dbos: type[DB
     assert status is not None and status.status == "CANCELLED" and status.queue_name is None
     queued = await DBOS.list_queued_workflows_async(queue_name="itq_plain")
     assert handle.workflow_id not in [w.workflow_id for w in queued]
+
+
+async def test_a_workflow_cancelled_while_its_outcome_is_recorded_frees_its_slot(
+    dbos: type[DBOS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation that reaches a queued workflow after its code returned, while its outcome
+    is being recorded: its waiters are told it was cancelled (they got a bare CancelledError),
+    and its slot on the queue is freed (a queue of concurrency 1 stalled until the heartbeat's
+    check for unattended work)."""
+    from dbos_async._features import _workflow
+
+    recording, real_finish = asyncio.Event(), _workflow.finish
+
+    async def finish_held(*args: Any, **kwargs: Any) -> bool:
+        if not recording.is_set():
+            recording.set()
+            await asyncio.Event().wait()  # until the cancellation comes
+        return await real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(_workflow, "finish", finish_held)
+    async with asyncio.timeout(20):
+        handle = await serial_queue.enqueue_async(queued_double, 1)
+        await recording.wait()
+        waiter = asyncio.ensure_future(handle.get_result())
+        await DBOS.cancel_workflow_async(handle.workflow_id)
+        with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+            await waiter
+        after = await serial_queue.enqueue_async(queued_double, 2)
+        assert await after.get_result() == 4
+
+
+async def test_a_stale_execution_ending_does_not_free_the_new_executions_slot(
+    dbos: type[DBOS],
+) -> None:
+    """A queued workflow running here is put back in its queue (resumed from elsewhere) and
+    claimed here again: the old execution is stopped and a new one starts. The old one's end
+    must not free the new one's slot (the worker limit then let one more run beside it)."""
+    from dbos_async._features._dispatcher import Dispatcher
+    from dbos_async._sysdb._changes import resume_workflow_rows
+
+    runtime = current_runtime()
+    dispatcher = runtime.dispatcher
+    assert isinstance(dispatcher, Dispatcher)
+    async with asyncio.timeout(20):
+        handle = await worker_queue.enqueue_async(queued_hold, "stale", 1)
+        await waypoints.reached("stale")
+        await resume_workflow_rows(runtime.db, [handle.workflow_id], "itq_worker")
+        dispatcher.wake("itq_worker")
+        await waypoints.reached("stale")  # the new execution runs its step again
+        running = dispatcher._running["itq_worker"][None]
+        assert handle.workflow_id in running
+        waypoints.gate("stale").set()
+        assert await handle.get_result() == 1
 
 
 async def test_a_shared_limit_claim_waits_for_a_row_held_a_moment_and_keeps_priority_order(
