@@ -7,6 +7,7 @@ import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,6 +46,21 @@ def _stop_at_exit(facade: type[LifecycleAPI]) -> None:
         facade.destroy()
     except Exception:
         logger.exception("Stopping dbos_async at exit failed")
+
+
+def _stop_in_background(engine: Engine, completion_timeout_sec: float) -> Future[None]:
+    """Stop ``engine`` in a task of its own loop, which runs to the end whoever waits for it;
+    a failure is logged."""
+    stopping = asyncio.run_coroutine_threadsafe(
+        engine.stop(completion_timeout_sec), engine.runtime.loop
+    )
+    stopping.add_done_callback(_log_stop_failure)
+    return stopping
+
+
+def _log_stop_failure(stopping: Future[None]) -> None:
+    if not stopping.cancelled() and stopping.exception() is not None:
+        logger.error("Stopping dbos_async failed", exc_info=stopping.exception())
 
 
 def _on_a_running_loop() -> bool:
@@ -215,13 +231,10 @@ class LifecycleAPI(FacadeBase):
         engine, thread = cls._detach(destroy_registry)
         if engine is None:
             return
-        loop = engine.runtime.loop
-        stop = engine.stop(workflow_completion_timeout_sec)
+        stopping = _stop_in_background(engine, workflow_completion_timeout_sec)
         if thread is None and _on_a_running_loop():
-            # On an event loop (maybe the engine's own) we cannot block: stop in the background.
-            asyncio.run_coroutine_threadsafe(stop, loop)
-            return
-        asyncio.run_coroutine_threadsafe(stop, loop).result()
+            return  # on an event loop (maybe the engine's own) we cannot block
+        stopping.result()
         if thread is not None:
             thread.stop()
 
@@ -234,7 +247,10 @@ class LifecycleAPI(FacadeBase):
         engine, thread = cls._detach(destroy_registry)
         if engine is None:
             return
-        await engine.runtime.forward(engine.stop(workflow_completion_timeout_sec))
+        stopping = _stop_in_background(engine, workflow_completion_timeout_sec)
+        # A caller that gives up waiting (cancelled, timed out) does not stop the stopping: the
+        # engine is detached already, and nothing else could close it.
+        await asyncio.shield(asyncio.wrap_future(stopping))
         if thread is not None:
             await asyncio.to_thread(thread.stop)
 

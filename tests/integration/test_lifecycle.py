@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from dbos_async import DBOS, DBOSInitializationError
+from dbos_async._core._runtime import current_runtime
 from dbos_async._sysdb import connect_database
 from dbos_async._sysdb._database import _migrations
 from tests.conftest import make_config, with_database
@@ -136,3 +137,34 @@ async def test_a_database_of_the_first_release_is_upgraded_with_its_workflows(
         await admin_again.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_again.close()
         await admin.close()
+
+
+slow_cleanup = {"started": asyncio.Event(), "release": asyncio.Event()}
+
+
+@DBOS.workflow()
+async def slow_to_stop() -> None:
+    slow_cleanup["started"].set()
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        await slow_cleanup["release"].wait()  # cleanup that takes a while
+        raise
+
+
+async def test_a_destroy_whose_caller_gives_up_still_stops_the_engine(database_url: str) -> None:
+    """The caller of ``destroy_async`` stops waiting (its deadline passed) while the engine
+    waits for a workflow's cleanup: the engine still stops and closes (it was left running,
+    detached, its pool open, with nothing able to stop it)."""
+    slow_cleanup.update(started=asyncio.Event(), release=asyncio.Event())
+    DBOS(config=make_config(database_url))
+    await DBOS.launch_async()
+    runtime = current_runtime()
+    await DBOS.start_workflow_async(slow_to_stop)
+    await slow_cleanup["started"].wait()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(DBOS.destroy_async(), 0.2)  # stopping waits for the cleanup
+    slow_cleanup["release"].set()
+    async with asyncio.timeout(10):
+        while not runtime.db._closed:  # noqa: ASYNC110 (no event for "closed")
+            await asyncio.sleep(0.01)
