@@ -227,15 +227,32 @@ class DBOSClient:
             if opening is None:
                 opening = self._opening = concurrent.futures.Future()
         if not mine:
-            return await asyncio.wrap_future(opening)
+            try:
+                return await asyncio.wrap_future(opening)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if opening.cancelled() and (task is None or not task.cancelling()):
+                    return await self._opened()  # the opener was cancelled, not this caller
+                raise
         try:
             runtime = await self._open()
         except BaseException as error:
             with self._lock:
                 self._opening = None
-            opening.set_exception(error)
+            if isinstance(error, Exception):
+                opening.set_exception(error)
+            else:
+                opening.cancel()  # only this caller gave up: the others open it again
             raise
-        self._runtime = runtime
+        with self._lock:
+            destroyed = self._closed
+            if not destroyed:
+                self._runtime = runtime
+        if destroyed:  # destroyed while it opened: nothing may stay open
+            await runtime.close()
+            error = DBOSInvalidArgumentError("This DBOSClient was destroyed")
+            opening.set_exception(error)
+            raise error
         opening.set_result(runtime)
         return runtime
 

@@ -7,6 +7,7 @@ The acceptance tests drive a worker in another process with a client alone.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -356,3 +357,61 @@ async def test_rename_application_moves_its_rows(client: DBOSClient, database_ur
     with pytest.raises(DBOSInvalidArgumentError, match="adopt_unclaimed_rows"):
         await client.rename_application_async(None, "shop")
     await client.rename_application_async("shop", "test-app")
+
+
+class _HeldConnect:
+    """``connect_database`` for a client, held at a gate until the test opens it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from dbos_async._facade import _client
+
+        self.connecting, self.gate = asyncio.Event(), asyncio.Event()
+        self.made: list[Any] = []
+        real = _client.connect_database  # type: ignore[attr-defined]
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            self.connecting.set()
+            await self.gate.wait()
+            database = await real(*args, **kwargs)
+            self.made.append(database)
+            return database
+
+        monkeypatch.setattr(_client, "connect_database", held)
+
+
+async def test_a_client_opener_that_gives_up_does_not_fail_the_others(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two calls open a client at once; the first is cancelled while it connects: the second
+    still gets an open client (it got the first one's CancelledError)."""
+    held = _HeldConnect(monkeypatch)
+    client = DBOSClient(system_database_url=database_url)
+    try:
+        async with asyncio.timeout(20):
+            first = asyncio.ensure_future(client.list_workflows_async(limit=1))
+            await held.connecting.wait()
+            second = asyncio.ensure_future(client.list_workflows_async(limit=1))
+            await asyncio.sleep(0)  # (the second waits for the first's opening)
+            first.cancel()
+            held.gate.set()
+            assert await second == []
+            assert first.cancelled()
+    finally:
+        await client.destroy_async()
+
+
+async def test_a_client_destroyed_while_it_opens_stays_closed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``destroy_async`` while the first call is still connecting: the call fails and the
+    connections it opened are closed (they stayed open, and the destroyed client worked)."""
+    held = _HeldConnect(monkeypatch)
+    client = DBOSClient(system_database_url=database_url)
+    async with asyncio.timeout(20):
+        call = asyncio.ensure_future(client.list_workflows_async(limit=1))
+        await held.connecting.wait()
+        await client.destroy_async()
+        held.gate.set()
+        with pytest.raises(DBOSInvalidArgumentError, match="destroyed"):
+            await call
+    assert [database._closed for database in held.made] == [True]
