@@ -182,7 +182,7 @@ class Database:
                     backoff, started = Backoff(), time.monotonic()
                 await self._pause(backoff, started, error)
                 continue
-            if keep and len(self._idle) + len(self._idle_generic) < self._keep:
+            if keep and not self._closed and len(self._idle) + len(self._idle_generic) < self._keep:
                 (self._idle_generic if generic else self._idle).append(conn)
             else:
                 await self.pool.release(conn)  # (asyncpg's reset undoes a generic one's SET)

@@ -168,3 +168,28 @@ async def test_a_destroy_whose_caller_gives_up_still_stops_the_engine(database_u
     async with asyncio.timeout(10):
         while not runtime.db._closed:  # noqa: ASYNC110 (no event for "closed")
             await asyncio.sleep(0.01)
+
+
+async def test_a_statement_that_ends_while_the_database_closes_gives_its_connection_back(
+    database_url: str,
+) -> None:
+    """A statement still running when the database closes hands its connection back to the
+    pool, whose closing waits for it (it was kept for reuse: the closing waited out its 5 s
+    limit for it, then terminated it)."""
+    db = await connect_database(database_url, pool_size=2)
+    in_flight, finish = asyncio.Event(), asyncio.Event()
+
+    async def statement(conn: asyncpg.Connection) -> int:
+        in_flight.set()
+        await finish.wait()
+        return int(await conn.fetchval("SELECT 1"))
+
+    async with asyncio.timeout(10):
+        running = asyncio.ensure_future(db.generic.run(statement))  # on a kept connection
+        await in_flight.wait()
+        closing = asyncio.ensure_future(db.close())
+        await asyncio.sleep(0)  # (the closing has begun: it waits for the pool)
+        finish.set()
+        assert await running == 1
+        await closing
+    assert db._idle == db._idle_generic == []
