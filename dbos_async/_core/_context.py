@@ -430,7 +430,11 @@ def block_on(
     future = submit(runtime.loop, awaited(start()))
     ctx = current_workflow()
     if ctx is None:
-        return future.result()
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # the thread was interrupted (KeyboardInterrupt): stop the work too
+            raise
     calls = ctx.blocking_calls
     if calls is None:
         calls = ctx.blocking_calls = set()

@@ -9,7 +9,6 @@ each consecutive failure) and starts it again, until the task is cancelled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -56,5 +55,8 @@ async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
     """Cancel a background task (if there is one) and wait until it has ended."""
     if task is not None:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # (Not ``await task`` under a suppression: that would swallow a cancellation of the
+        # caller too, and a caller's timeout would never fire.)
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: it ended as it may, its supervisor logged why
