@@ -503,7 +503,10 @@ _MAX_FAULT_DELAY = 60.0
 
 
 async def _restarted(runtime: Runtime, ctx: WorkflowContext) -> WorkflowContext:
-    """A fresh context to run ``ctx``'s workflow again, from the steps recorded so far."""
+    """A fresh context to run ``ctx``'s workflow again, from the steps recorded so far (the
+    checkpoints the last run was still writing in the background included: read before they
+    commit, a step would run again and then find its checkpoint taken)."""
+    await settle_deferred(ctx, raise_errors=False)
     fresh = dataclasses.replace(
         ctx,
         recorded=await load_step_outputs(runtime.db, ctx.workflow_id),
