@@ -152,21 +152,20 @@ class GroupCommit(Generic[Row, Result]):
     def _start_flush(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._write(batch))
-        self._flushing[task] = [future for _, future in batch]
+        futures = [future for _, future in batch]
+        task = asyncio.get_running_loop().create_task(self._write(batch, futures))
+        self._flushing[task] = futures  # (:meth:`close` fails them, started or not)
         task.add_done_callback(self._flush_done)
 
     def _flush_done(self, task: asyncio.Task[None]) -> None:
         del self._flushing[task]
 
-    async def _write(self, batch: list[tuple[Row, asyncio.Future[Result]]]) -> None:
+    async def _write(
+        self, batch: list[tuple[Row, asyncio.Future[Result]]], futures: list[asyncio.Future[Result]]
+    ) -> None:
         retry_until_available()  # callers of every patience share this batch
-        futures = [future for _, future in batch]
         try:
             results = await self._flush([row for row, _ in batch])
-        except asyncio.CancelledError:
-            _fail(futures, _closing())
-            raise
         except Exception as error:
             _fail(futures, error)
         else:

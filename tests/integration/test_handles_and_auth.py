@@ -14,13 +14,11 @@ from dbos_async import (
     DBOSNonExistentWorkflowError,
     SetWorkflowID,
 )
-from dbos_async._core._config import resolve_config
-from dbos_async._core._registry import default_registry
 from dbos_async._core._runtime import current_runtime
-from dbos_async._engine import Engine
 from dbos_async._features._workflow import wait_result
 from dbos_async._sysdb._messages import terminal_among
 from tests.conftest import make_config
+from tests.integration._other_process import another_process, until_asked_to_be_told
 
 release = {"event": None}
 
@@ -75,13 +73,7 @@ async def test_result_from_another_process_is_woken_by_notification(
     dbos: type[DBOS], database_url: str
 ) -> None:
     """A waiter in a second runtime (another executor) wakes on the completion NOTIFY."""
-    engine = Engine(
-        resolve_config(make_config(database_url, executor_id="observer")), default_registry
-    )
-    engine.safety_poll_seconds = 3600  # a poll would time the test out: only NOTIFY can wake it
-    await engine.start(database_url)
-    observer = engine.runtime
-    try:
+    async with another_process(database_url, "observer") as observer:
         with SetWorkflowID("cross-1"):
             await DBOS.start_workflow_async(held, 41)
         waiter = asyncio.ensure_future(wait_result(observer, "cross-1"))
@@ -91,8 +83,6 @@ async def test_result_from_another_process_is_woken_by_notification(
                 await asyncio.sleep(0)
         _release().set()
         assert await asyncio.wait_for(waiter, 10) == 42
-    finally:
-        await engine.stop()
 
 
 async def test_a_waiter_in_another_process_is_told_when_the_workflow_is_deleted(
@@ -100,27 +90,16 @@ async def test_a_waiter_in_another_process_is_told_when_the_workflow_is_deleted(
 ) -> None:
     """Deleting a workflow wakes the waiters for its result in other processes, as finishing
     it would: they find it gone (they waited forever)."""
-    engine = Engine(
-        resolve_config(make_config(database_url, executor_id="observer")), default_registry
-    )
-    engine.safety_poll_seconds = 3600  # a poll would time the test out: only NOTIFY can wake it
-    await engine.start(database_url)
-    observer = engine.runtime
-    try:
+    async with another_process(database_url, "observer") as observer:
         with SetWorkflowID("deleted-1"):
             await DBOS.start_workflow_async(held, 1)
         waiter = asyncio.ensure_future(wait_result(observer, "deleted-1"))
-        async with asyncio.timeout(10):  # until the waiter asked to be told (then it waits)
-            while not await observer.db.fetchval(  # noqa: ASYNC110
-                "SELECT awaited FROM workflow_status WHERE workflow_uuid = 'deleted-1'"
-            ):
-                await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):
+            await until_asked_to_be_told(observer, "deleted-1")
         await DBOS.delete_workflow_async("deleted-1")
         with pytest.raises(DBOSNonExistentWorkflowError):
             await asyncio.wait_for(waiter, 10)
-    finally:
-        _release().set()
-        await engine.stop()
+    _release().set()
 
 
 async def test_the_sweep_wakes_waiters_of_finished_and_deleted_workflows(dbos: type[DBOS]) -> None:

@@ -16,12 +16,10 @@ from dbos_async import (
     SetWorkflowID,
     SetWorkflowTimeout,
 )
-from dbos_async._core._config import resolve_config
-from dbos_async._core._registry import default_registry
-from dbos_async._engine import Engine
 from dbos_async._features._streams import next_values
 from dbos_async.testing import Clock
 from tests.conftest import make_config
+from tests.integration._other_process import another_process, until_asked_to_be_told
 from tests.waypoints import Waypoints
 
 waypoints = Waypoints()
@@ -98,36 +96,21 @@ async def test_a_waiting_reader_ends_when_the_writer_ends_without_closing(
 ) -> None:
     """Readers here and in another process wait for the next value; the writer ends without
     closing the stream: both readers end at once (they waited for the 30 s safety sweep)."""
-    engine = Engine(
-        resolve_config(make_config(database_url, executor_id="reader")), default_registry
-    )
-    engine.safety_poll_seconds = 3600  # only a notification can end the remote read in time
-    await engine.start(database_url)
-    try:
+    async with another_process(database_url, "reader") as reader:
         handle = await DBOS.start_workflow_async(unclosed_writer_until_told)
         local = DBOS.read_stream_async(handle.workflow_id, "s")
-        remote = await engine.runtime.forward(
-            next_values(engine.runtime, handle.workflow_id, "s", 0)
-        )
+        remote = await next_values(reader, handle.workflow_id, "s", 0)
         assert remote == (["first"], False)
         async with asyncio.timeout(10):
             assert await anext(local) == "first"
             waiting_here = asyncio.ensure_future(anext(local))
-            waiting_there = asyncio.ensure_future(
-                next_values(engine.runtime, handle.workflow_id, "s", 1)
-            )
-            while not await engine.runtime.db.fetchval(  # noqa: ASYNC110
-                "SELECT awaited FROM workflow_status WHERE workflow_uuid = $1",
-                handle.workflow_id,
-            ):
-                await asyncio.sleep(0.01)  # (until the remote reader asked to be told)
+            waiting_there = asyncio.ensure_future(next_values(reader, handle.workflow_id, "s", 1))
+            await until_asked_to_be_told(reader, handle.workflow_id)
             await DBOS.send_async(handle.workflow_id, None, "end")
             await handle.get_result()
             with pytest.raises(StopAsyncIteration):
                 await waiting_here
             assert await waiting_there == ([], True)
-    finally:
-        await engine.stop()
 
 
 async def test_reading_an_unknown_workflows_stream_raises(dbos: type[DBOS]) -> None:
