@@ -715,3 +715,74 @@ async def test_the_outcome_waits_for_a_transactions_checkpoint(
     status = await DBOS.get_workflow_status_async(handle.workflow_id)
     assert status is not None and status.status == "CANCELLED"
     assert await widget_names(app_db) == ["held"]
+
+
+@DBOS.step()
+async def after_the_widget(widget_id: int) -> int:
+    return widget_id * 10
+
+
+@DBOS.workflow()
+async def widget_then_step(name: str) -> int:
+    return await after_the_widget(await add_widget(name))
+
+
+async def test_a_run_again_after_a_fault_waits_for_the_last_runs_checkpoints(
+    dbos_app: type[DBOS], app_db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an error of the system database, a workflow runs again from its recorded steps;
+    it first waits for the checkpoints its last run was still writing in the background (a
+    transaction's), so the transaction replays its recorded output instead of running again
+    and finding its checkpoint taken."""
+    import dbos_async._features._step as step_module
+    import dbos_async._features._workflow as workflow_module
+    from dbos_async._sysdb._retry import mark_from_system_database
+
+    held, release, restarting = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    written = asyncio.Event()  # the transaction's checkpoint committed
+    written_at_reload: list[bool] = []
+    faults: list[str] = []
+    insert_step_output = vars(step_module)["insert_step_output"]
+    restarted = vars(workflow_module)["_restarted"]
+    load_step_outputs = vars(workflow_module)["load_step_outputs"]
+
+    async def holding(db: Any, workflow_id: str, function_id: int, name: str, **kw: Any) -> bool:
+        if name == "add_widget" and not held.is_set():
+            held.set()
+            await release.wait()
+            recorded = bool(await insert_step_output(db, workflow_id, function_id, name, **kw))
+            written.set()
+            return recorded
+        if name == "after_the_widget" and not faults:
+            faults.append(name)
+            error = asyncpg.PostgresSyntaxError("an engine bug")
+            mark_from_system_database(error)
+            raise error
+        return bool(await insert_step_output(db, workflow_id, function_id, name, **kw))
+
+    async def noting_restart(runtime: Any, ctx: Any) -> Any:
+        restarting.set()
+        return await restarted(runtime, ctx)
+
+    async def noting_reload(db: Any, workflow_id: str) -> Any:
+        written_at_reload.append(written.is_set())  # read at the call, before any await
+        return await load_step_outputs(db, workflow_id)
+
+    monkeypatch.setattr(step_module, "insert_step_output", holding)
+    monkeypatch.setattr(workflow_module, "_restarted", noting_restart)
+    monkeypatch.setattr(workflow_module, "load_step_outputs", noting_reload)
+    handle = await DBOS.start_workflow_async(widget_then_step, "twice-told")
+    await asyncio.wait_for(held.wait(), 20)
+    await asyncio.wait_for(restarting.wait(), 20)  # after the engine's back-off (1 s)
+    release.set()
+    async with asyncio.timeout(20):
+        assert await handle.get_result() == 10
+    assert faults == ["after_the_widget"]
+    assert written_at_reload == [True]
+    assert calls == ["twice-told"]
+    assert await widget_names(app_db) == ["twice-told"]
+    steps = await DBOS.list_workflow_steps_async(handle.workflow_id)
+    assert [(s["function_name"], s["output"]) for s in steps] == [
+        ("add_widget", 1),
+        ("after_the_widget", 10),
+    ]
