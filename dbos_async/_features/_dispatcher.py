@@ -368,7 +368,9 @@ class Dispatcher:
     async def _start(self, row: Any, running: set[str]) -> None:
         workflow_id = row["workflow_uuid"]
         try:
-            task = await resume_claimed(self._runtime, row, has_steps=row["has_steps"])
+            task = await resume_claimed(
+                self._runtime, row, recorded=None if row["has_steps"] else {}
+            )
         except DBOSException as error:
             logger.error("Cannot run dequeued workflow %s: %s", workflow_id, error)
             return

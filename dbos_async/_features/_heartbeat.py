@@ -37,7 +37,7 @@ from .._sysdb._executors import (
 )
 from .._sysdb._queues import release_slots_of
 from .._sysdb._supervisor import cancel_and_wait, supervise
-from ._recovery import recover_workflow, resume_claimed
+from ._recovery import recover_workflows, resume_all
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime
@@ -122,11 +122,7 @@ class Heartbeat:
                 runtime.executor_id,
                 len(rows),
             )
-        for row in rows:
-            try:
-                await resume_claimed(runtime, row, has_steps=True)
-            except Exception:
-                logger.exception("Could not resume adopted workflow %s", row["workflow_uuid"])
+        await resume_all(runtime, rows)
         await forget_dead_executors(runtime.db, lapsed_after_ms=int(self.adoption_timeout * 1000))
 
     async def _reclaim_unattended(self) -> None:
@@ -164,9 +160,5 @@ class Heartbeat:
                 runtime.db, [runtime.executor_id], runtime.application_name, workflow_ids=queued
             ):
                 runtime.dispatcher.announce(queue_name)
-        for row in confirmed:
-            if row["queue_name"] is None:
-                try:
-                    await recover_workflow(runtime, row["workflow_uuid"])
-                except Exception:
-                    logger.exception("Could not resume workflow %s", row["workflow_uuid"])
+        unqueued = [row["workflow_uuid"] for row in confirmed if row["queue_name"] is None]
+        await recover_workflows(runtime, unqueued)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._core._context import WorkflowContext
@@ -23,6 +24,7 @@ from .._sysdb._workflows import (
     StepOutput,
     claim_for_recovery,
     load_step_outputs,
+    load_steps_of,
     mark_recovery_exhausted,
     pending_workflow_ids,
 )
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
     from .._core._runtime import Runtime
 
-__all__ = ["recover_pending", "recover_workflow", "resume_claimed"]
+__all__ = ["RECOVERY_BATCH", "recover_pending", "recover_workflows", "resume_all", "resume_claimed"]
 
 logger = logging.getLogger("dbos_async")
 
@@ -61,41 +63,71 @@ async def recover_pending(runtime: Runtime) -> list[str]:
         logger.info("Returned unfinished work to queues %s", ", ".join(requeued))
         for queue_name in requeued:
             runtime.dispatcher.announce(queue_name)
-    recovered = []
     ids = await pending_workflow_ids(
         runtime.db, runtime.executor_id, runtime.application_version, runtime.application_name
     )
-    for workflow_id in ids:
-        try:
-            if await recover_workflow(runtime, workflow_id):
-                recovered.append(workflow_id)
-        except DBOSException as error:
-            logger.error("Could not recover workflow %s: %s", workflow_id, error)
+    recovered = await recover_workflows(runtime, ids)
     if ids:
         logger.info("Recovered %d of %d pending workflows", len(recovered), len(ids))
     return recovered
 
 
-async def recover_workflow(runtime: Runtime, workflow_id: str) -> bool:
-    """Count a recovery attempt and resume ``workflow_id`` from its last recorded step."""
-    if workflow_id in runtime.active:
-        return True
-    row = await claim_for_recovery(runtime.db, workflow_id, runtime.executor_id)
-    if row is None:
-        return False
-    return await resume_claimed(runtime, row, has_steps=True) is not None
+RECOVERY_BATCH = 500
+"""Workflows claimed, and their recorded steps read, per statement when many recover at once."""
+
+
+async def recover_workflows(runtime: Runtime, workflow_ids: Sequence[str]) -> list[str]:
+    """Count a recovery attempt on each of ``workflow_ids`` (this executor's PENDING workflows)
+    and resume it from its last recorded step; return the IDs now running here.
+
+    A few statements per :data:`RECOVERY_BATCH` workflows rather than two per workflow: at
+    launch after a crash, thousands may be waiting.
+    """
+    running = [wid for wid in workflow_ids if wid in runtime.active]
+    waiting = [wid for wid in workflow_ids if wid not in runtime.active]
+    for start in range(0, len(waiting), RECOVERY_BATCH):
+        batch = waiting[start : start + RECOVERY_BATCH]
+        claimed = await claim_for_recovery(runtime.db, batch, runtime.executor_id)
+        order = {workflow_id: i for i, workflow_id in enumerate(batch)}
+        claimed.sort(key=lambda row: order[row["workflow_uuid"]])
+        running.extend(await resume_all(runtime, claimed))
+    return running
+
+
+async def resume_all(runtime: Runtime, rows: Sequence[asyncpg.Record]) -> list[str]:
+    """Resume the workflows of ``rows``, just claimed, their recorded steps read in one query
+    per :data:`RECOVERY_BATCH`; return the IDs now running here (one that cannot run is
+    logged, and dead-lettered or failed as :func:`resume_claimed` says)."""
+    running = []
+    for start in range(0, len(rows), RECOVERY_BATCH):
+        batch = rows[start : start + RECOVERY_BATCH]
+        steps = await load_steps_of(runtime.db, [row["workflow_uuid"] for row in batch])
+        for row in batch:
+            workflow_id = row["workflow_uuid"]
+            try:
+                task = await resume_claimed(runtime, row, recorded=steps.get(workflow_id, {}))
+            except DBOSException as error:
+                logger.error("Could not recover workflow %s: %s", workflow_id, error)
+                continue
+            except Exception:
+                logger.exception("Could not resume workflow %s", workflow_id)
+                continue
+            if task is not None:
+                running.append(workflow_id)
+    return running
 
 
 async def resume_claimed(
-    runtime: Runtime, row: asyncpg.Record, *, has_steps: bool
+    runtime: Runtime, row: asyncpg.Record, *, recorded: dict[int, StepOutput] | None
 ) -> asyncio.Task[Any] | None:
     """Run a workflow this process just claimed (by recovery or from a queue), from its row.
 
-    Replays its recorded steps (read in one query when ``has_steps``). A workflow that crashed
-    more often than its ``max_recovery_attempts`` is dead-lettered instead, and one whose
-    arguments cannot be read or fail its ``validate_args`` (which may also convert them;
-    without one, portable arguments are converted by the function's type hints) or whose
-    stored user lacks its required roles is recorded as failed; None then.
+    Replays its recorded steps: ``recorded``, when they were read already (or are known to be
+    none), else read now in one query. A workflow that crashed more often than its
+    ``max_recovery_attempts`` is dead-lettered instead, and one whose arguments cannot be read
+    or fail its ``validate_args`` (which may also convert them; without one, portable arguments
+    are converted by the function's type hints) or whose stored user lacks its required roles
+    is recorded as failed; None then.
     """
     workflow_id = row["workflow_uuid"]
     info = runtime.registry.find_workflow(workflow_id, row["name"])
@@ -137,9 +169,8 @@ async def resume_claimed(
         await finish(runtime, workflow_id, row["queue_name"], "ERROR", None, error)
         return None
     bound = runtime.registry.bound_target(workflow_id, info, row["class_name"], row["config_name"])
-    recorded: dict[int, StepOutput] = (
-        await load_step_outputs(runtime.db, workflow_id) if has_steps else {}
-    )
+    if recorded is None:
+        recorded = await load_step_outputs(runtime.db, workflow_id)
     ctx = WorkflowContext(
         runtime=runtime,
         workflow_id=workflow_id,

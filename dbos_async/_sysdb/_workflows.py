@@ -31,6 +31,7 @@ __all__ = [
     "insert_step_output",
     "insert_workflow",
     "load_step_outputs",
+    "load_steps_of",
     "bind_outcomes",
     "outcome_ctes",
     "outcome_values",
@@ -566,12 +567,30 @@ async def workflow_status_of(db: Database, workflow_id: str) -> tuple[str | None
 
 async def load_step_outputs(db: Database, workflow_id: str) -> dict[int, StepOutput]:
     """Read every recorded step of a workflow in one query, for replay."""
-    rows = await db.fetch(
-        "SELECT function_id, function_name, output, error, serialization, child_workflow_id "
-        "FROM operation_outputs WHERE workflow_uuid = $1",
-        workflow_id,
+    return (await load_steps_of(db, [workflow_id])).get(workflow_id, {})
+
+
+async def load_steps_of(
+    db: Database, workflow_ids: Sequence[str]
+) -> dict[str, dict[int, StepOutput]]:
+    """Read the recorded steps of many workflows in one query, for replay: by workflow ID, then
+    by function ID (a workflow without any is left out)."""
+    rows = await db.generic.fetch(  # (by key, however stale the statistics)
+        "SELECT workflow_uuid, function_id, function_name, output, error, serialization, "
+        "child_workflow_id FROM operation_outputs WHERE workflow_uuid = ANY($1::text[])",
+        list(workflow_ids),
     )
-    return {row["function_id"]: StepOutput(**dict(row)) for row in rows}
+    steps: dict[str, dict[int, StepOutput]] = {}
+    for row in rows:
+        steps.setdefault(row["workflow_uuid"], {})[row["function_id"]] = StepOutput(
+            row["function_id"],
+            row["function_name"],
+            row["output"],
+            row["error"],
+            row["serialization"],
+            row["child_workflow_id"],
+        )
+    return steps
 
 
 def of_application(param: str) -> str:
@@ -600,19 +619,22 @@ async def pending_workflow_ids(
 
 _CLAIM_FOR_RECOVERY = f"""
 UPDATE workflow_status SET recovery_attempts = recovery_attempts + 1, updated_at = $3
-WHERE workflow_uuid = $1 AND {has_status("PENDING")} AND executor_id IS NOT DISTINCT FROM $2
+WHERE workflow_uuid = ANY($1::text[]) AND {has_status("PENDING")}
+    AND executor_id IS NOT DISTINCT FROM $2
 RETURNING *
 """
 
 
 async def claim_for_recovery(
-    db: Database, workflow_id: str, executor_id: str
-) -> asyncpg.Record | None:
-    """Count a recovery attempt on one of ``executor_id``'s PENDING workflows and return its row.
+    db: Database, workflow_ids: Sequence[str], executor_id: str
+) -> list[asyncpg.Record]:
+    """Count a recovery attempt on those of ``workflow_ids`` that are PENDING and
+    ``executor_id``'s, in one statement, and return their rows (in no particular order).
 
-    None when it is no longer PENDING, or another executor adopted it meanwhile.
+    One that is no longer PENDING, or that another executor adopted meanwhile, is left out.
+    Planned generically, without whole-table scans: by key, however stale the statistics.
     """
-    return await db.fetchrow(_CLAIM_FOR_RECOVERY, workflow_id, executor_id, db.now_ms())
+    return await db.generic.fetch(_CLAIM_FOR_RECOVERY, list(workflow_ids), executor_id, db.now_ms())
 
 
 _RECOVERY_EXHAUSTED = f"""

@@ -47,7 +47,7 @@ STATEMENTS: dict[str, tuple[str, list[Any], bool, str | None]] = {
     "one outcome": (_COMPLETE_WORKFLOW, [ONE, "SUCCESS", b"1", None, 0, "local"], True, None),
     "a batch of outcomes": (_COMPLETE_WORKFLOWS, OUTCOMES, True, None),
     "outcomes, then a claim": (*_OUTCOMES_THEN_CLAIM.bind([*OUTCOMES, *CLAIM]), True, "done"),
-    "a recovery attempt": (_CLAIM_FOR_RECOVERY, [ONE, "local", 0], False, None),
+    "recovery attempts": (_CLAIM_FOR_RECOVERY, [[ONE, *IDS], "local", 0], True, None),
     "recovery attempts exhausted": (_RECOVERY_EXHAUSTED, [ONE, 0], False, None),
 }
 

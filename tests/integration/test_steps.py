@@ -211,7 +211,7 @@ async def test_replay_reads_recorded_steps_in_one_query(
     assert runtime is not None
     with SetWorkflowID("replay-cost"):
         await n_steps(5)
-    from dbos_async._features._recovery import recover_workflow
+    from dbos_async._features._recovery import recover_workflows
     from dbos_async._features._workflow import wait_result
 
     async def statements_to_recover() -> int:
@@ -225,7 +225,7 @@ async def test_replay_reads_recorded_steps_in_one_query(
         finally:
             await conn.close()
         before = runtime.db.statements
-        assert await recover_workflow(runtime, "replay-cost")
+        assert await recover_workflows(runtime, ["replay-cost"]) == ["replay-cost"]
         assert await wait_result(runtime, "replay-cost") == 10
         return runtime.db.statements - before
 
@@ -233,3 +233,39 @@ async def test_replay_reads_recorded_steps_in_one_query(
     # counter is process-wide, so a background sweep may add to one run: take the fewest.
     counts = [await statements_to_recover() for _ in range(3)]
     assert min(counts) == 3, counts
+
+
+async def test_recovering_many_workflows_claims_and_reads_their_steps_in_one_query_each(
+    dbos: type[DBOS], database_url: str
+) -> None:
+    """After a crash thousands of workflows may wait: recovery claims a batch of them in one
+    statement and reads all their recorded steps in one more, and each replays its own."""
+    runtime = DBOS._runtime
+    assert runtime is not None
+    ids = [f"many-{i}" for i in range(20)]
+    for i, workflow_id in enumerate(ids):
+        with SetWorkflowID(workflow_id):
+            await n_steps(i % 4)
+    from dbos_async._features._recovery import recover_workflows
+
+    async def statements_to_recover() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "UPDATE dbos.workflow_status SET status = 'PENDING' WHERE workflow_uuid = ANY($1)",
+                ids,
+            )
+        finally:
+            await conn.close()
+        before = runtime.db.statements
+        outcomes_before = runtime.db.group_stats()["outcomes"][0]
+        assert await recover_workflows(runtime, ids) == ids
+        running = [runtime.active[workflow_id] for workflow_id in ids]
+        assert await asyncio.gather(*running) == [sum(range(i % 4)) for i in range(len(ids))]
+        outcomes = runtime.db.group_stats()["outcomes"][0]
+        return runtime.db.statements - before - (outcomes - outcomes_before)
+
+    # The claim and the read of the steps, and the outcomes' group-committed writes: no step
+    # runs again. The counter is process-wide, so a background sweep may add to one run.
+    counts = [await statements_to_recover() for _ in range(3)]
+    assert min(counts) == 2, counts

@@ -296,6 +296,22 @@ async def test_recovery_resumes_from_last_completed_step(
     assert status is not None and status.recovery_attempts == 2
 
 
+async def test_recovery_at_launch_replays_each_workflow_its_own_steps(
+    dbos: type[DBOS], database_url: str
+) -> None:
+    """Workflows recovered together (claimed and read back in one batch) each replay their own
+    recorded steps."""
+    handles = [await DBOS.start_workflow_async(resumable, x) for x in (1, 2, 3)]
+    await waypoints.reached("crash-here", 3)
+    await relaunch(database_url)
+    waypoints.gate("crash-here").set()
+    results = [
+        await (await DBOS.retrieve_workflow_async(h.workflow_id)).get_result() for h in handles
+    ]
+    assert results == [3, 6, 9]
+    assert calls == Counter({"r1": 3, "r2": 3, "r3": 3, "crash-here": 6})
+
+
 @DBOS.workflow(max_recovery_attempts=1)
 async def keeps_crashing() -> None:
     await wait_at("never")
