@@ -2,9 +2,14 @@
 
 A caller submits a row and awaits its result. When nothing else is being written the caller
 writes its row at once, alone, in its own task (no added latency at low load); rows submitted
-while flushes are in flight wait and go out together in the next one. So under load one
+while a flush is in flight wait and go out together in the next one. So under load one
 statement and one commit carry many workflows' checkpoints, and each caller still resumes only
 after its own row is committed.
+
+A flush starts once the event loop has run what was ready when a row arrived, never at the
+row's arrival: when a batch commits, its callers resume together and submit their next rows,
+and the first of them would otherwise take the free flush alone (under load, one of the two
+flushes in flight carried a single row, and the other one everything else).
 
 A batch written by a background flush is shared by callers of different patience, so the flush
 waits for the database however long it is away; each caller waits only as long as its own
@@ -49,6 +54,7 @@ class GroupCommit(Generic[Row, Result]):
         self._patience = patience
         self._pending: list[tuple[Row, asyncio.Future[Result]]] = []
         self._in_flight = 0
+        self._flush_scheduled = False
         # Each flush in flight and its batch's callers (the loop holds only weak references).
         self._flushing: dict[asyncio.Task[None], list[asyncio.Future[Result]]] = {}
         self._closed = False
@@ -75,13 +81,14 @@ class GroupCommit(Generic[Row, Result]):
         return self._queued(row)
 
     def _has_room(self) -> bool:
-        return not self._pending and self._in_flight < self._max_in_flight
+        """Whether this writer is idle (a row submitted now goes out alone, at once)."""
+        return not self._pending and self._in_flight == 0
 
     def _queued(self, row: Row) -> asyncio.Future[Result]:
         """Queue ``row`` for the next flush; the future of its result."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
-        self._flush_more()
+        self._flush_soon()
         if not retrying_forever():
             self._expire_later(future)
         return future
@@ -98,7 +105,7 @@ class GroupCommit(Generic[Row, Result]):
             result = (await self._flush([row]))[0]
         finally:
             self._in_flight -= 1
-            self._flush_more()
+            self._flush_soon()
         self.flushes += 1
         self.rows += 1
         return result
@@ -145,8 +152,21 @@ class GroupCommit(Generic[Row, Result]):
         pending, self._pending = self._pending, []
         _fail([future for _, future in pending], _closing())
 
-    def _flush_more(self) -> None:
-        if self._pending and self._in_flight < self._max_in_flight and not self._closed:
+    def _flush_soon(self) -> None:
+        """Start flushes of the pending rows once the loop has run what is ready now (the
+        other callers resuming this turn submit theirs first)."""
+        if (
+            self._pending
+            and self._in_flight < self._max_in_flight
+            and not self._flush_scheduled
+            and not self._closed
+        ):
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
+        while self._pending and self._in_flight < self._max_in_flight and not self._closed:
             self._start_flush()
 
     def _start_flush(self) -> None:
@@ -176,7 +196,7 @@ class GroupCommit(Generic[Row, Result]):
                     future.set_result(result)
         finally:
             self._in_flight -= 1
-            self._flush_more()
+            self._flush_soon()
 
 
 def _closing() -> DBOSDatabaseUnavailableError:

@@ -256,6 +256,17 @@ class _Stalled:
         return [row * 10 for row in rows]
 
 
+class _RoundTrips(_Stalled):
+    """As :class:`_Stalled`, and a released flush still waits for its reply (one turn of the
+    loop), as a statement does."""
+
+    async def flush(self, rows: Sequence[int]) -> list[int]:
+        await self.release.wait()
+        await asyncio.sleep(0)
+        self.batches.append(list(rows))
+        return [row * 10 for row in rows]
+
+
 async def test_a_queued_write_gives_up_after_its_patience() -> None:
     stalled = _Stalled()
     writer: GroupCommit[int, int] = GroupCommit(stalled.flush, max_in_flight=1, patience=0.2)
@@ -327,6 +338,27 @@ async def test_a_write_awaited_after_its_writer_closed_is_refused() -> None:
     with pytest.raises(DBOSDatabaseUnavailableError, match="closing"):
         await asyncio.wait_for(late, 5)
     assert stalled.batches == []
+
+
+async def test_callers_resuming_together_write_their_next_rows_together() -> None:
+    """A batch's callers resume in one turn of the loop and submit their next rows: the first
+    finds the writer idle and writes alone, the others go out together, not one more alone in
+    the second flush slot (which left one of the two flushes carrying a single row)."""
+    stalled = _RoundTrips()
+    writer: GroupCommit[int, int] = GroupCommit(stalled.flush, max_in_flight=2)
+
+    async def two_writes(row: int) -> int:
+        await writer.submit(row)
+        return await writer.submit(row + 10)
+
+    first = asyncio.ensure_future(writer.submit(0))  # the writer is idle: written alone
+    await asyncio.sleep(0)
+    callers = [asyncio.ensure_future(two_writes(row)) for row in range(1, 6)]
+    await asyncio.sleep(0)
+    stalled.release.set()
+    assert await first == 0
+    assert await asyncio.wait_for(asyncio.gather(*callers), 5) == [110, 120, 130, 140, 150]
+    assert stalled.batches == [[0], [1, 2, 3, 4, 5], [11], [12, 13, 14, 15]]
 
 
 async def test_closing_a_writer_fails_a_batch_whose_flush_has_not_started() -> None:
