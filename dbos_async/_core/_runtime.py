@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,10 @@ class QueueWaker(Protocol):
         was recorded, as ``complete_workflow`` tells."""
 
 
+_CANCEL_HEARD_FOR = 60.0
+"""Seconds a CANCEL notification for a workflow not running here is remembered."""
+
+
 class Runtime:
     """The state of a launched dbos_async engine on one event loop."""
 
@@ -118,6 +123,10 @@ class Runtime:
         the work pinned to no version (kept current by ``_features._versions.VersionWatch``)."""
         self.active: dict[str, asyncio.Task[Any]] = {}
         self.contexts: dict[str, RunningWorkflow] = {}
+        # CANCEL notifications of the last minute for workflows not running here, oldest first,
+        # with when they were heard (loop time): one may be starting here (claimed, its
+        # context not made yet), and is checked before it runs (:meth:`cancel_heard`).
+        self._cancels_heard: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,8 +254,26 @@ class Runtime:
         the execution running now is stopped only if the database still says CANCELLED.
         """
         ctx = self.contexts.get(workflow_id)
-        if ctx is not None and not ctx.cancelled:
+        if ctx is None:
+            self._hear_cancel(workflow_id)
+        elif not ctx.cancelled:
             self.background(self._cancel_if_still_cancelled(workflow_id, ctx))
+
+    def _hear_cancel(self, workflow_id: str) -> None:
+        heard = self._cancels_heard
+        now = self.loop.time()
+        heard.pop(workflow_id, None)  # (heard again: now the newest)
+        heard[workflow_id] = now
+        forget_before = now - _CANCEL_HEARD_FOR
+        for old in list(itertools.takewhile(lambda w: heard[w] < forget_before, heard)):
+            del heard[old]
+
+    def cancel_heard(self, workflow_id: str) -> bool:
+        """Whether a CANCEL notification for ``workflow_id`` arrived in the last minute while it
+        was not running here (forgetting it): a workflow claimed meanwhile must read its status
+        again before it runs (the claim may have read the row before the cancellation)."""
+        heard_at = self._cancels_heard.pop(workflow_id, None)
+        return heard_at is not None and heard_at >= self.loop.time() - _CANCEL_HEARD_FOR
 
     async def _cancel_if_still_cancelled(self, workflow_id: str, ctx: RunningWorkflow) -> None:
         if await cancelled_among(self.db, [workflow_id]) and self.contexts.get(workflow_id) is ctx:

@@ -19,6 +19,7 @@ from .._core._errors import DBOSException, DBOSNotAuthorizedError, DBOSSerializa
 from .._core._portable import PORTABLE_JSON, coerce_to_hints
 from .._core._roles import Auth, authorize
 from .._core._tracing import TRACE_CONTEXT_ATTRIBUTE, trace_context_from
+from .._sysdb._messages import cancelled_among
 from .._sysdb._queues import requeue_for_recovery
 from .._sysdb._workflows import (
     StepOutput,
@@ -182,5 +183,9 @@ async def resume_claimed(
         trace_parent=_trace_parent_of(row),
         serialization=fmt,
     )
+    if runtime.cancel_heard(workflow_id) and await cancelled_among(runtime.db, [workflow_id]):
+        # Cancelled after the claim read its row: it stops before its first step, and ends
+        # as any cancelled workflow does.
+        ctx.cancelled = True
     runtime.cancel_stale(workflow_id)
     return launch(runtime, ctx, Invocation(info, bound, args, kwargs))

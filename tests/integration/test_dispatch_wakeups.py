@@ -14,7 +14,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from dbos_async import DBOS, DBOSClient, Queue, SetEnqueueOptions
+from dbos_async import (
+    DBOS,
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSClient,
+    Queue,
+    SetEnqueueOptions,
+)
 from dbos_async._core._registry import default_registry
 from dbos_async._core._runtime import current_runtime
 from dbos_async._features import _dispatcher, _queue_store
@@ -22,7 +28,7 @@ from dbos_async._features._dispatcher import Dispatcher
 from dbos_async._features._enqueue import INTERNAL_QUEUE
 from dbos_async._features._recovery import resume_claimed
 from dbos_async._sysdb import connect_database
-from dbos_async._sysdb._notify import QUEUES
+from dbos_async._sysdb._notify import CANCEL, QUEUES
 from dbos_async._sysdb._queue_table import list_queue_rows as real_list_queue_rows
 from dbos_async._sysdb._queues import claim as real_claim
 from dbos_async._sysdb._queues import promote_due_delayed as real_promote
@@ -254,6 +260,57 @@ async def test_a_claimed_workflow_still_starting_counts_against_the_worker_limit
         assert status is not None and status.status == "ENQUEUED"
         release.set()
         assert [await first.get_result(), await second.get_result()] == ["first", "second"]
+
+
+steps_run: list[str] = []
+
+
+@DBOS.step()
+async def noted(label: str) -> str:
+    steps_run.append(label)
+    return label
+
+
+@DBOS.workflow()
+async def one_noted_step(label: str) -> str:
+    return await noted(label)
+
+
+async def test_a_workflow_cancelled_while_it_is_claimed_never_runs_a_step(
+    dbos: type[DBOS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation that lands after a claim read the workflow's row, while the workflow is
+    being started here (its recorded steps being read), is heard before it runs: it stops
+    before its first step instead of running it and then finding its checkpoint refused."""
+    steps_run.clear()
+    starting, release = asyncio.Event(), asyncio.Event()
+
+    async def resume_slowly(*args: Any, **kwargs: Any) -> Any:
+        starting.set()
+        await release.wait()
+        return await resume_claimed(*args, **kwargs)
+
+    monkeypatch.setattr(_dispatcher, "resume_claimed", resume_slowly)
+    runtime = current_runtime()
+    heard = asyncio.Event()
+    cancel_notified = runtime.cancel_notified
+
+    def hearing(workflow_id: str) -> None:
+        cancel_notified(workflow_id)
+        heard.set()
+
+    runtime.notifier.on(CANCEL, hearing)  # (in place of the engine's own handler, which it calls)
+    async with asyncio.timeout(20):
+        handle = await queue.enqueue_async(one_noted_step, "after the cancel")
+        await starting.wait()  # claimed: PENDING here, not running yet
+        await DBOS.cancel_workflow_async(handle.workflow_id)
+        await heard.wait()
+        release.set()
+        with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+            await handle.get_result()
+    assert steps_run == []
+    status = await handle.get_status()
+    assert status is not None and status.status == "CANCELLED"
 
 
 async def test_promoting_delayed_work_tells_the_other_processes(
