@@ -313,6 +313,28 @@ async def test_a_workflow_cancelled_while_it_is_claimed_never_runs_a_step(
     assert status is not None and status.status == "CANCELLED"
 
 
+async def test_a_cancellation_heard_for_a_workflow_not_running_here_is_kept_a_minute(
+    dbos: type[DBOS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every process hears every cancellation; those of workflows not running here are kept
+    only while a claim could still be starting one of them, then forgotten."""
+    from dbos_async._core import _runtime
+
+    runtime = current_runtime()
+    runtime.cancel_notified("heard-once")
+    assert runtime.cancel_heard("heard-once")
+    assert not runtime.cancel_heard("heard-once")  # read once, then forgotten
+    assert not runtime.cancel_heard("never-heard")
+    monkeypatch.setattr(_runtime, "_CANCEL_HEARD_FOR", 0.0)
+    runtime.cancel_notified("old")
+    runtime.cancel_notified("new")  # hearing another forgets those older than the window
+    assert list(runtime._cancels_heard) in (["old", "new"], ["new"])
+    await asyncio.sleep(0.01)
+    runtime.cancel_notified("newest")
+    assert list(runtime._cancels_heard) == ["newest"]
+    assert not runtime.cancel_heard("old")
+
+
 async def test_promoting_delayed_work_tells_the_other_processes(
     dbos: type[DBOS], database_url: str
 ) -> None:
