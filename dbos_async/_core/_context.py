@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import itertools
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -86,7 +85,9 @@ class WorkflowContext:
     outcome_waiters: list[asyncio.Future[Any]] = field(default_factory=list)
     """Callers' futures for the outcome of the workflow's task, filled when it ends (one list
     for the contexts of all its runs in that task)."""
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _next_id: int = 1
+    """The function ID the next operation takes (an int, not an ``itertools.count``: one
+    object less for the garbage collector to walk per workflow in flight)."""
 
     def cancel_blocking_calls(self) -> None:
         """Release the workflow's sync code blocked on the loop."""
@@ -95,14 +96,14 @@ class WorkflowContext:
 
     def reserve_function_id(self) -> int:
         """Take the next function ID (1-based), at the moment an operation is called."""
-        return next(self._ids)
+        function_id = self._next_id
+        self._next_id = function_id + 1
+        return function_id
 
     def peek_function_id(self) -> int:
         """The function ID the next operation will take, without taking it (``DBOS.patch``
         leaves an old execution's checkpoint to the code that recorded it)."""
-        upcoming = next(self._ids)
-        self._ids = itertools.count(upcoming)
-        return upcoming
+        return self._next_id
 
     def defer(self, checkpoint: Coroutine[Any, Any, None]) -> None:
         """Write ``checkpoint`` in the background; a failure is kept for the settling."""

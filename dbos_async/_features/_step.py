@@ -178,6 +178,7 @@ async def run_step(
         error_bytes = codec.dumps_exception(error)
         await _recorded(ctx, _insert(ctx, function_id, options.name, None, error_bytes, started))
         raise
+    del invoke  # (the call and its arguments need not live on while the checkpoint is written)
     output = codec.dumps(value)
     if durable_output and observer is None:
         ctx.defer(_recorded(ctx, _insert(ctx, function_id, options.name, output, None, started)))

@@ -12,7 +12,6 @@ import asyncio
 import contextvars
 import dataclasses
 import functools
-import itertools
 import json
 import logging
 import os
@@ -512,7 +511,7 @@ async def _restarted(runtime: Runtime, ctx: WorkflowContext) -> WorkflowContext:
         recorded=await load_step_outputs(runtime.db, ctx.workflow_id),
         blocking_calls=None,
         deferred_checkpoints=None,
-        _ids=itertools.count(1),
+        _next_id=1,
     )
     if runtime.contexts.get(ctx.workflow_id) is ctx:
         runtime.contexts[ctx.workflow_id] = fresh
