@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core._errors import DBOSAwaitedWorkflowCancelledError, DBOSException
+from .._core._errors import DBOSAwaitedWorkflowCancelledError
 from .._core._queue_settings import ClaimShape, QueueSettings
 from .._sysdb._notify import QUEUES
 from .._sysdb._queues import (
@@ -42,7 +42,7 @@ from .._sysdb._queues import (
 from .._sysdb._supervisor import cancel_and_wait, supervise
 from .._sysdb._workflows import Outcome, complete_workflow
 from ._queue_store import reload_queue, reload_queues
-from ._recovery import resume_claimed
+from ._recovery import resume_or_log
 
 if TYPE_CHECKING:
     from .._core._runtime import Runtime
@@ -367,20 +367,9 @@ class Dispatcher:
 
     async def _start(self, row: Any, running: set[str]) -> None:
         workflow_id = row["workflow_uuid"]
-        try:
-            task = await resume_claimed(
-                self._runtime, row, recorded=None if row["has_steps"] else {}
-            )
-        except DBOSException as error:
-            logger.error("Cannot run dequeued workflow %s: %s", workflow_id, error)
-            return
-        except Exception:
-            # Claimed but not started: it stays PENDING here, and the heartbeat's check for
-            # unattended workflows gives it back to its queue.
-            logger.exception("Could not start dequeued workflow %s", workflow_id)
-            return
+        task = await resume_or_log(self._runtime, row, recorded=None if row["has_steps"] else {})
         queue_name = row["queue_name"]
-        if task is None:  # finished without running (dead-lettered or denied): its slot is free
+        if task is None:  # not running (it ended at once, or could not start): its slot is free
             self.wake(queue_name)
             return
         running.add(workflow_id)

@@ -38,7 +38,14 @@ if TYPE_CHECKING:
 
     from .._core._runtime import Runtime
 
-__all__ = ["RECOVERY_BATCH", "recover_pending", "recover_workflows", "resume_all", "resume_claimed"]
+__all__ = [
+    "RECOVERY_BATCH",
+    "recover_pending",
+    "recover_workflows",
+    "resume_all",
+    "resume_claimed",
+    "resume_or_log",
+]
 
 logger = logging.getLogger("dbos_async")
 
@@ -105,17 +112,25 @@ async def resume_all(runtime: Runtime, rows: Sequence[asyncpg.Record]) -> list[s
         steps = await load_steps_of(runtime.db, [row["workflow_uuid"] for row in batch])
         for row in batch:
             workflow_id = row["workflow_uuid"]
-            try:
-                task = await resume_claimed(runtime, row, recorded=steps.get(workflow_id, {}))
-            except DBOSException as error:
-                logger.error("Could not recover workflow %s: %s", workflow_id, error)
-                continue
-            except Exception:
-                logger.exception("Could not resume workflow %s", workflow_id)
-                continue
-            if task is not None:
+            if await resume_or_log(runtime, row, recorded=steps.get(workflow_id, {})):
                 running.append(workflow_id)
     return running
+
+
+async def resume_or_log(
+    runtime: Runtime, row: asyncpg.Record, *, recorded: dict[int, StepOutput] | None
+) -> asyncio.Task[Any] | None:
+    """:func:`resume_claimed`, a failure logged instead of raised (None then, as for a
+    workflow that ended without running): one claimed but not started stays PENDING here,
+    and the heartbeat's check for unattended workflows resumes it, or gives it back to its
+    queue."""
+    try:
+        return await resume_claimed(runtime, row, recorded=recorded)
+    except DBOSException as error:
+        logger.error("Cannot run workflow %s: %s", row["workflow_uuid"], error)
+    except Exception:
+        logger.exception("Could not start workflow %s", row["workflow_uuid"])
+    return None
 
 
 async def resume_claimed(

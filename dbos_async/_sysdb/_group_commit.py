@@ -74,13 +74,13 @@ class GroupCommit(Generic[Row, Result]):
         """
         if self._closed:
             raise _closing()
-        if self._has_room():
+        if self._idle():
             # Nothing is waiting: write this row now, in the caller's own task (no hand-off to
             # a flush task, so an idle system pays no extra event-loop hops).
             return self._alone(row)
         return self._queued(row)
 
-    def _has_room(self) -> bool:
+    def _idle(self) -> bool:
         """Whether this writer is idle (a row submitted now goes out alone, at once)."""
         return not self._pending and self._in_flight == 0
 
@@ -98,7 +98,7 @@ class GroupCommit(Generic[Row, Result]):
         later, or never: a task cancelled before it starts); else queue it."""
         if self._closed:
             raise _closing()
-        if not self._has_room():
+        if not self._idle():
             return await self._queued(row)
         self._in_flight += 1
         try:

@@ -23,7 +23,7 @@ from dbos_async import (
 )
 from dbos_async._core._registry import default_registry
 from dbos_async._core._runtime import current_runtime
-from dbos_async._features import _dispatcher, _queue_store
+from dbos_async._features import _queue_store, _recovery
 from dbos_async._features._dispatcher import Dispatcher
 from dbos_async._features._enqueue import INTERNAL_QUEUE
 from dbos_async._features._recovery import resume_claimed
@@ -247,7 +247,7 @@ async def test_a_claimed_workflow_still_starting_counts_against_the_worker_limit
             await release.wait()
         return await resume_claimed(*args, **kwargs)
 
-    monkeypatch.setattr(_dispatcher, "resume_claimed", resume_slowly)
+    monkeypatch.setattr(_recovery, "resume_claimed", resume_slowly)
     dispatcher = _dispatcher_of_this_process()
     async with asyncio.timeout(20):
         first = await single.enqueue_async(plain, "first")
@@ -290,7 +290,7 @@ async def test_a_workflow_cancelled_while_it_is_claimed_never_runs_a_step(
         await release.wait()
         return await resume_claimed(*args, **kwargs)
 
-    monkeypatch.setattr(_dispatcher, "resume_claimed", resume_slowly)
+    monkeypatch.setattr(_recovery, "resume_claimed", resume_slowly)
     runtime = current_runtime()
     heard = asyncio.Event()
     cancel_notified = runtime.cancel_notified
